@@ -1,0 +1,52 @@
+"""`labpipe <command> ...`: every LAB stage runnable alone, plus run | compile | submit | schedule | lineage.
+
+Each command group lives in labpipe.commands.<name> and exposes `register(subparsers)`. Handlers import
+their heavy dependencies (torch, mlflow, kfp) lazily so that `labpipe --help` stays fast.
+A UserError is printed as one line per problem and exits 1, with no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from labpipe.errors import UserError
+
+COMMAND_MODULES = ["taxonomy", "model", "generation", "training", "evaluation", "pipeline"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="labpipe", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"labpipe.commands.{name}").register(sub)
+    return parser
+
+
+def report(err: UserError) -> None:
+    for problem in err.problems:
+        print(str(problem), file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as err:
+        report(err)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; completed work is kept and a rerun with the same --out resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Teacher clients, flows and prompts for synthetic data generation."""

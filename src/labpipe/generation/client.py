@@ -1,0 +1,85 @@
+"""One model-client interface for chat completion, shared by generation, critique and evaluation.
+
+A model is addressed by a `ModelSpec`: an OpenAI-compatible base URL ending in /v1 (vLLM, llama.cpp,
+KServe, OpenAI) or a local Hugging Face model directory / s3:// URI run in-process. Both backends take
+the same `ChatRequest`s, may enforce a JSON schema (response_format on servers, grammar-constrained
+decoding in-process), and report each result through `on_result` as soon as it completes, so callers
+can checkpoint every paid-for call.
+
+A failed request (after retries) does not raise: it comes back with `error` set, so one bad request
+never loses the others. Errors that make every request fail (bad URL, missing model) raise UserError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: tuple[dict[str, str], ...] | list[dict[str, str]]
+    request_id: str = ""  # content-derived id; checkpoints are keyed by it
+    schema: dict[str, Any] | None = None  # JSON schema the backend enforces; result.data holds the parsed value
+    temperature: float = 0.0
+    max_tokens: int = 512
+    seed: int | None = None
+
+
+@dataclass
+class ChatResult:
+    request_id: str
+    text: str = ""
+    data: Any = None  # parsed JSON when the request had a schema and the reply satisfied it
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    attempts: int = 1
+    error: str | None = None  # set when the request failed for good; text/data are then empty
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class ModelSpec:
+    target: str  # http(s)://host/v1, a local model directory, or s3://bucket/prefix
+    model: str | None = None  # model name sent to an endpoint (default: the endpoint's first model)
+    api_key_env: str = "OPENAI_API_KEY"  # name of the variable holding the key; the key itself is never stored
+    concurrency: int = 32
+    timeout_s: float = 120.0
+    max_retries: int = 6
+    ca_bundle: str | None = None
+    batch_size: int = 16  # in-process backend: prompts per generate() call
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_endpoint(self) -> bool:
+        return self.target.startswith(("http://", "https://"))
+
+    def describe(self) -> dict[str, str]:
+        """What may be logged (params, lineage): never the API key."""
+        return {"target": self.target, "model": self.model or "", "backend": "openai" if self.is_endpoint else "hf"}
+
+
+class ChatClient(Protocol):
+    model_name: str
+
+    def complete(
+        self, requests: Sequence[ChatRequest], on_result: Callable[[ChatResult], None] | None = None
+    ) -> list[ChatResult]:
+        """Run all requests (concurrently where the backend can); results in request order."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def make_client(spec: ModelSpec) -> ChatClient:
+    if spec.is_endpoint:
+        from labpipe.generation.openai_client import OpenAIChatClient
+
+        return OpenAIChatClient(spec)
+    from labpipe.generation.hf_client import HFChatClient
+
+    return HFChatClient(spec)

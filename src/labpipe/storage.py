@@ -1,0 +1,256 @@
+"""One URI layer: every input or output may be a local path or `s3://bucket/key`.
+
+S3 endpoint and credentials come from the standard AWS variables (AWS_ENDPOINT_URL,
+AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION), so the same code talks to AWS,
+MinIO, Ceph/ODF or the pipeline server's object store. Writes are atomic: a local file appears
+under its final name only when complete (write to a temporary sibling, then rename); an S3 object
+appears only when its (multipart) upload completes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+from labpipe.errors import UserError
+
+SHA256_META = "sha256"  # user metadata recorded on upload, checked on download
+_MAX_WORKERS = 8
+
+
+def is_s3(uri: str | os.PathLike) -> bool:
+    return str(uri).startswith("s3://")
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    rest = uri[len("s3://") :]
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        raise UserError(f"{uri}: not a valid S3 URI; expected s3://bucket/key")
+    return bucket, key
+
+
+def join(base: str, *parts: str) -> str:
+    if is_s3(base):
+        return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+    return str(Path(base, *parts))
+
+
+def s3_client():
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", config=Config(retries={"max_attempts": 5, "mode": "standard"}))
+
+
+def _transfer_config():
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(multipart_threshold=16 * 2**20, multipart_chunksize=16 * 2**20, max_concurrency=8)
+
+
+def sha256_file(path: str | Path, chunk: int = 2**20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextmanager
+def atomic_path(dest: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to `dest`; rename it onto `dest` only if the block succeeds."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+@contextmanager
+def atomic_dir(dest: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary directory next to `dest`; it replaces `dest` only if the block succeeds."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    tmp.chmod(0o755)
+    try:
+        yield tmp
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def exists(uri: str) -> bool:
+    if not is_s3(uri):
+        return Path(uri).exists()
+    from botocore.exceptions import ClientError
+
+    bucket, key = split_s3(uri)
+    client = s3_client()
+    try:
+        client.head_object(Bucket=bucket, Key=key)
+        return True
+    except ClientError:
+        resp = client.list_objects_v2(Bucket=bucket, Prefix=key.rstrip("/") + "/", MaxKeys=1)
+        return resp.get("KeyCount", 0) > 0
+
+
+def read_bytes(uri: str) -> bytes:
+    if not is_s3(uri):
+        try:
+            return Path(uri).read_bytes()
+        except FileNotFoundError:
+            raise UserError(f"{uri}: file not found", fix="check the path") from None
+    bucket, key = split_s3(uri)
+    try:
+        return s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    except Exception as exc:  # botocore raises many types; all mean "cannot read this object"
+        raise UserError(f"{uri}: cannot read ({_short(exc)})", fix=_s3_fix()) from None
+
+
+def read_text(uri: str) -> str:
+    return read_bytes(uri).decode("utf-8")
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    if not is_s3(uri):
+        with atomic_path(uri) as tmp:
+            tmp.write_bytes(data)
+        return
+    bucket, key = split_s3(uri)
+    s3_client().put_object(
+        Bucket=bucket, Key=key, Body=data, Metadata={SHA256_META: hashlib.sha256(data).hexdigest()}
+    )
+
+
+def write_text(uri: str, text: str) -> None:
+    write_bytes(uri, text.encode("utf-8"))
+
+
+def upload_file(local: str | Path, uri: str) -> None:
+    bucket, key = split_s3(uri)
+    s3_client().upload_file(
+        str(local), bucket, key, Config=_transfer_config(),
+        ExtraArgs={"Metadata": {SHA256_META: sha256_file(local)}},
+    )
+
+
+def upload_dir(local_dir: str | Path, uri: str) -> int:
+    """Upload every file under `local_dir` to the prefix `uri`, in parallel. Returns the file count."""
+    local_dir = Path(local_dir)
+    files = [p for p in sorted(local_dir.rglob("*")) if p.is_file()]
+    with ThreadPoolExecutor(_MAX_WORKERS) as pool:
+        list(pool.map(lambda p: upload_file(p, join(uri, p.relative_to(local_dir).as_posix())), files))
+    return len(files)
+
+
+def _download_one(client, bucket: str, key: str, dest: Path, size: int) -> None:
+    with atomic_path(dest) as tmp:
+        client.download_file(bucket, key, str(tmp), Config=_transfer_config())
+        got = tmp.stat().st_size
+        if got != size:
+            raise UserError(f"s3://{bucket}/{key}: downloaded {got} bytes, expected {size}")
+        expected = client.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get(SHA256_META)
+        if expected and sha256_file(tmp) != expected:
+            raise UserError(
+                f"s3://{bucket}/{key}: sha256 mismatch after download",
+                fix="the object changed or was corrupted in transit; re-upload it",
+            )
+
+
+def download_dir(uri: str, local_dir: str | Path) -> Path:
+    """Download every object under the prefix `uri` into `local_dir` (parallel, size- and sha-checked)."""
+    bucket, prefix = split_s3(uri)
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    client = s3_client()
+    objects = []
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            objects += [(o["Key"], o["Size"]) for o in page.get("Contents", [])]
+    except Exception as exc:
+        raise UserError(f"{uri}: cannot list ({_short(exc)})", fix=_s3_fix()) from None
+    if not objects:
+        raise UserError(f"{uri}: no objects under this prefix", fix="check the bucket and prefix")
+    local_dir = Path(local_dir)
+    with ThreadPoolExecutor(_MAX_WORKERS) as pool:
+        futures = [
+            pool.submit(_download_one, client, bucket, key, local_dir / key[len(prefix) :], size)
+            for key, size in objects
+        ]
+        for f in futures:
+            f.result()
+    return local_dir
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LABPIPE_CACHE", Path.home() / ".cache" / "labpipe"))
+
+
+def materialize_dir(uri: str, *, kind: str = "models") -> Path:
+    """A local directory holding `uri`: the path itself, or a verified download cached by URI."""
+    if not is_s3(uri):
+        path = Path(uri)
+        if not path.exists():
+            raise UserError(f"{uri}: directory not found", fix="pass an existing local path or an s3:// URI")
+        return path
+    dest = cache_dir() / kind / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    marker = dest / ".labpipe-complete"
+    if marker.exists():
+        return dest
+    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=dest.parent if dest.parent.exists() else None))
+    try:
+        download_dir(uri, staging)
+        (staging / ".labpipe-complete").write_text(uri)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(staging, dest)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
+def publish_dir(local_dir: str | Path, uri: str) -> None:
+    """Copy a finished local directory to `uri` (local path or S3 prefix); locally via atomic rename."""
+    if is_s3(uri):
+        upload_dir(local_dir, uri)
+        return
+    dest = Path(uri)
+    if Path(local_dir).resolve() == dest.resolve():
+        return
+    staging = dest.parent / f".{dest.name}.staging"
+    if staging.exists():
+        shutil.rmtree(staging)
+    shutil.copytree(local_dir, staging)
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(staging, dest)
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200]
+
+
+def _s3_fix() -> str:
+    return "check the URI and the AWS_ENDPOINT_URL / AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY variables"
