@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Create (or bring up to date) the virtual environment labpipe runs in: CPU torch pinned to 2.13.0
+# unless a GPU build is already installed, then labpipe and its dev tools under constraints.txt.
+# Idempotent: a second run installs nothing new. Used by `make run`, `make test` and .ci/run.
+#
+#   VENV=.venv                  where the environment goes
+#   TORCH_INDEX_URL=...         index for torch (e.g. PyTorch's CPU wheel index on a laptop);
+#                               unset: pip's configured indexes
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PY=${PYTHON:-python3}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "==> creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
+"${pip[@]}" install -q --upgrade "pip>=24" "setuptools>=69" wheel
+
+# torch first and pinned: anything that lets pip choose torch itself pulls several GB of CUDA wheels.
+if ! "$VENV/bin/python" -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("2.13.0") else 1)' 2>/dev/null; then
+  echo "==> installing torch==2.13.0"
+  if [ -n "${TORCH_INDEX_URL:-}" ]; then
+    "${pip[@]}" install -q "torch==2.13.0" --index-url "$TORCH_INDEX_URL"
+  else
+    "${pip[@]}" install -q "torch==2.13.0"
+  fi
+fi
+
+echo "==> installing labpipe (editable) with dev tools under constraints.txt"
+"${pip[@]}" install -q -c constraints.txt -e ".[dev]"
+if [ -f requirements-nodeps.txt ]; then
+  # Packages whose declared dependencies are heavier than what labpipe uses (see the file's comments).
+  "${pip[@]}" install -q --no-deps -c constraints.txt -r requirements-nodeps.txt
+fi
+"${pip[@]}" check
+echo "==> environment ready: $VENV"
