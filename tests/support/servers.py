@@ -1,0 +1,95 @@
+"""Real local servers for integration tests: an S3 endpoint (moto) and an MLflow tracking server.
+
+Both listen on 127.0.0.1 only and are stopped when the fixture ends.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "labpipe-test",
+    "AWS_SECRET_ACCESS_KEY": "labpipe-test-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def s3_server() -> Iterator[str]:
+    """A moto S3 endpoint on 127.0.0.1; yields its URL. Sets nothing in os.environ."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@contextmanager
+def mlflow_server(workdir: Path, *, s3_endpoint: str | None = None, bucket: str = "mlflow") -> Iterator[str]:
+    """A real `mlflow server` process (SQLite backend; artifacts proxied to S3 when an endpoint is given)."""
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "mlflow", "server",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
+    ]
+    env = dict(os.environ)
+    if s3_endpoint:
+        import boto3
+
+        boto3.client("s3", endpoint_url=s3_endpoint, **_boto_kwargs()).create_bucket(Bucket=bucket)
+        cmd += ["--artifacts-destination", f"s3://{bucket}/artifacts", "--serve-artifacts"]
+        env.update(S3_ENV, MLFLOW_S3_ENDPOINT_URL=s3_endpoint)
+    else:
+        cmd += ["--artifacts-destination", str(workdir / "artifacts"), "--serve-artifacts"]
+    log = open(workdir / "mlflow-server.log", "w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"mlflow server exited: {(workdir / 'mlflow-server.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            raise RuntimeError("mlflow server did not become healthy in 120 s")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _boto_kwargs() -> dict:
+    return {
+        "aws_access_key_id": S3_ENV["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": S3_ENV["AWS_SECRET_ACCESS_KEY"],
+        "region_name": S3_ENV["AWS_DEFAULT_REGION"],
+    }
