@@ -1,19 +1,26 @@
 """Package discovery only; all metadata is in pyproject.toml.
 
-components/ and pipelines/ sit at the repository root, where KFP authors expect them, and install as
-labpipe.components and labpipe.pipelines so that the installed `labpipe` CLI can compile and run them.
+components/, pipelines/ and the sample taxonomy/ sit at the repository root, where people expect them,
+and install inside the labpipe package so that the installed `labpipe` CLI can compile and run them.
 """
 
 from setuptools import find_namespace_packages, setup
 
-ROOT_PACKAGES = ("components", "pipelines")
+# repository folder -> the package it installs as
+ROOT_PACKAGES = {
+    "components": "labpipe.components",
+    "pipelines": "labpipe.pipelines",
+    "taxonomy": "labpipe.sample_taxonomy",
+}
 
 packages = find_namespace_packages("src", include=["labpipe", "labpipe.*"])
-packages += [f"labpipe.{p}" for p in find_namespace_packages(".", include=[f"{r}*" for r in ROOT_PACKAGES])]
+for folder, package in ROOT_PACKAGES.items():
+    packages.append(package)
+    packages += [f"{package}.{sub}" for sub in find_namespace_packages(folder)]
 
 setup(
     packages=packages,
-    package_dir={"": "src", **{f"labpipe.{r}": r for r in ROOT_PACKAGES}},
-    package_data={"": ["*.yaml", "*.yml", "*.jinja", "*.j2", "*.json", "*.md", "*.txt", "*.cfg"]},
+    package_dir={"": "src", **{package: folder for folder, package in ROOT_PACKAGES.items()}},
+    package_data={"": ["*.yaml", "*.yml", "*.jinja", "*.j2", "*.json", "*.md", "*.txt", "*.pdf", "*.cfg"]},
     include_package_data=True,
 )
