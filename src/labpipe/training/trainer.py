@@ -1,0 +1,102 @@
+"""trl's SFTTrainer with atomic keep-last-K checkpoints and token accounting, plus the MLflow callback.
+
+transformers' own MLflow integration is driven by environment variables and opens runs of its own; we set
+report_to="none" and log through labpipe.tracking so per-step metrics land in the stage's nested run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+from trl import SFTTrainer
+
+from labpipe.training import checkpoints
+
+TOKEN_COUNTS = "token_counts.json"
+METRICS = ("loss", "learning_rate", "grad_norm", "tokens_per_s", "padding_efficiency", "mean_token_accuracy")
+
+
+class LabSFTTrainer(SFTTrainer):
+    """Writes checkpoints to a staging folder and publishes each one with a single rename once complete.
+
+    Counts, per micro-batch, the tokens processed (batch tensor size), the real ones (not padding) and the
+    trained ones (with a loss label); totals survive resumes through token_counts.json in each checkpoint.
+    """
+
+    def __init__(self, *args, lab_out: str | Path, keep_last: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lab_out = Path(lab_out)
+        self.keep_last = keep_last
+        self.totals = {"processed": 0, "real": 0, "trained": 0}
+        self._pending = torch.zeros(3, dtype=torch.float64)  # local counts not yet reduced across processes
+        self._last_log = (time.perf_counter(), 0)  # (time, real tokens) at the previous log
+
+    def load_token_counts(self, checkpoint: Path) -> None:
+        path = checkpoint / TOKEN_COUNTS
+        if path.exists():
+            self.totals = json.loads(path.read_text())
+        self._last_log = (time.perf_counter(), self.totals["real"])
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        ids = inputs["input_ids"]
+        real = inputs["attention_mask"].sum() if "attention_mask" in inputs else ids.numel()
+        trained = (inputs["labels"] != -100).sum()
+        self._pending += torch.tensor([ids.numel(), float(real), float(trained)], dtype=torch.float64)
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    def _flush_counts(self) -> None:
+        pending = self._pending.to(self.accelerator.device)
+        if self.accelerator.num_processes > 1:
+            pending = self.accelerator.reduce(pending, reduction="sum")
+        for key, value in zip(("processed", "real", "trained"), pending.tolist(), strict=True):
+            self.totals[key] += int(value)
+        self._pending.zero_()
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:  # a training-step log (not the end-of-training summary)
+            before = dict(self.totals)
+            self._flush_counts()
+            now = time.perf_counter()
+            last_time, last_real = self._last_log
+            processed = self.totals["processed"] - before["processed"]
+            logs["tokens_per_s"] = (self.totals["real"] - last_real) / max(now - last_time, 1e-9)
+            logs["padding_efficiency"] = (self.totals["real"] - before["real"]) / max(processed, 1)
+            self._last_log = (now, self.totals["real"])
+        super().log(logs, start_time)
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        self._flush_counts()
+        staged = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+        if self.args.should_save:
+            (staged / TOKEN_COUNTS).write_text(json.dumps(self.totals))
+        self.accelerator.wait_for_everyone()  # every rank has written its shards
+        if self.args.should_save:
+            checkpoints.publish(staged, self.lab_out, self.keep_last)
+        self.accelerator.wait_for_everyone()
+
+
+class SaveEveryEpoch(TrainerCallback):
+    """Checkpoint at each epoch end, on top of every `save_steps` steps."""
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        control.should_save = True
+        return control
+
+
+class MlflowStepMetrics(TrainerCallback):
+    """Logs each training log (loss, lr, grad norm, tokens/s, padding efficiency) to the stage's MLflow run."""
+
+    def __init__(self, run: Any):
+        self.run = run
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs and "loss" in logs:
+            self.run.log_metrics(
+                {k: logs[k] for k in METRICS if isinstance(logs.get(k), int | float)}, step=state.global_step
+            )
