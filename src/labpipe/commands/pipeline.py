@@ -1,5 +1,209 @@
-"""Placeholder until this command group lands; registers nothing."""
+"""`labpipe run | compile | submit | schedule | lineage`: the whole pipeline, locally or on a cluster."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from labpipe.errors import UserError
 
 
 def register(sub) -> None:
-    return None
+    run = sub.add_parser("run", help="run the whole LAB pipeline locally through kfp.local (offline defaults)")
+    run.add_argument("--taxonomy", help="taxonomy git work tree or URL (default: the sample taxonomy)")
+    run.add_argument("--base", help="base ref for the diff, or 'empty' (default: empty for the sample, "
+                                    "origin/main otherwise)")
+    run.add_argument("--base-model", help="model dir or s3:// URI to fine-tune (default: a tiny model built locally)")
+    run.add_argument("--teacher", help="teacher: OpenAI-compatible URL ending in /v1 or a model dir "
+                                       "(default: the base model in-process)")
+    run.add_argument("--teacher-model", default="", help="model name at the teacher endpoint")
+    run.add_argument("--judge", help="judge: URL ending in /v1 or a model dir (default: the teacher)")
+    run.add_argument("--judge-model", default="", help="model name at the judge endpoint")
+    run.add_argument("--workdir", help="where this run's artifacts, MLflow store and models go "
+                                       "(default: runs/<timestamp>)")
+    run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                     help="any other pipeline parameter (see pipelines/README.md); repeatable")
+    run.set_defaults(func=cmd_run)
+
+    comp = sub.add_parser("compile", help="compile the pipeline to KFP IR YAML")
+    comp.add_argument("--out", help="output file (default: pipelines/lab_pipeline.yaml)")
+    comp.set_defaults(func=cmd_compile)
+
+    for name, helptext in (("submit", "submit one run to a Kubeflow / OpenShift AI pipeline server"),
+                           ("schedule", "create a recurring run (e.g. weekly retraining)")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--host", required=True, help="pipeline server URL (OpenShift AI: the ds-pipeline route)")
+        p.add_argument("--namespace", help="Kubeflow profile namespace (multi-user Kubeflow)")
+        p.add_argument("--experiment", default="labpipe", help="KFP experiment name")
+        p.add_argument("--token-env", default="KFP_TOKEN", help="variable holding the bearer token (default KFP_TOKEN)")
+        p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                       help="pipeline parameter; repeatable (taxonomy=..., base_model=s3://... are required)")
+        p.add_argument("--package", help="compiled pipeline YAML (default: the shipped pipelines/lab_pipeline.yaml)")
+        if name == "submit":
+            p.add_argument("--run-name")
+            p.set_defaults(func=cmd_submit)
+        else:
+            p.add_argument("--cron", required=True, help="cron schedule, e.g. '0 3 * * 0' (Sundays 03:00)")
+            p.add_argument("--name", default="labpipe-weekly", help="recurring run name")
+            p.set_defaults(func=cmd_schedule)
+
+    lin = sub.add_parser("lineage", help="show which taxonomy commit, data and runs produced a model")
+    which = lin.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="registered model as NAME@ALIAS or NAME/VERSION, e.g. labpipe-model@production")
+    which.add_argument("--run", help="an MLflow run id of any stage")
+    which.add_argument("--pipeline-run", help="the pipeline run id (the KFP job id)")
+    lin.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)")
+    lin.add_argument("--json", action="store_true")
+    lin.set_defaults(func=cmd_lineage)
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--param {pair!r}: expected KEY=VALUE", fix="e.g. --param max_questions=10")
+        try:
+            params[key] = json.loads(value)  # numbers, booleans, JSON objects for node selectors/tolerations
+        except json.JSONDecodeError:
+            params[key] = value
+    _check_param_names(params)
+    return params
+
+
+def _check_param_names(params: dict[str, Any]) -> None:
+    from labpipe.pipelines.lab_pipeline import pipeline_parameters
+
+    known = pipeline_parameters()
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise UserError(f"unknown pipeline parameter(s): {', '.join(unknown)}",
+                        fix=f"known parameters: {', '.join(sorted(known))}")
+
+
+def local_arguments(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Pipeline arguments for a laptop run: the sample taxonomy and a tiny model unless told otherwise."""
+    from labpipe.models.tiny import build_tiny_model
+
+    if args.taxonomy:
+        taxonomy, base = args.taxonomy, args.base or "origin/main"
+    else:
+        from labpipe.taxonomy.sample import prepare_sample_taxonomy
+
+        taxonomy, base = str(prepare_sample_taxonomy(workdir / "taxonomy")), args.base or "empty"
+    base_model = args.base_model
+    if not base_model:
+        base_model = str(build_tiny_model(workdir / "models" / "tiny"))
+        print(f"base model: a tiny random model built at {base_model}")
+    teacher = args.teacher or base_model
+    arguments = {
+        "taxonomy": taxonomy, "base": base, "base_model": base_model,
+        "teacher": teacher, "teacher_model": args.teacher_model,
+        "judge": args.judge or teacher, "judge_model": args.judge_model or args.teacher_model,
+    }
+    if not args.base_model:
+        arguments.update(SMOKE_DEFAULTS)  # the tiny model: few samples, few steps, few questions
+    arguments.update(parse_params(args.param))
+    return arguments
+
+
+# A laptop run with the tiny model: the whole DAG in minutes on 2 CPU cores.
+SMOKE_DEFAULTS: dict[str, Any] = {
+    "generation_config": "smoke",
+    "critique_config": "smoke",
+    "samples_per_skill_leaf": 4,
+    "training_preset": "smoke",
+    "max_questions": 4,
+}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from labpipe import lineage, tracking
+    from labpipe.pipelines import runner
+
+    workdir = Path(args.workdir or Path("runs") / time.strftime("%Y%m%d-%H%M%S")).absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri = tracking.default_tracking_uri(workdir)
+    os.environ.setdefault("LABPIPE_CACHE", str(workdir / "cache"))
+    arguments = local_arguments(args, workdir)
+    print(f"labpipe run: workdir {workdir}\n  MLflow: {tracking_uri}")
+    started = time.time()
+    job, artifacts = runner.run_local(arguments, workdir / "kfp")
+
+    pipeline_run_id = _latest_pipeline_run(tracking_uri, started)
+    print(f"\npipeline {job} finished in {time.time() - started:.0f} s; artifacts:")
+    for art in artifacts:
+        meta = ", ".join(f"{k}={_short(v)}" for k, v in list(art.metadata.items())[:6])
+        print(f"  {art.task}/{art.name}: {art.uri}" + (f"\n      {meta}" if meta else ""))
+    if pipeline_run_id:
+        tracking.finish_pipeline_run(tracking_uri, pipeline_run_id)
+        print(f"\nMLflow pipeline run: {pipeline_run_id}  (browse: mlflow ui --backend-store-uri {tracking_uri})")
+        print(f"lineage: labpipe lineage --pipeline-run {pipeline_run_id} --tracking-uri {tracking_uri}")
+        lineage.describe(tracking_uri, pipeline_run_id=pipeline_run_id)  # fails loudly if nothing was recorded
+    return 0
+
+
+def _latest_pipeline_run(tracking_uri: str, since: float) -> str:
+    from mlflow.tracking import MlflowClient
+
+    from labpipe import tracking
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    exp = client.get_experiment_by_name(tracking.DEFAULT_EXPERIMENT)
+    if exp is None:
+        return ""
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{tracking.ROLE_TAG}` = 'pipeline'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    if runs and runs[0].info.start_time >= since * 1000 - 1000:
+        return runs[0].data.tags[tracking.PIPELINE_RUN_TAG]
+    return ""
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from labpipe.pipelines import runner
+
+    print(f"compiled {runner.compile_pipeline(args.out)}")
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from labpipe.pipelines import runner
+
+    run_id = runner.submit(args.host, parse_params(args.param), experiment=args.experiment, run_name=args.run_name,
+                           namespace=args.namespace, package=args.package and Path(args.package),
+                           token_env=args.token_env)
+    print(f"submitted run {run_id} to {args.host} (experiment {args.experiment})")
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from labpipe.pipelines import runner
+
+    job_id = runner.schedule(args.host, parse_params(args.param), cron=args.cron, experiment=args.experiment,
+                             name=args.name, namespace=args.namespace,
+                             package=args.package and Path(args.package), token_env=args.token_env)
+    print(f"recurring run {job_id} ({args.cron}) created on {args.host}")
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from labpipe import lineage
+
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        raise UserError("no MLflow tracking server given", fix="pass --tracking-uri or set MLFLOW_TRACKING_URI")
+    result = lineage.describe(uri, pipeline_run_id=args.pipeline_run or "", run_id=args.run or "",
+                              model=args.model or "")
+    print(json.dumps(result.to_dict(), indent=2) if args.json else lineage.format_text(result))
+    return 0
+
+
