@@ -1,0 +1,225 @@
+"""`run_mt_bench`: answers from candidate and base, judged, aggregated, reported; metrics for the gate.
+
+Output directory (a local path or s3:// prefix; it appears only when complete):
+    model_answer/<model>.jsonl            FastChat answer files
+    model_judgment/<judge>_single.jsonl   FastChat judgment file (all models)
+    metrics.json                          scores, exclusions, validity (read by the gate)
+    report.md, report.html, categories.png
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from labpipe import storage
+from labpipe.errors import UserError
+from labpipe.evaluation.aggregate import ModelScores, aggregate, format_table
+from labpipe.evaluation.fastchat_io import attach_references, write_jsonl
+from labpipe.evaluation.questions import Question, load_questions
+from labpipe.tracking import maybe_stage_run
+
+log = logging.getLogger(__name__)
+JUDGE_MODES = ("auto", "reference", "structured")
+
+
+@dataclass
+class EvalConfig:
+    model: str  # candidate: local model dir, s3:// prefix, or an OpenAI-compatible endpoint URL (/v1)
+    judge: str  # judge: same forms
+    out: str
+    base_model: str = ""  # "" = no base comparison
+    model_name: str = "candidate"  # model id in the FastChat files
+    base_name: str = "base"
+    model_endpoint_name: str = ""  # model name sent to an endpoint (candidate / base)
+    base_endpoint_name: str = ""
+    judge_model: str = ""  # model name sent to the judge endpoint; also names the judgment file
+    api_key_env: str = "OPENAI_API_KEY"  # variable holding the judge endpoint's key (never logged)
+    questions: str = ""  # question.jsonl or a data dir (path, s3://, URL); "" = FastChat's pinned file
+    judge_prompts: str = ""  # "" = in the data dir, else FastChat's pinned file
+    reference_answers: str = ""  # "" = in the data dir, else FastChat's pinned gpt-4 references
+    verify: bool = True  # require FastChat's sha256 for the three files
+    max_questions: int = 0  # 0 = all 80; > 0 = a category-stratified subset (smoke runs)
+    max_new_tokens: int = 1024
+    judge_mode: str = "auto"  # auto: reference prompts+parsing for endpoints, schema-constrained in-process
+    judge_attempts: int = 3
+    max_failed_share: float = 0.1  # more failed judgments than this (per model) = invalid, not scored
+    batch_size: int = 16
+    concurrency: int = 32
+    regressions: int = 5
+    run_id: str = ""
+    tracking_uri: str = ""
+    extra_questions: list[Question] = field(default_factory=list)  # e.g. taxonomy branch questions
+
+    def model_spec(self, target: str, endpoint_name: str = "", api_key_env: str = ""):
+        from labpipe.generation.client import ModelSpec
+
+        return ModelSpec(
+            target=target,
+            model=endpoint_name or None,
+            batch_size=self.batch_size,
+            concurrency=self.concurrency,
+            api_key_env=api_key_env or "OPENAI_API_KEY",
+        )
+
+    def validate(self) -> None:
+        problems = []
+        if self.judge_mode not in JUDGE_MODES:
+            problems.append(f"judge_mode must be one of {', '.join(JUDGE_MODES)}, not {self.judge_mode!r}")
+        if not self.model:
+            problems.append("no model to evaluate (--model)")
+        if not self.judge:
+            problems.append("no judge (--judge)")
+        if not 0 <= self.max_failed_share <= 1:
+            problems.append("max_failed_share must be between 0 and 1")
+        if problems:
+            raise UserError("; ".join(problems))
+
+
+def judge_label(cfg: EvalConfig) -> str:
+    name = cfg.judge_model or Path(cfg.judge.rstrip("/")).name or "judge"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def load_mt_bench(cfg: EvalConfig) -> tuple[list[Question], dict, str]:
+    """(questions with references, judge prompts, questions sha256)."""
+    from labpipe.evaluation.prompts import load_judge_prompts
+
+    data_dir = (
+        cfg.questions
+        if cfg.questions
+        and not cfg.questions.endswith(".jsonl")
+        and not cfg.questions.startswith(("http://", "https://"))
+        else ""
+    )
+    questions, digest = load_questions(cfg.questions, verify=cfg.verify, max_questions=cfg.max_questions)
+    questions = attach_references(questions, cfg.reference_answers, data_dir=data_dir, verify=cfg.verify)
+    prompts = load_judge_prompts(cfg.judge_prompts, data_dir=data_dir, verify=cfg.verify)
+    return questions + list(cfg.extra_questions), prompts, digest
+
+
+def _flat(prefix: str, s: ModelScores | None) -> dict[str, float]:
+    if s is None:
+        return {}
+    out = {f"{prefix}.overall": s.overall, f"{prefix}.turn1": s.turn1, f"{prefix}.turn2": s.turn2}
+    out.update({f"{prefix}.category.{c}": v for c, v in s.categories.items()})
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def run_mt_bench(cfg: EvalConfig) -> dict:
+    """Evaluate candidate (and base) on MT-Bench; returns the metadata/metrics dict (also metrics.json)."""
+    from labpipe.evaluation.answers import generate_answers
+    from labpipe.evaluation.judge import judge_answers
+    from labpipe.evaluation.report import regressions, write_report
+    from labpipe.generation.client import make_client
+
+    cfg.validate()
+    questions, prompts, digest = load_mt_bench(cfg)
+    judge_spec = cfg.model_spec(cfg.judge, cfg.judge_model, cfg.api_key_env)
+    structured = cfg.judge_mode == "structured" or (cfg.judge_mode == "auto" and not judge_spec.is_endpoint)
+    judge_name = judge_label(cfg)
+    targets = {cfg.model_name: (cfg.model, cfg.model_endpoint_name)}
+    if cfg.base_model:
+        targets[cfg.base_name] = (cfg.base_model, cfg.base_endpoint_name)
+
+    params = {
+        "questions": len(questions),
+        "questions_sha256": digest,
+        "judge_mode": "structured" if structured else "reference",
+        "max_new_tokens": cfg.max_new_tokens,
+        "max_failed_share": cfg.max_failed_share,
+        **{f"judge.{k}": v for k, v in judge_spec.describe().items()},
+    }
+    for label, (target, name) in targets.items():
+        params.update({f"{label}.{k}": v for k, v in cfg.model_spec(target, name).describe().items()})
+
+    with maybe_stage_run(
+        "mt_bench_eval", pipeline_run_id=cfg.run_id, tracking_uri=cfg.tracking_uri, params=params
+    ) as run:
+        answers = {}
+        for label, (target, name) in targets.items():
+            client = make_client(cfg.model_spec(target, name))
+            try:
+                answers[label] = generate_answers(client, questions, label, max_new_tokens=cfg.max_new_tokens)
+            finally:
+                client.close()
+        judge_client = make_client(judge_spec)
+        try:
+            judged = judge_answers(
+                judge_client,
+                prompts,
+                questions,
+                answers,
+                judge_name=judge_name,
+                structured=structured,
+                attempts=cfg.judge_attempts,
+            )
+        finally:
+            judge_client.close()
+
+        scores = aggregate(judged.judgments, {q.question_id: q.category for q in questions})
+        invalid = any(s.failed_share > cfg.max_failed_share for s in scores.values())
+        summary = {
+            "invalid": invalid,
+            "judge": judge_name,
+            "judge_mode": params["judge_mode"],
+            "questions": len(questions),
+            "questions_sha256": digest,
+            "excluded": sum(judged.excluded.values()),
+            "excluded_reasons": dict(judged.excluded),
+            "judge_requests": judged.requests,
+            "candidate": cfg.model_name,
+            "base": cfg.base_name if cfg.base_model else "",
+        }
+        shown = {label: scores[label].to_dict() for label in targets if label in scores}
+        metrics = {**summary, "scores": {} if invalid else shown, "unscored": shown if invalid else {}}
+        flat = (
+            {}
+            if invalid
+            else {
+                **_flat("candidate", scores.get(cfg.model_name)),
+                **(_flat("base", scores.get(cfg.base_name)) if cfg.base_model else {}),
+            }
+        )
+
+        with _output_dir(cfg.out) as tmp:
+            for label, rows in answers.items():
+                write_jsonl(tmp / "model_answer" / f"{label}.jsonl", rows)
+            write_jsonl(tmp / "model_judgment" / f"{judge_name}_single.jsonl", judged.judgments)
+            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+            regs = (
+                regressions(judged.judgments, questions, cfg.model_name, cfg.base_name, cfg.regressions)
+                if cfg.base_model
+                else []
+            )
+            files = write_report(tmp, summary, shown, regs)
+            run.log_metrics({f"mt_bench.{k}": v for k, v in flat.items()})
+            run.log_metrics({"mt_bench.excluded": summary["excluded"], "mt_bench.invalid": float(invalid)})
+            for path in (*files.values(), tmp / "metrics.json"):
+                run.log_artifact(path, "mt_bench")
+            run.log_artifact(tmp / "model_judgment" / f"{judge_name}_single.jsonl", "mt_bench")
+        log.info("%s", format_table({k: scores[k] for k in targets if k in scores}))
+    return {
+        **{k: v for k, v in summary.items() if k != "excluded_reasons"},
+        **flat,
+        **{f"excluded.{k}": v for k, v in judged.excluded.items()},
+        "mlflow_run_id": run.run_id,
+    }
+
+
+@contextmanager
+def _output_dir(out: str) -> Iterator[Path]:
+    """A local directory that becomes `out` only when complete (atomic rename, or one upload for s3://)."""
+    if not storage.is_s3(out):
+        with storage.atomic_dir(out) as tmp:
+            yield tmp
+        return
+    with tempfile.TemporaryDirectory(prefix="mt-bench-") as tmp:
+        yield Path(tmp)
+        storage.publish_dir(tmp, out)
