@@ -164,6 +164,7 @@ def sft_config(phase: PhaseConfig, *, output_dir: Path, grad_accum: int):
         seed=phase.seed,
         data_seed=phase.seed,
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=True,
     )
 
