@@ -1,5 +1,123 @@
-"""Placeholder until this command group lands; registers nothing."""
+"""`labpipe generate` (synthetic data from seed records) and `labpipe critique` (filter and mix).
+
+TARGET is an OpenAI-compatible base URL ending in /v1 (API key from OPENAI_API_KEY, or the variable
+named by --api-key-env) or a local model directory / s3:// URI run in-process. Without --teacher /
+--judge, TEACHER_ENDPOINT / JUDGE_ENDPOINT (and *_MODEL, *_API_KEY) are used. Rerunning with the
+same --out resumes: only requests without a checkpointed reply are sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
 
 
 def register(sub) -> None:
-    return None
+    gen = sub.add_parser(
+        "generate", help="generate synthetic training examples from seed records (resumable)"
+    )
+    gen.add_argument(
+        "--seeds", required=True, help="seed records JSONL (from `labpipe seeds`), path or s3://"
+    )
+    gen.add_argument("--out", required=True, help="output directory; rerunning with the same one resumes")
+    gen.add_argument(
+        "--teacher",
+        default="",
+        help="URL ending in /v1, or a local model dir / s3:// (default: $TEACHER_ENDPOINT)",
+    )
+    gen.add_argument(
+        "--teacher-model", default="", help="model name sent to the endpoint (default: $TEACHER_MODEL)"
+    )
+    gen.add_argument("--concurrency", type=int, default=32, help="requests in flight (default 32)")
+    gen.add_argument(
+        "--api-key-env",
+        default="",
+        help="variable holding the API key (default: TEACHER_API_KEY or OPENAI_API_KEY)",
+    )
+    gen.add_argument(
+        "--flows", default=None, help="directory of flow YAML files (default: the shipped flows)"
+    )
+    gen.add_argument(
+        "--fan-out-scale",
+        type=float,
+        default=1.0,
+        help="multiply every step's fan-out (e.g. 0.2 for a quick run)",
+    )
+    gen.add_argument(
+        "--no-gate", action="store_true", help="record in-flow judge scores but drop nothing (smoke runs)"
+    )
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--quiet", action="store_true", help="no progress bars")
+    gen.set_defaults(func=generate)
+
+    crit = sub.add_parser("critique", help="judge, filter and mix generated examples into training sets")
+    crit.add_argument("--in", dest="generated", required=True, help="output directory of `labpipe generate`")
+    crit.add_argument("--out", required=True, help="output directory; rerunning with the same one resumes")
+    crit.add_argument(
+        "--judge",
+        default="",
+        help="URL ending in /v1, or a local model dir / s3:// (default: $JUDGE_ENDPOINT)",
+    )
+    crit.add_argument(
+        "--judge-model", default="", help="model name sent to the endpoint (default: $JUDGE_MODEL)"
+    )
+    crit.add_argument("--concurrency", type=int, default=32)
+    crit.add_argument(
+        "--api-key-env",
+        default="",
+        help="variable holding the API key (default: JUDGE_API_KEY or OPENAI_API_KEY)",
+    )
+    crit.add_argument(
+        "--profile", default="lab", help="lab (LAB's thresholds), smoke (keep all scored), or a profile YAML"
+    )
+    crit.add_argument(
+        "--samples-per-skill-leaf", type=int, default=30, help="skills examples per leaf (LAB: 30)"
+    )
+    crit.add_argument("--seed", type=int, default=0)
+    crit.add_argument(
+        "--flows", default=None, help="directory of flow YAML files (default: the shipped flows)"
+    )
+    crit.set_defaults(func=critique)
+
+
+def generate(args: argparse.Namespace) -> int:
+    from labpipe.generation.stage import GenerationConfig, run_generation
+
+    meta = run_generation(
+        GenerationConfig(
+            seeds=args.seeds,
+            out=args.out,
+            teacher=args.teacher,
+            teacher_model=args.teacher_model,
+            api_key_env=args.api_key_env,
+            concurrency=args.concurrency,
+            flows_dir=args.flows,
+            fan_out_scale=args.fan_out_scale,
+            gate=not args.no_gate,
+            seed=args.seed,
+            progress=not args.quiet,
+        )
+    )
+    print(json.dumps(meta))
+    return 0
+
+
+def critique(args: argparse.Namespace) -> int:
+    from labpipe.critique.stage import CritiqueConfig, run_critique
+
+    meta = run_critique(
+        CritiqueConfig(
+            generated=args.generated,
+            out=args.out,
+            judge=args.judge,
+            judge_model=args.judge_model,
+            api_key_env=args.api_key_env,
+            concurrency=args.concurrency,
+            profile=args.profile,
+            samples_per_skill_leaf=args.samples_per_skill_leaf,
+            seed=args.seed,
+            flows_dir=args.flows,
+        )
+    )
+    print(json.dumps(meta))
+    return 0

@@ -396,6 +396,21 @@ def schema_error(step: Step, data: Any) -> str | None:
     return None
 
 
+def parse_reply(step: Step, result: ChatResult | None) -> tuple[Any, str | None]:
+    """(the reply's JSON value, None) or (None, why it is unusable)."""
+    if result is None or not result.ok:
+        return None, f"request failed: {(result.error if result else 'no result')[:80]}"
+    data = result.data
+    if data is None:
+        try:
+            data = json.loads(result.text)
+        except (json.JSONDecodeError, TypeError):
+            return None, "reply is not JSON"
+    if err := schema_error(step, data):
+        return None, err
+    return data, None
+
+
 @dataclass
 class StepOutcome:
     items: list[dict[str, Any]]
@@ -418,19 +433,9 @@ def apply(
         dropped[reason] = dropped.get(reason, 0) + 1
 
     for item, request in planned:
-        result = results.get(request.request_id)
-        if result is None or not result.ok:
-            drop(f"request failed: {(result.error if result else 'no result')[:80]}")
-            continue
-        data = result.data
-        if data is None:
-            try:
-                data = json.loads(result.text)
-            except (json.JSONDecodeError, TypeError):
-                drop("reply is not JSON")
-                continue
-        if err := schema_error(step, data):
-            drop(err)
+        data, problem = parse_reply(step, results.get(request.request_id))
+        if problem:
+            drop(problem)
             continue
         if step.is_judge:
             score = {"score": data["score"], "rationale": data["rationale"]}

@@ -1,0 +1,275 @@
+"""The critique stage: generated records in, training sets and a yield report out.
+
+    run_critique(CritiqueConfig(generated="gen/", out="crit/", judge="http://host/v1"))
+
+Filters, cheapest first, so that the judge is paid only for records that survive the free checks:
+  format -> length -> near_duplicate -> thresholds on scores recorded by generation (e.g.
+  question_quality) -> the flows' critique judge steps (pair_rating; faithfulness -> relevancy ->
+  question_quality for knowledge), each with its threshold.
+Thresholds and limits come from a profile (profiles/lab.yaml: LAB's; profiles/smoke.yaml: the
+offline default run with tiny random models, where scores are recorded but never gate).
+
+Output directory `out` (each file written atomically): knowledge_train.jsonl, skills_train.jsonl,
+yield_report.json, yield_report.md, and checkpoints/ (judge replies; a rerun resumes).
+The judge model: --judge / JUDGE_ENDPOINT, JUDGE_MODEL, key in JUDGE_API_KEY (or OPENAI_API_KEY).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from labpipe.errors import Problem, UserError
+
+KNOWLEDGE_SET = "knowledge_train.jsonl"
+SKILLS_SET = "skills_train.jsonl"
+REPORT_JSON = "yield_report.json"
+REPORT_MD = "yield_report.md"
+
+
+@dataclass
+class CritiqueConfig:
+    generated: str  # generation output directory (or its generated.jsonl)
+    out: str  # output directory; rerunning with the same one resumes judge calls
+    judge: str = ""  # http(s)://.../v1 or a local model dir / s3://; empty: JUDGE_ENDPOINT
+    judge_model: str = ""
+    api_key_env: str = ""
+    concurrency: int = 32
+    secret: str = ""  # name of the Kubernetes secret the JUDGE_* variables came from (for messages)
+    profile: str = "lab"  # lab | smoke | path to a profile YAML
+    samples_per_skill_leaf: int = 30
+    seed: int = 0
+    flows_dir: str | None = None
+    knowledge_out: str = ""  # extra copies at these paths (KFP artifact paths); default: only in `out`
+    skills_out: str = ""
+    report_md_out: str = ""
+    run_id: str = ""
+    tracking_uri: str = ""
+
+
+def read_generated(uri: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    from labpipe.generation.stage import GENERATED, MANIFEST
+
+    path = Path(uri)
+    if path.is_dir():
+        path = path / GENERATED
+    if not path.is_file():
+        raise UserError(
+            Problem(
+                str(path),
+                "not-found",
+                "no generated records here",
+                "pass the output directory of `labpipe generate` (it holds generated.jsonl)",
+            )
+        )
+    records = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise UserError(Problem(f"{path}:{n}:{exc.colno}", "json", f"not JSON: {exc.msg}")) from None
+    manifest_path = path.parent / MANIFEST
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
+    return records, manifest
+
+
+def run_critique(config: CritiqueConfig, client=None) -> dict[str, Any]:
+    """Filter, judge, mix; returns the artifact metadata (counts, yield, judge requests and tokens)."""
+    from labpipe.critique.dedup import near_duplicates
+    from labpipe.critique.filters import format_problem, length_problem, score_problem
+    from labpipe.critique.judge import run_judges
+    from labpipe.critique.mixing import mix
+    from labpipe.critique.profiles import load_profile
+    from labpipe.critique.report import Ledger, to_markdown, yield_report
+    from labpipe.generation.checkpoint import CallStats, Checkpoint
+    from labpipe.generation.client import make_client
+    from labpipe.generation.flow import load_flows
+    from labpipe.generation.stage import resolve_model_spec
+    from labpipe.storage import atomic_path
+    from labpipe.tracking import maybe_stage_run
+
+    started = time.monotonic()
+    records, manifest = read_generated(config.generated)
+    profile = load_profile(config.profile)
+    flows = {f.name: f for f in load_flows(config.flows_dir).values()}
+    for n, rec in enumerate(records, 1):
+        if rec.get("flow") not in flows or flows[rec["flow"]].version != rec.get("flow_version"):
+            raise UserError(
+                Problem(
+                    f"{config.generated}:{n}",
+                    "unknown-flow",
+                    f"record made by flow {rec.get('flow')!r} v{rec.get('flow_version')}, which is not installed",
+                    "critique with the flows that generated the records (--flows DIR)",
+                )
+            )
+    spec = resolve_model_spec(
+        config.judge,
+        config.judge_model,
+        role="judge",
+        api_key_env=config.api_key_env,
+        concurrency=config.concurrency,
+        secret=config.secret,
+    )
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger()
+    for leaf_id, info in (manifest.get("per_leaf") or {}).items():
+        ledger.leaf(leaf_id, info.get("kind", ""))["generation"] = info.get("steps", [])
+    for rec in records:
+        ledger.leaf(rec["leaf_id"], rec["kind"])["generated"] += 1
+
+    def keep(name: str, recs: list[dict[str, Any]], why, applies=lambda r: True) -> list[dict[str, Any]]:
+        ledger.checked(name, sum(1 for r in recs if applies(r)))
+        kept = []
+        for rec in recs:
+            if reason := why(rec):
+                ledger.drop(name, rec, reason)
+            else:
+                kept.append(rec)
+        return kept
+
+    params = {
+        **{f"judge_{k}": v for k, v in spec.describe().items()},
+        "profile": profile.name,
+        "samples_per_skill_leaf": config.samples_per_skill_leaf,
+        "seed": config.seed,
+    }
+    with maybe_stage_run(
+        "critique_filter", pipeline_run_id=config.run_id, tracking_uri=config.tracking_uri, params=params
+    ) as run:
+        alive = sorted(records, key=lambda r: (r["leaf_id"], r["id"]))
+        alive = keep("format", alive, format_problem)
+        alive = keep("length", alive, lambda r: length_problem(r, profile))
+        dups = near_duplicates(alive, profile.dedup_threshold)
+        alive = keep(
+            "near_duplicate",
+            alive,
+            lambda r: f"near-duplicate of {dups[r['id']]}" if r["id"] in dups else None,
+        )
+        recorded = 0
+        for step_name in _recorded_judge_steps(flows):  # free: the scores came with the records
+
+            def below(r, name=step_name):
+                step = next((s for s in flows[r["flow"]].generate_steps if s.name == name), None)
+                return score_problem(r, step, profile.threshold(step)) if step else None
+
+            has = [r for r in alive if step_name in (r.get("scores") or {})]
+            recorded += len(has)
+            alive = keep(
+                f"{step_name} (scored in generation)",
+                alive,
+                below,
+                lambda r, n=step_name: n in (r.get("scores") or {}),
+            )
+        stats = CallStats()
+        holder: list = [client]
+
+        def get_client():
+            if holder[0] is None:
+                holder[0] = make_client(spec)
+            return holder[0]
+
+        try:
+            with Checkpoint(out / "checkpoints") as checkpoint:
+                alive, reused = run_judges(
+                    alive, flows, profile, get_client, checkpoint, stats, ledger, seed=config.seed
+                )
+        finally:
+            if client is None and holder[0] is not None:
+                holder[0].close()
+        for rec in alive:
+            ledger.leaf(rec["leaf_id"])["kept"] += 1
+        knowledge, skills, sampled = mix(
+            alive,
+            samples_per_skill_leaf=config.samples_per_skill_leaf,
+            replay_ratio=profile.knowledge_replay_ratio,
+            seed=config.seed,
+        )
+        for rec in alive:
+            if rec["kind"] == "knowledge":
+                ledger.leaf(rec["leaf_id"])["sampled"] += 1
+        for leaf_id, n in sampled.items():
+            ledger.leaf(leaf_id)["sampled"] = n
+        replay = sum(1 for ex in skills if ex["metadata"]["phase"] == "knowledge_replay")
+        totals = {
+            "profile": profile.name,
+            "generated": len(records),
+            "kept": len(alive),
+            "yield": len(alive) / len(records) if records else 0.0,
+            "knowledge_set": len(knowledge),
+            "skills_set": len(skills),
+            "knowledge_replay": replay,
+            "judge_requests_sent": stats.sent,
+            "judge_requests_cached": stats.cached,
+            "judge_scores_reused": reused + recorded,
+            "judge_requests_failed": stats.failed,
+            "judge_retries": stats.retries,
+            "judge_prompt_tokens": stats.prompt_tokens,
+            "judge_completion_tokens": stats.completion_tokens,
+            "wall_time_s": round(time.monotonic() - started, 3),
+        }
+        report = yield_report(ledger, totals)
+        _write(out / REPORT_JSON, json.dumps(report, indent=2, ensure_ascii=False) + "\n", atomic_path)
+        _write(out / REPORT_MD, to_markdown(report), atomic_path)
+        run.log_artifact(out / REPORT_JSON)
+        run.log_artifact(out / REPORT_MD)
+        run.log_metrics({k: v for k, v in totals.items() if isinstance(v, int | float)})
+        run.log_metrics({f"dropped.{name}": f["dropped"] for name, f in report["filters"].items()})
+        _check_not_empty(records, alive, knowledge, skills, ledger, out / REPORT_MD)
+        _write(
+            out / KNOWLEDGE_SET,
+            "".join(json.dumps(ex, ensure_ascii=False) + "\n" for ex in knowledge),
+            atomic_path,
+        )
+        _write(
+            out / SKILLS_SET, "".join(json.dumps(ex, ensure_ascii=False) + "\n" for ex in skills), atomic_path
+        )
+        for src, dest in (
+            (KNOWLEDGE_SET, config.knowledge_out),
+            (SKILLS_SET, config.skills_out),
+            (REPORT_MD, config.report_md_out),
+        ):
+            if dest:
+                with atomic_path(dest) as tmp:
+                    shutil.copyfile(out / src, tmp)
+    return totals
+
+
+def _recorded_judge_steps(flows) -> list[str]:
+    names: list[str] = []
+    for flow in flows.values():
+        names += [s.name for s in flow.generate_steps if s.is_judge and s.name not in names]
+    return names
+
+
+def _write(path: Path, text: str, atomic_path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def _check_not_empty(records, alive, knowledge, skills, ledger, report_path) -> None:
+    """Stop before training when a training set that had candidates came out empty."""
+    had_knowledge = any(r["kind"] == "knowledge" for r in records)
+    had_skills = any(r["kind"] != "knowledge" for r in records)
+    empty = []
+    if not records:
+        empty.append("generation produced no records")
+    if (had_knowledge and not knowledge) or (not knowledge and not skills):
+        empty.append("the knowledge training set is empty")
+    if had_skills and not any(ex["metadata"]["phase"] == "skills" for ex in skills):
+        empty.append("the skills training set has no skill examples")
+    if empty:
+        raise UserError(
+            Problem(
+                str(report_path),
+                "empty-training-set",
+                "; ".join(empty) + f": {ledger.summary()}",
+                "loosen the thresholds (--profile, or a profile YAML), check the teacher, "
+                "or read the yield report",
+            )
+        )
