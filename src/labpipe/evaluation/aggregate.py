@@ -90,7 +90,12 @@ def format_table(scores: Mapping[str, ModelScores]) -> str:
         )
     cats = sorted({c for s in ranked for c in s.categories})
     if cats:
-        lines += ["", f"{'category':<12}" + "".join(f"  {s.model[:14]:>14}" for s in ranked)]
+        widths = [max(9, len(s.model)) for s in ranked]
+        lines += [
+            "",
+            f"{'category':<12}" + "".join(f"  {s.model:>{w}}" for s, w in zip(ranked, widths, strict=True)),
+        ]
         for c in cats:
-            lines.append(f"{c:<12}" + "".join(f"  {_fmt(s.categories.get(c)):>14}" for s in ranked))
+            cells = (f"  {_fmt(s.categories.get(c)):>{w}}" for s, w in zip(ranked, widths, strict=True))
+            lines.append(f"{c:<12}" + "".join(cells))
     return "\n".join(lines)

@@ -1,0 +1,26 @@
+"""KFP component: register the candidate in MLflow and alias it `production` (runs under dsl.If)."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Model
+from labpipe.components.images import image_for
+
+
+@dsl.component(base_image=image_for("evaluation"))
+def publish_model(
+    candidate: Input[Model],
+    decision: Input[Artifact],
+    production_model_name: str,
+    run_id: str,
+    tracking_uri: str,
+) -> str:
+    """Register the candidate as a new version of `production_model_name`; return the version."""
+    from labpipe.evaluation.publish import publish_model as publish
+    from labpipe.evaluation.stage import resolve_model_dir
+
+    return publish(
+        resolve_model_dir(candidate.path),
+        decision.path,
+        production_model_name,
+        run_id=run_id,
+        tracking_uri=tracking_uri,
+    )

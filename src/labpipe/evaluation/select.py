@@ -1,0 +1,118 @@
+"""Checkpoint selection: score the skill phase's checkpoints on MT-Bench and keep the best (or the last).
+
+Reads the training layout (labpipe.training.checkpoints): <model_dir>/checkpoints/checkpoint-<step>/ and
+<model_dir>/model/. Each scored checkpoint gets its own evaluation directory under `out`; selection.json
+names the winner. Ties go to the later step; invalid evaluations are never selected.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from labpipe import storage
+from labpipe.errors import Problem, UserError
+from labpipe.evaluation.stage import EvalConfig, run_mt_bench
+
+STRATEGIES = ("best", "last")
+
+
+@dataclass
+class SelectConfig:
+    model_dir: str  # a training output directory (local or s3://)
+    out: str  # selection.json + one evaluation directory per scored checkpoint
+    eval: EvalConfig = field(
+        default_factory=lambda: EvalConfig(model="", judge="", out="")
+    )  # judge, questions...
+    strategy: str = "best"
+    steps: list[int] = field(default_factory=list)  # score only these steps; empty = all
+    max_checkpoints: int = 0  # > 0: at most this many, evenly spaced, the last always included
+    include_final: bool = True  # also score <model_dir>/model when present
+
+
+def candidates(
+    model_dir: Path, steps: list[int], max_checkpoints: int, include_final: bool
+) -> list[tuple[str, Path]]:
+    from labpipe.training.checkpoints import MODEL, checkpoint_dirs
+
+    found = [(int(re.sub(r"\D", "", p.name)), p) for p in checkpoint_dirs(model_dir)]
+    if steps:
+        missing = sorted(set(steps) - {s for s, _ in found})
+        if missing:
+            raise UserError(
+                Problem(
+                    where=str(model_dir / "checkpoints"),
+                    rule="checkpoint",
+                    field="steps",
+                    message=f"no checkpoint for steps {missing}",
+                    fix=f"choose from {[s for s, _ in found]}",
+                )
+            )
+        found = [(s, p) for s, p in found if s in steps]
+    if max_checkpoints > 0 and len(found) > max_checkpoints:
+        last = len(found) - 1
+        keep = sorted({round(i * last / max(1, max_checkpoints - 1)) for i in range(max_checkpoints)})
+        found = [found[i] for i in keep]
+    out = [(f"checkpoint-{s}", p) for s, p in found]
+    if include_final and (model_dir / MODEL).is_dir():
+        out.append((MODEL, model_dir / MODEL))
+    if not out:
+        raise UserError(
+            Problem(
+                where=str(model_dir),
+                rule="checkpoint",
+                message="no checkpoints and no model/",
+                fix="pass a training output directory (checkpoints/checkpoint-<step>/, model/)",
+            )
+        )
+    return out
+
+
+def select_checkpoint(cfg: SelectConfig) -> dict:
+    """Score the checkpoints (strategy "best") or take the last one; writes <out>/selection.json."""
+    if cfg.strategy not in STRATEGIES:
+        raise UserError(f"strategy must be one of {', '.join(STRATEGIES)}, not {cfg.strategy!r}")
+    root = storage.materialize_dir(cfg.model_dir)
+    found = candidates(root, cfg.steps, cfg.max_checkpoints, cfg.include_final)
+    scores: dict[str, float | None] = {}
+    if cfg.strategy == "last":
+        name, path = found[-1]
+    else:
+        for label, path in found:
+            meta = run_mt_bench(
+                replace(
+                    cfg.eval,
+                    model=str(path),
+                    base_model="",
+                    model_name=label,
+                    out=storage.join(cfg.out, label),
+                )
+            )
+            scores[label] = None if meta["invalid"] else meta.get("candidate.overall")
+        valid = [(s, i) for i, (label, _) in enumerate(found) if (s := scores[label]) is not None]
+        if not valid:
+            raise UserError(
+                Problem(
+                    where=cfg.model_dir,
+                    rule="checkpoint",
+                    message="every checkpoint evaluation was invalid (too many failed judgments)",
+                    fix="check the judge; see each evaluation's metrics.json",
+                )
+            )
+        name, path = found[max(valid)[1]]
+    selected = (
+        storage.join(cfg.model_dir, path.relative_to(root).as_posix())
+        if storage.is_s3(cfg.model_dir)
+        else str(path)
+    )
+    selection = {
+        "selected": selected,
+        "name": name,
+        "strategy": cfg.strategy,
+        "scores": scores,
+        "source": cfg.model_dir,
+    }
+    storage.write_text(storage.join(cfg.out, "selection.json"), json.dumps(selection, indent=2) + "\n")
+    return selection
