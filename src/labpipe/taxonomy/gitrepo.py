@@ -1,0 +1,86 @@
+"""The few git operations the taxonomy stages need, through the `git` command line.
+
+Repositories may be remote URLs, local paths or file:// URLs. Git never prompts (GIT_TERMINAL_PROMPT=0),
+so a repository that needs credentials fails fast with a message instead of hanging a pipeline step.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+_NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
+_SHA = re.compile(r"^[0-9a-f]{7,64}$")
+
+
+class GitError(Exception):
+    """A git command failed; `detail` is git's own first error line."""
+
+    def __init__(self, args: list[str], detail: str):
+        self.command = args[0] if args else ""
+        self.detail = detail
+        super().__init__(f"git {' '.join(args)}: {detail}")
+
+
+def git(
+    *args: str, cwd: str | Path | None = None, timeout: float = 900, env: dict[str, str] | None = None
+) -> str:
+    """Run git and return its stdout; raise GitError with git's message on failure."""
+    env = {**os.environ, **_NO_PROMPT, **(env or {})}
+    try:
+        proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, timeout=timeout)
+    except FileNotFoundError:
+        raise GitError(list(args), "the git command is not installed") from None
+    except subprocess.TimeoutExpired:
+        raise GitError(list(args), f"timed out after {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.decode(errors="replace").splitlines() if line.strip()]
+        detail = next(
+            (line for line in lines if line.startswith(("fatal:", "error:"))), lines[-1] if lines else ""
+        )
+        raise GitError(
+            list(args),
+            detail.removeprefix("fatal: ").removeprefix("error: ").strip() or f"exit code {proc.returncode}",
+        )
+    return proc.stdout.decode("utf-8", errors="surrogateescape")
+
+
+def work_tree_prefix(path: str | Path) -> str | None:
+    """The path of `path` inside its git work tree ('' at the top), or None when it is not in one."""
+    try:
+        return git("rev-parse", "--show-prefix", cwd=path).strip()
+    except (GitError, NotADirectoryError, FileNotFoundError):
+        return None
+
+
+def resolve(ref: str, cwd: str | Path) -> str | None:
+    """The commit id `ref` names in the repository at `cwd`, or None."""
+    try:
+        return git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", cwd=cwd).strip() or None
+    except GitError:
+        return None
+
+
+def is_remote_url(repo: str) -> bool:
+    return "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo) is not None
+
+
+def clone(url: str, dest: str | Path, *, ref: str = "") -> str:
+    """Clone `url` into `dest` and check out `ref` (branch, tag or commit; default branch when empty).
+
+    Returns the checked-out commit id. A commit that no branch reaches is fetched by id."""
+    git("clone", "--quiet", *(["--no-checkout"] if ref else []), url, str(dest))
+    if ref:
+        commit = resolve(ref, dest) or resolve(f"origin/{ref}", dest)
+        if commit is None and _SHA.match(ref):
+            try:
+                git("fetch", "--quiet", "origin", ref, cwd=dest)
+                commit = resolve("FETCH_HEAD", dest)
+            except GitError:
+                commit = None
+        if commit is None:
+            raise GitError(["checkout", ref], f"'{ref}' is not a branch, tag or commit of {url}")
+        git("checkout", "--quiet", "--detach", commit, cwd=dest)
+    return git("rev-parse", "HEAD", cwd=dest).strip()

@@ -1,0 +1,67 @@
+"""The sample taxonomy (repository folder `taxonomy/`) as git repositories, offline.
+
+`prepare_sample_taxonomy(dest)` writes two repositories side by side:
+
+    dest/sample-documents/   taxonomy/documents/*, committed with a fixed author and date, so its
+                             commit id is the same on every machine (the knowledge leaf names it)
+    dest/taxonomy/           the taxonomy (without documents/), one commit on branch main
+
+The knowledge leaf's `document.repo` is `../sample-documents`: a relative document.repo is resolved
+against the taxonomy directory (a labpipe convention; InstructLab taxonomies use URLs).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from labpipe.errors import UserError
+from labpipe.taxonomy import gitrepo
+
+DOCUMENTS_DIR = "documents"
+DOCUMENTS_REPO = "sample-documents"
+_FIXED = {
+    "GIT_AUTHOR_NAME": "labpipe",
+    "GIT_AUTHOR_EMAIL": "labpipe@example.invalid",
+    "GIT_AUTHOR_DATE": "2025-01-01T00:00:00+0000",
+    "GIT_COMMITTER_NAME": "labpipe",
+    "GIT_COMMITTER_EMAIL": "labpipe@example.invalid",
+    "GIT_COMMITTER_DATE": "2025-01-01T00:00:00+0000",
+}
+
+
+def sample_taxonomy_source() -> Path:
+    """The checked-in sample taxonomy (LABPIPE_SAMPLE_TAXONOMY overrides)."""
+    env = os.environ.get("LABPIPE_SAMPLE_TAXONOMY")
+    path = Path(env) if env else Path(__file__).resolve().parents[3] / "taxonomy"
+    if not (path / "compositional_skills").is_dir():
+        raise UserError(
+            f"{path}: the sample taxonomy is not there",
+            fix="run from a labpipe checkout, or set LABPIPE_SAMPLE_TAXONOMY to its taxonomy/ folder",
+        )
+    return path
+
+
+def commit_all(repo: Path, message: str) -> str:
+    """Commit every file in `repo` (a fresh `git init`) with a fixed identity and date; returns the commit id."""
+    git = ["-c", "commit.gpgsign=false", "-c", "core.autocrlf=false", "-c", "init.defaultBranch=main"]
+    gitrepo.git(*git, "init", "--quiet", "--initial-branch=main", cwd=repo)
+    gitrepo.git(*git, "add", "--all", cwd=repo)
+    gitrepo.git(*git, "commit", "--quiet", "--no-verify", "-m", message, cwd=repo, env=_FIXED)
+    return gitrepo.git("rev-parse", "HEAD", cwd=repo).strip()
+
+
+def prepare_sample_taxonomy(dest: str | Path) -> Path:
+    """Materialise the sample taxonomy and its document repository under `dest`; returns the taxonomy path."""
+    source = sample_taxonomy_source()
+    dest = Path(dest)
+    docs, taxonomy = dest / DOCUMENTS_REPO, dest / "taxonomy"
+    for path in (docs, taxonomy):
+        if path.exists():
+            shutil.rmtree(path)
+    shutil.copytree(source / DOCUMENTS_DIR, docs)
+    commit_all(docs, "sample documents")
+    shutil.copytree(source, taxonomy, ignore=shutil.ignore_patterns(DOCUMENTS_DIR, ".*"))
+    commit_all(taxonomy, "sample taxonomy")
+    return taxonomy
