@@ -12,6 +12,7 @@ never loses the others. Errors that make every request fail (bad URL, missing mo
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -21,7 +22,9 @@ from typing import Any, Protocol
 class ChatRequest:
     messages: tuple[dict[str, str], ...] | list[dict[str, str]]
     request_id: str = ""  # content-derived id; checkpoints are keyed by it
-    schema: dict[str, Any] | None = None  # JSON schema the backend enforces; result.data holds the parsed value
+    schema: dict[str, Any] | None = (
+        None  # JSON schema the backend enforces; result.data holds the parsed value
+    )
     temperature: float = 0.0
     max_tokens: int = 512
     seed: int | None = None
@@ -46,13 +49,24 @@ class ChatResult:
 class ModelSpec:
     target: str  # http(s)://host/v1, a local model directory, or s3://bucket/prefix
     model: str | None = None  # model name sent to an endpoint (default: the endpoint's first model)
-    api_key_env: str = "OPENAI_API_KEY"  # name of the variable holding the key; the key itself is never stored
+    api_key_env: str = (
+        "OPENAI_API_KEY"  # name of the variable holding the key; the key itself is never stored
+    )
     concurrency: int = 32
     timeout_s: float = 120.0
     max_retries: int = 6
     ca_bundle: str | None = None
     batch_size: int = 16  # in-process backend: prompts per generate() call
     extra: dict[str, Any] = field(default_factory=dict)
+    backoff_base_s: float = (
+        0.5  # retry n waits uniform(0, min(backoff_max_s, backoff_base_s * 2**n)) ("full jitter")
+    )
+    backoff_max_s: float = 30.0
+    schema_retries: int = 2  # extra attempts for a reply that is not JSON or breaks the schema
+    response_format: bool | None = (
+        None  # endpoint enforces json_schema: None = try it, fall back on rejection
+    )
+    seed: int = 0  # in-process backend: sampling seed for requests without their own
 
     @property
     def is_endpoint(self) -> bool:
@@ -60,11 +74,40 @@ class ModelSpec:
 
     def describe(self) -> dict[str, str]:
         """What may be logged (params, lineage): never the API key."""
-        return {"target": self.target, "model": self.model or "", "backend": "openai" if self.is_endpoint else "hf"}
+        return {
+            "target": self.target,
+            "model": self.model or "",
+            "backend": "openai" if self.is_endpoint else "hf",
+        }
+
+
+@dataclass
+class ClientStats:
+    """Running counts of one client, for progress bars and MLflow metrics (`as_metrics`)."""
+
+    requests: int = 0  # HTTP requests sent (every attempt), or prompts generated in-process
+    completed: int = 0  # results delivered without error
+    failed: int = 0  # results delivered with an error
+    retries: int = 0
+    in_flight: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    errors: Counter[str] = field(
+        default_factory=Counter
+    )  # failed attempts by kind (rate_limit, timeout, schema...)
+
+    def as_metrics(self, prefix: str = "") -> dict[str, float]:
+        metrics = {
+            f"{prefix}{name}": float(getattr(self, name))
+            for name in ("requests", "completed", "failed", "retries", "prompt_tokens", "completion_tokens")
+        }
+        metrics.update({f"{prefix}errors.{kind}": float(n) for kind, n in sorted(self.errors.items())})
+        return metrics
 
 
 class ChatClient(Protocol):
     model_name: str
+    stats: ClientStats
 
     def complete(
         self, requests: Sequence[ChatRequest], on_result: Callable[[ChatResult], None] | None = None

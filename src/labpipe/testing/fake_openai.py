@@ -29,6 +29,7 @@ import re
 import socket
 import ssl
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -244,7 +245,8 @@ class FakeOpenAIServer:
 
     Counters (thread-safe): `total_requests` (chat completions received), `status_counts` (HTTP status
     -> count; "dropped" for closed connections), `faults_injected`, `in_flight`, `max_in_flight`,
-    `models_requests`, and `requests` (every chat request body received, in arrival order).
+    `models_requests`, and `requests` (every chat request body received, in arrival order) with
+    `arrival_times`.
     """
 
     def __init__(
@@ -321,6 +323,7 @@ class FakeOpenAIServer:
             self.in_flight = 0
             self.max_in_flight = 0
             self.requests: list[dict[str, Any]] = []
+            self.arrival_times: list[float] = []  # time.monotonic() of each entry in `requests`
 
     # request handling (called from handler threads) -----------------------------------------------
 
@@ -333,6 +336,7 @@ class FakeOpenAIServer:
             arrival = self.total_requests
             self.total_requests += 1
             self.requests.append(request)
+            self.arrival_times.append(time.monotonic())
             attempt = self._attempts[key]
             self._attempts[key] += 1
             self.in_flight += 1
