@@ -34,7 +34,15 @@ _FIXED = {
 def sample_taxonomy_source() -> Path:
     """The checked-in sample taxonomy (LABPIPE_SAMPLE_TAXONOMY overrides)."""
     env = os.environ.get("LABPIPE_SAMPLE_TAXONOMY")
-    path = Path(env) if env else Path(__file__).resolve().parents[3] / "taxonomy"
+    if env:
+        path = Path(env)
+    else:  # installed as the package labpipe.sample_taxonomy (see setup.py); else the checkout's folder
+        try:
+            import labpipe.sample_taxonomy as installed
+
+            path = Path(next(iter(installed.__path__)))
+        except ImportError:
+            path = Path(__file__).resolve().parents[3] / "taxonomy"
     if not (path / "compositional_skills").is_dir():
         raise UserError(
             f"{path}: the sample taxonomy is not there",

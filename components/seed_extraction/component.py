@@ -1,0 +1,30 @@
+"""KFP component: seed records (JSONL) from the changed leaves, with knowledge documents chunked."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Output
+from labpipe.components.images import image_for
+
+
+@dsl.component(base_image=image_for("taxonomy"))
+def seed_extraction(
+    diff: Input[Dataset],
+    tokenizer: str,
+    chunk_tokens: int,
+    run_id: str,
+    tracking_uri: str,
+    seeds: Output[Dataset],
+):
+    """One seed record per changed leaf; `tokenizer` (model dir / s3:// URI, or "") budgets the chunks."""
+    from labpipe.taxonomy.stage import SeedExtractionConfig, run_seed_extraction
+
+    meta = run_seed_extraction(
+        SeedExtractionConfig(
+            diff=diff.path,
+            out=seeds.path,
+            tokenizer=tokenizer,
+            chunk_tokens=int(chunk_tokens),
+            run_id=run_id,
+            tracking_uri=tracking_uri,
+        )
+    )
+    seeds.metadata.update(meta)
