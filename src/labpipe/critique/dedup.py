@@ -1,7 +1,7 @@
 """Near-duplicate removal with MinHash LSH (datasketch) over word shingles of question + answer.
 
 Records are visited in a fixed order (the caller's); the first of a group of near-duplicates is
-kept. A threshold of 1.0 or more removes exact duplicates (after whitespace/case normalisation) only.
+kept. A threshold of 1.0 or more removes exact duplicates (after case, punctuation and whitespace normalisation) only.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ NUM_PERM = 64
 
 
 def _text(rec: dict[str, Any]) -> str:
-    return re.sub(r"\s+", " ", f"{rec.get('question', '')} {rec.get('answer', '')}".lower()).strip()
+    text = f"{rec.get('question', '')} {rec.get('answer', '')}".lower()
+    return re.sub(r"\s+", " ", re.sub(r"[^\w\s]", " ", text)).strip()
 
 
 def _shingles(text: str, n: int = 3) -> set[str]:
