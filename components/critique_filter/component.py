@@ -1,0 +1,53 @@
+"""KFP component: judge and filter the generated examples; mix the knowledge and skills training sets."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Markdown, Output
+from labpipe.components.images import image_for
+
+
+@dsl.component(base_image=image_for("generation"))
+def critique_filter(
+    generated: Input[Dataset],
+    judge: str,
+    judge_model: str,
+    judge_secret: str,
+    samples_per_skill_leaf: int,
+    seed: int,
+    run_id: str,
+    tracking_uri: str,
+    knowledge_set: Output[Dataset],
+    skills_set: Output[Dataset],
+    report: Output[Markdown],
+    profile: str = "lab",
+):
+    """Filter with `profile` (lab | smoke); empty judge/judge_model fall back to JUDGE_* env vars.
+
+    judge_secret names the Kubernetes secret mounted as JUDGE_ENDPOINT / JUDGE_MODEL / JUDGE_API_KEY.
+    knowledge_set.path and skills_set.path are messages-JSONL files; report.path is the yield report.
+    """
+    import tempfile
+
+    from labpipe.critique.stage import CritiqueConfig, run_critique
+
+    meta = run_critique(
+        CritiqueConfig(
+            generated=generated.path,
+            out=tempfile.mkdtemp(prefix="critique-"),
+            judge=judge,
+            judge_model=judge_model,
+            secret=judge_secret,
+            profile=profile,
+            samples_per_skill_leaf=samples_per_skill_leaf,
+            seed=seed,
+            knowledge_out=knowledge_set.path,
+            skills_out=skills_set.path,
+            report_md_out=report.path,
+            run_id=run_id,
+            tracking_uri=tracking_uri,
+        )
+    )
+    knowledge_set.metadata.update({k: v for k, v in meta.items() if k.startswith("knowledge") or k == "kept"})
+    skills_set.metadata.update(
+        {k: v for k, v in meta.items() if k.startswith("skills") or k == "knowledge_replay"}
+    )
+    report.metadata.update(meta)
