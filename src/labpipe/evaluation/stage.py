@@ -52,6 +52,7 @@ class EvalConfig:
     max_failed_share: float = 0.1  # more failed judgments than this (per model) = invalid, not scored
     batch_size: int = 16
     concurrency: int = 32
+    max_retries: int = 6  # per endpoint request (transport errors, 429, 5xx)
     regressions: int = 5
     run_id: str = ""
     tracking_uri: str = ""
@@ -66,6 +67,7 @@ class EvalConfig:
             batch_size=self.batch_size,
             concurrency=self.concurrency,
             api_key_env=api_key_env or "OPENAI_API_KEY",
+            max_retries=self.max_retries,
         )
 
     def validate(self) -> None:
@@ -142,15 +144,19 @@ def run_mt_bench(cfg: EvalConfig) -> dict:
     with maybe_stage_run(
         "mt_bench_eval", pipeline_run_id=cfg.run_id, tracking_uri=cfg.tracking_uri, params=params
     ) as run:
-        answers = {}
-        for label, (target, name) in targets.items():
-            client = make_client(cfg.model_spec(target, name))
-            try:
-                answers[label] = generate_answers(client, questions, label, max_new_tokens=cfg.max_new_tokens)
-            finally:
-                client.close()
         judge_client = make_client(judge_spec)
         try:
+            if judge_spec.is_endpoint:
+                judge_client.model_name  # noqa: B018 - an unreachable judge fails now, not after the answers
+            answers = {}
+            for label, (target, name) in targets.items():
+                client = make_client(cfg.model_spec(target, name))
+                try:
+                    answers[label] = generate_answers(
+                        client, questions, label, max_new_tokens=cfg.max_new_tokens
+                    )
+                finally:
+                    client.close()
             judged = judge_answers(
                 judge_client,
                 prompts,
