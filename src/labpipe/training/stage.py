@@ -250,19 +250,17 @@ def _train(
             os.replace(staged, final)
             with storage.atomic_path(out / checkpoints.SUMMARY) as tmp:
                 tmp.write_text(json.dumps(summary, indent=2))
+            totals = (
+                "steps",
+                "tokens",
+                "trained_tokens",
+                "padding_efficiency",
+                "samples",
+                "dropped_overlong",
+            )
+            # "total_" keeps the run totals apart from the per-step series of the same name
             run.log_metrics(
-                {
-                    k: summary[k]
-                    for k in (
-                        "steps",
-                        "final_loss",
-                        "tokens",
-                        "padding_efficiency",
-                        "samples",
-                        "dropped_overlong",
-                        "truncated_overlong",
-                    )
-                }
+                {"final_loss": summary["final_loss"], **{f"total_{k}": summary[k] for k in totals}}
             )
             checkpoints.clear_staging(out)
         trainer.accelerator.wait_for_everyone()
