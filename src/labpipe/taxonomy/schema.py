@@ -61,7 +61,8 @@ class _Checker:
         self.problems: list[Problem] = []
 
     def add(self, path: tuple, rule: str, message: str, fix: str, severity: str = "error") -> None:
-        line, col = self.parsed.mark(path)
+        at_key = rule == "unknown-key" and path in self.parsed.key_marks
+        line, col = self.parsed.key_marks[path] if at_key else self.parsed.mark(path)
         self.problems.append(
             Problem(
                 where=f"{self.where}:{line}:{col}",

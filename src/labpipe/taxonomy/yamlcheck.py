@@ -45,6 +45,7 @@ class ParsedYaml:
 
     data: Any = None
     marks: dict[tuple, tuple[int, int]] = field(default_factory=dict)  # path -> (line, column), 1-based
+    key_marks: dict[tuple, tuple[int, int]] = field(default_factory=dict)  # path -> position of its key
     problems: list[Problem] = field(default_factory=list)
 
     def mark(self, path: tuple) -> tuple[int, int]:
@@ -119,6 +120,7 @@ class _Linter:
         for key_node, value in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else repr(key_node.start_mark)
             here = (*path, key)
+            self.result.key_marks[here] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             if key in seen:
                 self.problem(
                     "key-duplicates",
