@@ -76,6 +76,7 @@ def judge_answers(
                         messages[0],
                         {"role": "user", "content": f"{messages[1]['content']}\n\n{spec.instruction}"},
                     ]
+                    j.user_prompt = messages[1]["content"]  # the file records what the judge was sent
                 pending.append((j, messages))
 
     for attempt in range(1, attempts + 1):
