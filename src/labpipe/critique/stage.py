@@ -17,6 +17,7 @@ The judge model: --judge / JUDGE_ENDPOINT, JUDGE_MODEL, key in JUDGE_API_KEY (or
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -219,7 +220,7 @@ def run_critique(config: CritiqueConfig, client=None) -> dict[str, Any]:
         run.log_artifact(out / REPORT_JSON)
         run.log_artifact(out / REPORT_MD)
         run.log_metrics({k: v for k, v in totals.items() if isinstance(v, int | float)})
-        run.log_metrics({f"dropped.{name}": f["dropped"] for name, f in report["filters"].items()})
+        run.log_metrics({_metric(f"dropped.{name}"): f["dropped"] for name, f in report["filters"].items()})
         _check_not_empty(records, alive, knowledge, skills, ledger, out / REPORT_MD)
         _write(
             out / KNOWLEDGE_SET,
@@ -238,6 +239,10 @@ def run_critique(config: CritiqueConfig, client=None) -> dict[str, Any]:
                 with atomic_path(dest) as tmp:
                     shutil.copyfile(out / src, tmp)
     return totals
+
+
+def _metric(name: str) -> str:
+    return re.sub(r"[^\w\-. :/]", "", name).strip()
 
 
 def _recorded_judge_steps(flows) -> list[str]:
