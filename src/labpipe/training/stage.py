@@ -82,6 +82,8 @@ def _prepare(config: TrainingConfig, phase: PhaseConfig) -> dict[str, Any]:
         samples = data.mix_replay(samples, replay, phase.replay_fraction, phase.seed)
 
     model_dir = storage.materialize_dir(config.base_model)
+    if (model_dir / checkpoints.MODEL / "config.json").exists():  # a previous phase's output directory
+        model_dir = model_dir / checkpoints.MODEL
     if not (model_dir / "config.json").exists():
         raise UserError(
             Problem(
