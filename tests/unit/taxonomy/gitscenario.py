@@ -51,8 +51,8 @@ def knowledge_yaml(
                 f"      - question: Question {q} on context {c}?",
                 f"        answer: Answer {q} on context {c}.",
             ]
-    lines += ["document:", f"  repo: {repo}", f"  commit: {commit}", "  patterns:"]
-    lines += [f"    - {p}" for p in patterns]
+    lines += ["document:", f"  repo: {repo}", f"  commit: '{commit}'", "  patterns:"]
+    lines += [f"    - '{p}'" for p in patterns]
     return "\n".join(lines) + "\n"
 
 

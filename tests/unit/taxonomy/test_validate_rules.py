@@ -82,7 +82,7 @@ def test_yaml_style_rules(tmp_path, edit, rule, where, message):
 
 def test_inconsistent_indentation(tmp_path):
     text = knowledge_yaml().replace("\n  repo:", "\n    repo:").replace("\n  commit:", "\n    commit:")
-    text = text.replace("\n  patterns:\n    - doc.md", "\n    patterns:\n      - doc.md")
+    text = text.replace("\n  patterns:\n    - 'doc.md'", "\n    patterns:\n      - 'doc.md'")
     p = only(problems_of(tmp_path, KNOW, text), "indentation")
     assert p.where == f"{KNOW}/qna.yaml:47:5" and p.field == "document"
     assert p.message == "wrong indentation: expected 2 but found 4"
@@ -149,7 +149,7 @@ def test_knowledge_needs_three_qna_per_context_and_five_contexts(tmp_path):
 
 
 def test_knowledge_document_needs_repo_and_commit(tmp_path):
-    text = knowledge_yaml().replace("  commit: abc1234\n", "")
+    text = knowledge_yaml().replace("  commit: 'abc1234'\n", "")
     p = only(problems_of(tmp_path, KNOW, text), "required")
     assert p.field == "document" and "'commit'" in p.message
 
