@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
 
 def register(sub) -> None:
@@ -80,7 +81,13 @@ def register(sub) -> None:
     crit.set_defaults(func=critique)
 
 
+def _quiet_http_logs(args: argparse.Namespace) -> None:
+    if not getattr(args, "verbose", False):  # one INFO line per request would bury the progress bars
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 def generate(args: argparse.Namespace) -> int:
+    _quiet_http_logs(args)
     from labpipe.generation.stage import GenerationConfig, run_generation
 
     meta = run_generation(
@@ -103,6 +110,7 @@ def generate(args: argparse.Namespace) -> int:
 
 
 def critique(args: argparse.Namespace) -> int:
+    _quiet_http_logs(args)
     from labpipe.critique.stage import CritiqueConfig, run_critique
 
     meta = run_critique(
