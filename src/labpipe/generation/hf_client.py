@@ -112,6 +112,20 @@ def _text_pattern(lo: int, hi: int) -> str:
     return "^" + "".join(chunks) + "$"
 
 
+def _pattern_bytes(pattern: str) -> int:
+    """A rough upper bound on the JSON bytes of strings matching a caller's own pattern (10**6: unbounded).
+
+    Without open-ended quantifiers (*, +, {n,}) a match has at most len(pattern) + the quantifiers'
+    maxima characters; one byte each when the pattern can only match ASCII without escapes, else six.
+    """
+    if re.search(r"(?<!\\)[*+]|\{\d+,\}", pattern):
+        return 10**6
+    chars = len(pattern) + sum(int(hi or lo) for lo, hi in re.findall(r"\{(\d+)(?:,(\d+))?\}", pattern))
+    needs_escape_or_unicode = (r"\\[uxpPsWSD\\]", r"\[\^", r"(?<!\\)\.", '"')
+    ascii_only = pattern.isascii() and not any(re.search(n, pattern) for n in needs_escape_or_unicode)
+    return 2 + chars * (1 if ascii_only else 6)
+
+
 def _worst_bytes(node: Any, root: dict[str, Any], depth: int = 0) -> int:
     """An upper bound on the bytes of any compact JSON value `node` admits (10**6: unbounded)."""
     unbounded = 10**6
@@ -136,7 +150,9 @@ def _worst_bytes(node: Any, root: dict[str, Any], depth: int = 0) -> int:
         chunks = _CHUNK.findall(node.get("pattern", ""))
         if chunks:  # a pattern of ours: one byte per character
             return 2 + sum(int(n) for n in chunks)
-        return 2 + 6 * node["maxLength"] if "maxLength" in node else unbounded
+        if "maxLength" in node:
+            return 2 + 6 * node["maxLength"]
+        return _pattern_bytes(node["pattern"]) if "pattern" in node else unbounded
     if kind in ("integer", "number"):
         ends = [node.get(k) for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")]
         digits = max((len(str(int(e))) for e in ends if e is not None), default=0)

@@ -1,0 +1,22 @@
+"""TLS with a private CA: the client trusts the fake teacher only when given the CA bundle."""
+
+from __future__ import annotations
+
+import pytest
+
+from labpipe.errors import UserError
+from labpipe.generation.client import ChatRequest, ModelSpec, make_client
+from labpipe.testing.fake_openai import FakeOpenAIServer
+from labpipe.testing.tls import make_test_ca
+
+
+def test_https_endpoint_with_custom_ca_bundle(tmp_path):
+    ca = make_test_ca(tmp_path)
+    request = ChatRequest(messages=[{"role": "user", "content": "hello"}], request_id="a")
+    with FakeOpenAIServer(ssl_context=ca.server_context()) as server:
+        assert server.base_url.startswith("https://")
+        trusted = make_client(ModelSpec(server.base_url, ca_bundle=str(ca.ca_bundle)))
+        assert trusted.complete([request])[0].ok
+        with pytest.raises(UserError) as err:
+            make_client(ModelSpec(server.base_url, model=server.model, max_retries=1)).complete([request])
+        assert "CA bundle" in str(err.value)
