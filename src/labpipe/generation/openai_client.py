@@ -68,6 +68,7 @@ class OpenAIChatClient:
         self._model = spec.model
         self._response_format = spec.response_format
         self._reachable = False
+        self._ssl_context: ssl.SSLContext | None = None
         self._rng = random.Random()
         key = os.environ.get(spec.api_key_env, "")
         self._key_set = bool(key)
@@ -89,20 +90,23 @@ class OpenAIChatClient:
         }
 
     def _verify(self) -> ssl.SSLContext | bool:
-        if not self.spec.ca_bundle:
-            return True
-        try:
-            return ssl.create_default_context(cafile=self.spec.ca_bundle)
-        except (OSError, ssl.SSLError) as exc:
-            raise UserError(
-                Problem(
-                    where=self.spec.ca_bundle,
-                    rule="ca-bundle",
-                    field="ca_bundle",
-                    message=f"cannot load the CA bundle ({exc})",
-                    fix="pass a PEM file with the CA certificate(s)",
-                )
-            ) from None
+        # One context for all pools: loading a trust store costs ~40 ms each time.
+        if self._ssl_context is None:
+            try:
+                import certifi  # httpx's default trust store
+
+                self._ssl_context = ssl.create_default_context(cafile=self.spec.ca_bundle or certifi.where())
+            except (OSError, ssl.SSLError) as exc:
+                raise UserError(
+                    Problem(
+                        where=self.spec.ca_bundle or "certifi",
+                        rule="ca-bundle",
+                        field="ca_bundle",
+                        message=f"cannot load the CA bundle ({exc})",
+                        fix="pass a PEM file with the CA certificate(s)",
+                    )
+                ) from None
+        return self._ssl_context
 
     @property
     def model_name(self) -> str:

@@ -503,3 +503,31 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(reply)
         finally:
             self.fake._leave(status, fault)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m labpipe.testing.fake_openai --latency 0.2`: serve until interrupted; prints the base URL."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="deterministic fake OpenAI-compatible teacher (for tests)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
+    parser.add_argument("--model", default="fake-teacher")
+    parser.add_argument("--api-key", default=None, help="require this bearer token (default: none)")
+    parser.add_argument("--no-response-format", action="store_true", help="reject response_format with 400")
+    args = parser.parse_args(argv)
+    server = FakeOpenAIServer(
+        latency_s=args.latency,
+        model=args.model,
+        api_key=args.api_key,
+        supports_response_format=not args.no_response_format,
+    )
+    with server:
+        print(server.base_url, flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

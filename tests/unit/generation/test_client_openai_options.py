@@ -25,8 +25,9 @@ def test_ca_bundle_reaches_httpx(tmp_path):
     assert options["timeout"].read == 7 and options["base_url"] == "https://teacher.example/v1"
 
 
-def test_without_a_ca_bundle_the_system_trust_store_is_used():
-    assert OpenAIChatClient(ModelSpec("https://teacher.example/v1")).httpx_options()["verify"] is True
+def test_without_a_ca_bundle_the_default_trust_store_is_used():
+    verify = OpenAIChatClient(ModelSpec("https://teacher.example/v1")).httpx_options()["verify"]
+    assert isinstance(verify, ssl.SSLContext) and len(verify.get_ca_certs()) > 10
 
 
 def test_missing_ca_bundle_is_a_user_error(tmp_path):
