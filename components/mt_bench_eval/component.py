@@ -21,6 +21,7 @@ def mt_bench_eval(
     metrics: Output[Metrics],
     report: Output[HTML],
     decision: Output[Artifact],
+    max_new_tokens: int = 1024,
 ) -> bool:
     """Answer and judge MT-Bench for candidate and base; report; decide whether to publish (for dsl.If)."""
     import shutil
@@ -40,6 +41,7 @@ def mt_bench_eval(
             api_key_env=judge_secret or "OPENAI_API_KEY",
             questions=questions,
             max_questions=int(max_questions),
+            max_new_tokens=int(max_new_tokens),
             out=str(out),
             run_id=run_id,
             tracking_uri=tracking_uri,
