@@ -71,8 +71,9 @@ class FaultPlan:
     """Which requests fail, and how. All choices are deterministic given `seed`.
 
     rates: kind -> probability for each attempt, drawn from a hash of (seed, request body, attempt).
-    first: kind -> the first N chat requests the server receives get this fault (in arrival order).
-    first_attempts: kind -> the first N attempts of every distinct request body get this fault.
+    first: kind -> the first N chat requests the server receives get this fault (kinds in the order
+        given: {"drop": 2, "slow": 1} drops requests 0 and 1 and delays request 2).
+    first_attempts: kind -> likewise for the attempts of every distinct request body.
     hook: (request_json, attempt) -> a fault kind, a Reply, or None; consulted first.
     """
 
@@ -96,18 +97,12 @@ class FaultPlan:
             chosen = self.hook(request, attempt)
             if chosen is not None:
                 return chosen
-        start = 0
-        for kind in FAULT_KINDS:
-            n = self.first.get(kind, 0)
-            if start <= arrival < start + n:
-                return kind
-            start += n
-        start = 0
-        for kind in FAULT_KINDS:
-            n = self.first_attempts.get(kind, 0)
-            if start <= attempt < start + n:
-                return kind
-            start += n
+        for counts, index in ((self.first, arrival), (self.first_attempts, attempt)):
+            start = 0
+            for kind, n in counts.items():  # in the order given
+                if start <= index < start + n:
+                    return kind
+                start += n
         if self.rates:
             u = _uniform(f"{self.seed}:{body_key}:{attempt}")
             acc = 0.0
