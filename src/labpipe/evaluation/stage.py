@@ -57,6 +57,7 @@ class EvalConfig:
     run_id: str = ""
     tracking_uri: str = ""
     extra_questions: list[Question] = field(default_factory=list)  # e.g. taxonomy branch questions
+    include_mt_bench: bool = True  # False: only extra_questions (branch evaluation)
 
     def model_spec(self, target: str, endpoint_name: str = "", api_key_env: str = ""):
         from labpipe.generation.client import ModelSpec
@@ -100,9 +101,18 @@ def load_mt_bench(cfg: EvalConfig) -> tuple[list[Question], dict, str]:
         and not cfg.questions.startswith(("http://", "https://"))
         else ""
     )
-    questions, digest = load_questions(cfg.questions, verify=cfg.verify, max_questions=cfg.max_questions)
-    questions = attach_references(questions, cfg.reference_answers, data_dir=data_dir, verify=cfg.verify)
+    questions, digest = [], ""
+    if cfg.include_mt_bench:
+        questions, digest = load_questions(cfg.questions, verify=cfg.verify, max_questions=cfg.max_questions)
+        questions = attach_references(questions, cfg.reference_answers, data_dir=data_dir, verify=cfg.verify)
     prompts = load_judge_prompts(cfg.judge_prompts, data_dir=data_dir, verify=cfg.verify)
+    if cfg.extra_questions:
+        import hashlib
+
+        extra = json.dumps([[q.question_id, q.turns, q.reference] for q in cfg.extra_questions]).encode()
+        digest = hashlib.sha256(digest.encode() + extra).hexdigest()
+    if not questions and not cfg.extra_questions:
+        raise UserError("no questions to evaluate")
     return questions + list(cfg.extra_questions), prompts, digest
 
 
