@@ -3,6 +3,7 @@ the quality gate and publishing.
 
     labpipe evaluate mt-bench --model M --judge J [--base-model B] --out DIR [--questions PATH|DIR|s3://|URL]
     labpipe evaluate mt-bench score --judgments FILE [--questions ...]
+    labpipe evaluate branch --records SEEDS.jsonl --model M --base-model B --judge J --out DIR
     labpipe evaluate select-checkpoint --model-dir TRAINING_OUT --judge J --out DIR [--strategy best|last]
     labpipe evaluate gate --metrics EVAL_DIR --out decision.json [--production-model-name NAME --tolerance T]
     labpipe evaluate publish --model M --decision decision.json --name NAME
@@ -86,6 +87,17 @@ def register(sub) -> None:
     score.add_argument("--no-verify", action="store_true")
     score.add_argument("--json", action="store_true", help="print JSON instead of a table")
     score.set_defaults(func=score_command)
+
+    br = actions.add_parser(
+        "branch", help="judge the changed taxonomy leaves' seed examples: base vs candidate"
+    )
+    br.add_argument("--records", required=True, help="seed-extraction records JSONL of the changed leaves")
+    br.add_argument("--out", required=True)
+    br.add_argument(
+        "--questions", default="", help="data dir holding judge_prompts.jsonl (or --judge-prompts)"
+    )
+    _eval_options(br)
+    br.set_defaults(func=branch_command)
 
     sel = actions.add_parser(
         "select-checkpoint", help="score training checkpoints and keep the best (or last)"
@@ -176,6 +188,13 @@ def score_command(args: argparse.Namespace) -> int:
         if args.json
         else format_table(scores)
     )
+    return 0
+
+
+def branch_command(args: argparse.Namespace) -> int:
+    from labpipe.evaluation.branch import run_branch_eval
+
+    print(json.dumps(run_branch_eval(_config(args), args.records), indent=2))
     return 0
 
 
