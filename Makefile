@@ -8,8 +8,12 @@ PYTEST_ARGS ?=
 setup:
 	VENV=$(VENV) ./scripts/setup-env.sh
 
+# Offline machines with the shared test data beside the checkout use its MT-Bench copy; elsewhere the
+# pinned FastChat files are downloaded once, verified and cached.
+MT_BENCH_DATA ?= $(wildcard ../shared/data/mt_bench)
+
 run: setup
-	$(VENV)/bin/labpipe run
+	LABPIPE_MT_BENCH_DATA=$(MT_BENCH_DATA) $(VENV)/bin/labpipe run
 
 test: setup
 	$(VENV)/bin/ruff check .

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,26 +71,37 @@ def collect_artifacts(job_dir: Path) -> list[ProducedArtifact]:
     return found
 
 
+@contextmanager
+def talking_to(host: str, token_env: str) -> Iterator[None]:
+    """Turn the pipeline server's refusals into one actionable line (no traceback, no token)."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:
+        status = getattr(exc, "status", None) or getattr(getattr(exc, "__context__", None), "status", None)
+        reason = f"HTTP {status}" if status else str(exc).splitlines()[0][:200]
+        raise UserError(f"{host}: the pipeline server refused or could not be reached ({reason})",
+                        fix=f"check --host and that ${token_env} holds a valid token (e.g. `oc whoami -t`)") from None
+
+
 def kfp_client(host: str, namespace: str | None = None, token_env: str = "KFP_TOKEN"):
     """A kfp.Client for a Kubeflow / OpenShift AI pipeline server (bearer token from `token_env`)."""
     import kfp
 
-    token = os.environ.get(token_env) or None
-    try:
-        return kfp.Client(host=host, namespace=namespace, existing_token=token)
-    except Exception as exc:
-        raise UserError(f"{host}: cannot reach the pipeline server ({str(exc).splitlines()[0][:200]})",
-                        fix=f"check --host and that ${token_env} holds a valid token (e.g. `oc whoami -t`)") from None
+    with talking_to(host, token_env):
+        return kfp.Client(host=host, namespace=namespace, existing_token=os.environ.get(token_env) or None)
 
 
 def submit(host: str, arguments: dict[str, Any], *, experiment: str, run_name: str | None = None,
            namespace: str | None = None, package: Path | None = None, token_env: str = "KFP_TOKEN") -> str:
     client = kfp_client(host, namespace, token_env)
     package = package or pipelines_dir() / PIPELINE_YAML
-    result = client.create_run_from_pipeline_package(
-        str(package), arguments=arguments, run_name=run_name or f"lab-{time.strftime('%Y%m%d-%H%M%S')}",
-        experiment_name=experiment, namespace=namespace,
-    )
+    with talking_to(host, token_env):
+        result = client.create_run_from_pipeline_package(
+            str(package), arguments=arguments, run_name=run_name or f"lab-{time.strftime('%Y%m%d-%H%M%S')}",
+            experiment_name=experiment, namespace=namespace,
+        )
     return result.run_id
 
 
@@ -105,12 +118,14 @@ def to_kfp_cron(cron: str) -> str:
 
 def schedule(host: str, arguments: dict[str, Any], *, cron: str, experiment: str, name: str,
              namespace: str | None = None, package: Path | None = None, token_env: str = "KFP_TOKEN") -> str:
+    cron = to_kfp_cron(cron)
     client = kfp_client(host, namespace, token_env)
     package = package or pipelines_dir() / PIPELINE_YAML
-    exp = client.create_experiment(experiment, namespace=namespace)
-    job = client.create_recurring_run(
-        experiment_id=exp.experiment_id, job_name=name, cron_expression=to_kfp_cron(cron),
-        pipeline_package_path=str(package), params=arguments, max_concurrency=1, no_catchup=True,
-        enable_caching=False,
-    )
+    with talking_to(host, token_env):
+        exp = client.create_experiment(experiment, namespace=namespace)
+        job = client.create_recurring_run(
+            experiment_id=exp.experiment_id, job_name=name, cron_expression=cron,
+            pipeline_package_path=str(package), params=arguments, max_concurrency=1, no_catchup=True,
+            enable_caching=False,
+        )
     return job.recurring_run_id

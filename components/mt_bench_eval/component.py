@@ -30,15 +30,19 @@ def mt_bench_eval(
 
     from labpipe.evaluation.gate import GateConfig, run_gate
     from labpipe.evaluation.stage import EvalConfig, resolve_model_dir, run_mt_bench
+    from labpipe.generation.stage import resolve_model_spec
+
+    # judge_secret names the Kubernetes secret mounted as JUDGE_ENDPOINT / JUDGE_MODEL / JUDGE_API_KEY
+    spec = resolve_model_spec(judge, judge_model, role="judge", secret=judge_secret)
 
     out = Path(tempfile.mkdtemp(prefix="mt-bench-")) / "eval"
     meta = run_mt_bench(
         EvalConfig(
             model=resolve_model_dir(candidate.path),
             base_model=base_model,
-            judge=judge,
-            judge_model=judge_model,
-            api_key_env=judge_secret or "OPENAI_API_KEY",
+            judge=spec.target,
+            judge_model=spec.model or "",
+            api_key_env=spec.api_key_env,
             questions=questions,
             max_questions=int(max_questions),
             max_new_tokens=int(max_new_tokens),

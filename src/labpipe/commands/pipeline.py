@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from labpipe.errors import UserError
+from labpipe.errors import Problem, UserError
 
 
 def register(sub) -> None:
@@ -107,17 +107,35 @@ def local_arguments(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     }
     if not args.base_model:
         arguments.update(SMOKE_DEFAULTS)  # the tiny model: few samples, few steps, few questions
+    if os.environ.get("LABPIPE_MT_BENCH_DATA"):
+        arguments["questions"] = os.environ["LABPIPE_MT_BENCH_DATA"]
     arguments.update(parse_params(args.param))
+    _check_mt_bench_data(arguments.get("questions", ""))
     return arguments
+
+
+def _check_mt_bench_data(location: str) -> None:
+    """Fail before any stage runs when the MT-Bench questions cannot be had (offline, wrong path)."""
+    from labpipe.evaluation.questions import load_questions
+
+    try:
+        load_questions(location)
+    except UserError as err:
+        raise UserError(Problem(
+            where=err.problems[0].where, rule="mt-bench-data", message=err.problems[0].message,
+            fix="offline, point at a local copy of FastChat's mt_bench data folder: --param questions=DIR "
+                "or LABPIPE_MT_BENCH_DATA=DIR",
+        )) from None
 
 
 # A laptop run with the tiny model: the whole DAG in minutes on 2 CPU cores.
 SMOKE_DEFAULTS: dict[str, Any] = {
-    "generation_config": "smoke",
-    "critique_config": "smoke",
+    "generation_gate": False,  # a random model's question ratings would reject everything
+    "critique_profile": "smoke",  # scores recorded, never dropped on; malformed and duplicates still go
     "samples_per_skill_leaf": 4,
     "training_preset": "smoke",
     "max_questions": 4,
+    "max_new_tokens": 48,
 }
 
 

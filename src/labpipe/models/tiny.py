@@ -47,7 +47,7 @@ class TinyModelConfig:
     num_hidden_layers: int = 2
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
-    max_position_embeddings: int = 2048
+    max_position_embeddings: int = 8192  # RoPE: free; fits teacher prompts + max_tokens
     seed: int = 0
 
 
@@ -71,7 +71,7 @@ def build_tokenizer(vocab_size: int = 1024):
         eos_token="<|end|>",
         bos_token="<|endoftext|>",
         unk_token=None,
-        model_max_length=2048,
+        model_max_length=8192,
     )
     fast.chat_template = CHAT_TEMPLATE
     return fast
