@@ -184,7 +184,7 @@ class HFChatClient:
         self.model, self.tokenizer = load_model_and_tokenizer(spec.target)
         self._compiler = None
         self._grammars: dict[str, Any] = {}
-        self._context = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
+        self.context_length = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
 
     def __repr__(self) -> str:
         return f"HFChatClient(target={self.spec.target!r}, batch_size={self.spec.batch_size})"
@@ -212,14 +212,14 @@ class HFChatClient:
 
         groups: dict[tuple, list[int]] = {}
         for i, request in enumerate(requests):
-            if self._context and len(prompts[i]) + request.max_tokens > self._context:
+            if self.context_length and len(prompts[i]) + request.max_tokens > self.context_length:
                 deliver(
                     i,
                     ChatResult(
                         request.request_id,
                         error=(
                             f"context_length: {len(prompts[i])} prompt tokens + max_tokens {request.max_tokens} "
-                            f"exceed the model's context of {self._context}"
+                            f"exceed the model's context of {self.context_length}"
                         ),
                     ),
                 )
