@@ -51,3 +51,13 @@ def critique_filter(
         {k: v for k, v in meta.items() if k.startswith("skills") or k == "knowledge_replay"}
     )
     report.metadata.update(meta)
+    from labpipe.lineage import record
+
+    record(
+        "critique_filter",
+        meta,
+        pipeline_run_id=run_id,
+        tracking_uri=tracking_uri,
+        inputs={"generated": generated.uri},
+        outputs={"knowledge_set": knowledge_set.uri, "skills_set": skills_set.uri, "report": report.uri},
+    )

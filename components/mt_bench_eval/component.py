@@ -67,4 +67,14 @@ def mt_bench_eval(
         )
     )
     decision.metadata.update({"publish": result["publish"], "reasons": result["reasons"]})
+    from labpipe.lineage import record
+
+    record(
+        "mt_bench_eval",
+        {**meta, "publish": result["publish"], "reasons": result["reasons"]},
+        pipeline_run_id=run_id,
+        tracking_uri=tracking_uri,
+        inputs={"candidate": candidate.uri, "base_model": base_model, "questions": questions},
+        outputs={"report": report.uri, "decision": decision.uri},
+    )
     return bool(result["publish"])

@@ -16,11 +16,20 @@ def publish_model(
     """Register the candidate as a new version of `production_model_name`; return the version."""
     from labpipe.evaluation.publish import publish_model as publish
     from labpipe.evaluation.stage import resolve_model_dir
+    from labpipe.lineage import record
 
-    return publish(
+    version = publish(
         resolve_model_dir(candidate.path),
         decision.path,
         production_model_name,
         run_id=run_id,
         tracking_uri=tracking_uri,
     )
+    record(
+        "publish_model",
+        {"registered_model": production_model_name, "version": version, "alias": "production"},
+        pipeline_run_id=run_id,
+        tracking_uri=tracking_uri,
+        inputs={"candidate": candidate.uri},
+    )
+    return version

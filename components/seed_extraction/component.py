@@ -28,3 +28,13 @@ def seed_extraction(
         )
     )
     seeds.metadata.update(meta)
+    from labpipe.lineage import record
+
+    record(
+        "seed_extraction",
+        meta,
+        pipeline_run_id=run_id,
+        tracking_uri=tracking_uri,
+        inputs={"diff": diff.uri, "tokenizer": tokenizer},
+        outputs={"seeds": seeds.uri},
+    )

@@ -38,3 +38,13 @@ def sft(
         )
     )
     model.metadata.update(meta)
+    from labpipe.lineage import record
+
+    record(
+        "knowledge_sft" if phase == "knowledge" else "skill_sft",
+        meta,
+        pipeline_run_id=run_id,
+        tracking_uri=tracking_uri,
+        inputs={"base": base.uri if base is not None else base_model, "data": data.uri},
+        outputs={"model": model.uri},
+    )

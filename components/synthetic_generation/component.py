@@ -40,3 +40,13 @@ def synthetic_generation(
         )
     )
     generated.metadata.update(meta)
+    from labpipe.lineage import record
+
+    record(
+        "synthetic_generation",
+        meta,
+        pipeline_run_id=run_id,
+        tracking_uri=tracking_uri,
+        inputs={"seeds": seeds.uri},
+        outputs={"generated": generated.uri},
+    )

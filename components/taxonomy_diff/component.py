@@ -23,3 +23,13 @@ def taxonomy_diff(
         )
     )
     diff.metadata.update(meta)
+    from labpipe.lineage import record
+
+    record(
+        "taxonomy_diff",
+        meta,
+        pipeline_run_id=run_id,
+        tracking_uri=tracking_uri,
+        inputs={"taxonomy": taxonomy, "taxonomy_ref": taxonomy_ref, "base": base},
+        outputs={"diff": diff.uri},
+    )

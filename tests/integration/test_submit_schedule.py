@@ -20,7 +20,7 @@ def kfp_server(monkeypatch):
 
 
 def _shipped_spec() -> dict:
-    return yaml.safe_load((pipelines_dir() / "lab_pipeline.yaml").read_text())
+    return next(yaml.safe_load_all((pipelines_dir() / "lab_pipeline.yaml").read_text()))
 
 
 def test_submit_sends_the_compiled_pipeline_and_parameters(kfp_server, capsys):
@@ -34,7 +34,9 @@ def test_submit_sends_the_compiled_pipeline_and_parameters(kfp_server, capsys):
     assert exp["display_name"] == "weekly"
     [run] = kfp_server.bodies("POST", "/apis/v2beta1/runs")
     assert run["experiment_id"] == "exp-1"
-    assert run["pipeline_spec"]["pipelineInfo"]["name"] == _shipped_spec()["pipelineInfo"]["name"]
+    # the IR travels whole: the pipeline spec and the kfp-kubernetes platform spec (secrets, GPUs)
+    assert run["pipeline_spec"]["pipeline_spec"] == _shipped_spec()
+    assert "kubernetes" in run["pipeline_spec"]["platform_spec"]["platforms"]
     params = run["runtime_config"]["parameters"]
     assert params["taxonomy"] == "https://git.example.internal/taxonomy.git"
     assert params["max_questions"] == 10 and params["node_selector"] == {"gpu": "h100"}

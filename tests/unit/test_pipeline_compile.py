@@ -8,8 +8,13 @@ from labpipe.pipelines.runner import compile_pipeline
 
 from labpipe.paths import pipelines_dir
 
+# knowledge and skill SFT are two tasks of the one `sft` component
 STAGES = ["taxonomy-diff", "seed-extraction", "synthetic-generation", "critique-filter",
-          "knowledge-sft", "skill-sft", "mt-bench-eval", "publish-model"]
+          "sft", "mt-bench-eval", "publish-model"]
+
+
+def _pipeline_spec() -> dict:
+    return next(yaml.safe_load_all((pipelines_dir() / "lab_pipeline.yaml").read_text()))
 
 
 def test_checked_in_yaml_is_fresh(tmp_path):
@@ -21,7 +26,7 @@ def test_checked_in_yaml_is_fresh(tmp_path):
 
 
 def test_compiled_pipeline_shape():
-    spec = yaml.safe_load((pipelines_dir() / "lab_pipeline.yaml").read_text())
+    spec = _pipeline_spec()
     components = spec["components"]
     for stage in STAGES:
         assert f"comp-{stage}" in components, stage
@@ -30,6 +35,8 @@ def test_compiled_pipeline_shape():
     assert all(i.startswith("quay.io/labpipe/labpipe-") for i in images), images
     # the publish step sits under the gate's dsl.If
     tasks = spec["root"]["dag"]["tasks"]
+    assert {"sft", "sft-2"} <= set(tasks)
+    assert tasks["sft-2"]["inputs"]["artifacts"]["base"]["taskOutputArtifact"]["producerTask"] == "sft"
     gate = next(t for t in tasks.values() if "triggerPolicy" in t)
     assert "condition" in gate["triggerPolicy"]
 
