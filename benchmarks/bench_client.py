@@ -6,7 +6,7 @@
    `--sequential-requests` requests and extrapolated per request: 2,000 sequential requests would
    take 400 s).
 2. In-process HF client on the tiny model: generated tokens/s batched (`--batch-size`) vs one prompt
-   at a time, same prompts, greedy, plain and schema-constrained.
+   at a time, same prompts, greedy, plain and schema-constrained, torch on `--torch-threads` threads.
 
     python benchmarks/bench_client.py            # full run, ~2 min on 2 cores
 """
@@ -110,7 +110,9 @@ def bench_hf(args: argparse.Namespace) -> None:
 
     from labpipe.models.tiny import build_tiny_model
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(
+        args.torch_threads
+    )  # a ~100k-parameter model gains nothing from more; others' load hurts
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_tiny_model(Path(tmp) / "tiny")
         for label, reqs in (
@@ -140,6 +142,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--in-process-server", action="store_true", help="share this process (and its GIL)")
+    parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--skip-hf", action="store_true")
     args = parser.parse_args()
     bench_http(args)
