@@ -216,7 +216,7 @@ def _train(
         )
         if resume:
             trainer.load_token_counts(resume)
-        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         trainer._flush_counts()
 
         # The final model: every rank takes part in save_model (FSDP gathers), the main one publishes it.
@@ -241,6 +241,7 @@ def _train(
             "tokens": totals["real"],
             "trained_tokens": totals["trained"],
             "padding_efficiency": totals["real"] / max(totals["processed"], 1),
+            "train_seconds": result.metrics["train_runtime"],  # this session only (after a resume: the rest)
             "resumed_from_step": int(resume.name.split("-")[-1]) if resume else 0,
             "model_subpath": checkpoints.MODEL,
             "mlflow_run_id": run.run_id,

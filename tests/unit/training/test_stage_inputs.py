@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -40,9 +41,10 @@ def _fails(config, match):
 
 
 def test_max_length_beyond_the_model(tmp_path, tiny_model, training_sets):
+    limit = json.loads((tiny_model / "config.json").read_text())["max_position_embeddings"]
     problem = _fails(
-        _config(tmp_path, tiny_model, training_sets[0], overrides={"max_length": 4096}),
-        "max_position_embeddings 2048",
+        _config(tmp_path, tiny_model, training_sets[0], overrides={"max_length": limit + 1}),
+        f"max_position_embeddings {limit}",
     )
     assert problem.field == "max_length" and problem.where.endswith("smoke/knowledge.yaml")
 
