@@ -104,9 +104,9 @@ def test_retry_after_is_honoured_on_429():
 
 @pytest.mark.parametrize("fault", ["server_error", "unavailable", "drop", "slow", "bad_body"])
 def test_transient_faults_are_retried(fault):
-    plan = FaultPlan(first_attempts={fault: 1}, slow_s=3.0)
+    plan = FaultPlan(first_attempts={fault: 1}, slow_s=5.0)
     with FakeOpenAIServer(faults=plan) as server:
-        client = make_client(spec_for(server, timeout_s=0.5))
+        client = make_client(spec_for(server, timeout_s=1.5))
         results = client.complete([chat(i) for i in range(6)])
     assert all(r.ok and r.attempts == 2 for r in results), [r.error for r in results]
     assert client.stats.retries == 6
