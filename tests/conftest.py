@@ -9,6 +9,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Tiny models on 2 cores: one thread per process is faster than torch's default (thread start-up and
+# oversubscription dominate such small matrices). Subprocesses (kfp.local tasks, CLI runs) inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_configure(config):
+    import torch
+
+    torch.set_num_threads(1)
+
 
 def _shared_data() -> Path:
     env = os.environ.get("LABPIPE_SHARED_DATA")

@@ -62,12 +62,19 @@ class StageRun:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
 
+def _artifact_location(tracking_uri: str) -> str | None:
+    """Next to a local SQLite store (MLflow's own default is ./mlruns of whatever directory we run in)."""
+    if tracking_uri.startswith("sqlite:///"):
+        return (Path(tracking_uri[len("sqlite:///"):]).parent / "mlartifacts").absolute().as_uri()
+    return None  # a server decides (proxied artifacts)
+
+
 def _experiment_id(client, name: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, artifact_location=_artifact_location(client.tracking_uri))
     except Exception:  # created concurrently by another stage
         return client.get_experiment_by_name(name).experiment_id
 
