@@ -221,7 +221,8 @@ def run_critique(config: CritiqueConfig, client=None) -> dict[str, Any]:
         run.log_artifact(out / REPORT_MD)
         run.log_metrics({k: v for k, v in totals.items() if isinstance(v, int | float)})
         run.log_metrics({_metric(f"dropped.{name}"): f["dropped"] for name, f in report["filters"].items()})
-        _check_not_empty(records, alive, knowledge, skills, ledger, out / REPORT_MD)
+        leaf_kinds = [info.get("kind", "") for info in (manifest.get("per_leaf") or {}).values()]
+        _check_not_empty(records, leaf_kinds, knowledge, skills, ledger, out / REPORT_MD)
         _write(
             out / KNOWLEDGE_SET,
             "".join(json.dumps(ex, ensure_ascii=False) + "\n" for ex in knowledge),
@@ -257,10 +258,12 @@ def _write(path: Path, text: str, atomic_path) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def _check_not_empty(records, alive, knowledge, skills, ledger, report_path) -> None:
-    """Stop before training when a training set that had candidates came out empty."""
-    had_knowledge = any(r["kind"] == "knowledge" for r in records)
-    had_skills = any(r["kind"] != "knowledge" for r in records)
+def _check_not_empty(records, leaf_kinds, knowledge, skills, ledger, report_path) -> None:
+    """Stop before training when a training set that the changed leaves should feed came out empty
+    (whether generation produced nothing for them or the filters removed everything)."""
+    kinds = {r["kind"] for r in records} | set(leaf_kinds)
+    had_knowledge = "knowledge" in kinds
+    had_skills = bool(kinds - {"knowledge"})
     empty = []
     if not records:
         empty.append("generation produced no records")

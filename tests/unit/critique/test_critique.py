@@ -220,3 +220,22 @@ def test_mix_replay_share_and_profile_errors(tmp_path):
         load_profile(str(bad))
     with pytest.raises(UserError, match="not found"):
         load_profile("strict")
+
+
+def test_knowledge_leaf_that_generated_nothing_stops_before_training(tmp_path):
+    """The changed leaves include knowledge, generation produced none of it (the teacher failed every
+    knowledge request): critique must stop the pipeline, not hand training an empty knowledge set."""
+
+    def teacher(req):
+        return RuntimeError("context_length: prompt too long") if "chickadee" in prompt_of(req).lower() else None
+
+    run_generation(
+        GenerationConfig(
+            seeds=str(SEEDS), out=str(tmp_path / "g"), teacher="http://t/v1", progress=False, fan_out_scale=0.3
+        ),
+        client=ScriptedClient(teacher),
+    )
+    with pytest.raises(UserError) as err:
+        _critique(tmp_path / "g", tmp_path / "c")
+    assert "knowledge training set is empty" in str(err.value)
+    assert not (tmp_path / "c" / KNOWLEDGE_SET).exists()
