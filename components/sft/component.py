@@ -23,20 +23,20 @@ def sft(
     training output directory: model/ (the HF model), checkpoints/checkpoint-<step>/, training_summary.json.
     """
     from labpipe.training.config import TrainingConfig
+    from labpipe.training.passthrough import skip_empty_knowledge_phase
     from labpipe.training.stage import run_training
 
-    meta = run_training(
-        TrainingConfig(
-            phase=phase,
-            base_model=base.path if base is not None else base_model,
-            data=data.path,
-            out=model.path,
-            preset=preset,
-            overrides={"max_steps": max_steps} if max_steps > 0 else {},
-            run_id=run_id,
-            tracking_uri=tracking_uri,
-        )
+    config = TrainingConfig(
+        phase=phase,
+        base_model=base.path if base is not None else base_model,
+        data=data.path,
+        out=model.path,
+        preset=preset,
+        overrides={"max_steps": max_steps} if max_steps > 0 else {},
+        run_id=run_id,
+        tracking_uri=tracking_uri,
     )
+    meta = skip_empty_knowledge_phase(config) or run_training(config)  # skills-only change: no knowledge
     model.metadata.update(meta)
     from labpipe.lineage import record
 
