@@ -78,6 +78,7 @@ def lab_pipeline(
     questions: str = "",
     max_questions: int = 0,
     max_new_tokens: int = 1024,
+    checkpoint_selection: str = "last",
     production_model_name: str = "labpipe-model",
     gate_tolerance: float = 0.0,
     mlflow_tracking_uri: str = "",
@@ -117,7 +118,7 @@ def lab_pipeline(
     evaluation = mt_bench_eval(
         candidate=skills.outputs["model"], base_model=base_model, judge=judge, judge_model=judge_model,
         judge_secret=judge_secret, questions=questions, max_questions=max_questions,
-        max_new_tokens=max_new_tokens,
+        max_new_tokens=max_new_tokens, checkpoint_selection=checkpoint_selection,
         production_model_name=production_model_name, tolerance=gate_tolerance,
         run_id=RUN_ID, tracking_uri=mlflow_tracking_uri,
     ).set_display_name("7 MT-Bench evaluation")

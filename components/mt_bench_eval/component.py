@@ -22,59 +22,48 @@ def mt_bench_eval(
     report: Output[HTML],
     decision: Output[Artifact],
     max_new_tokens: int = 1024,
+    checkpoint_selection: str = "last",
 ) -> bool:
-    """Answer and judge MT-Bench for candidate and base; report; decide whether to publish (for dsl.If)."""
+    """MT-Bench for the skill phase's model (or its best checkpoint) vs the base; report; gate (for dsl.If).
+
+    judge_secret names the Kubernetes secret mounted as JUDGE_ENDPOINT / JUDGE_MODEL / JUDGE_API_KEY.
+    """
     import shutil
-    import tempfile
-    from pathlib import Path
 
-    from labpipe.evaluation.gate import GateConfig, run_gate
-    from labpipe.evaluation.stage import EvalConfig, resolve_model_dir, run_mt_bench
-    from labpipe.generation.stage import resolve_model_spec
-
-    # judge_secret names the Kubernetes secret mounted as JUDGE_ENDPOINT / JUDGE_MODEL / JUDGE_API_KEY
-    spec = resolve_model_spec(judge, judge_model, role="judge", secret=judge_secret)
-
-    out = Path(tempfile.mkdtemp(prefix="mt-bench-")) / "eval"
-    meta = run_mt_bench(
-        EvalConfig(
-            model=resolve_model_dir(candidate.path),
-            base_model=base_model,
-            judge=spec.target,
-            judge_model=spec.model or "",
-            api_key_env=spec.api_key_env,
-            questions=questions,
-            max_questions=int(max_questions),
-            max_new_tokens=int(max_new_tokens),
-            out=str(out),
-            run_id=run_id,
-            tracking_uri=tracking_uri,
-        )
-    )
-    for key, value in meta.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and "." in key:
-            metrics.log_metric(key, float(value))  # under kfp.local, Metrics exist only as this metadata
-    metrics.log_metric("invalid", float(meta["invalid"]))
-    shutil.copyfile(out / "report.html", report.path)
-    result = run_gate(
-        GateConfig(
-            metrics=str(out / "metrics.json"),
-            out=decision.path,
-            production_model_name=production_model_name,
-            tolerance=float(tolerance),
-            run_id=run_id,
-            tracking_uri=tracking_uri,
-        )
-    )
-    decision.metadata.update({"publish": result["publish"], "reasons": result["reasons"]})
+    from labpipe.evaluation.candidate import CandidateEvalConfig, evaluate_candidate
     from labpipe.lineage import record
 
+    result = evaluate_candidate(
+        CandidateEvalConfig(
+            training_out=candidate.path,
+            decision_out=decision.path,
+            base_model=base_model,
+            judge=judge,
+            judge_model=judge_model,
+            judge_secret=judge_secret,
+            questions=questions,
+            max_questions=max_questions,
+            max_new_tokens=max_new_tokens,
+            checkpoint_selection=checkpoint_selection,
+            production_model_name=production_model_name,
+            tolerance=tolerance,
+            run_id=run_id,
+            tracking_uri=tracking_uri,
+        )
+    )
+    for key, value in result.metrics.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and "." in key:
+            metrics.log_metric(key, float(value))  # under kfp.local, Metrics exist only as this metadata
+    metrics.log_metric("invalid", float(result.metrics["invalid"]))
+    shutil.copyfile(result.report_html, report.path)
+    verdict = {k: result.decision[k] for k in ("publish", "reasons", "candidate_subpath")}
+    decision.metadata.update(verdict)
     record(
         "mt_bench_eval",
-        {**meta, "publish": result["publish"], "reasons": result["reasons"]},
+        {**result.metrics, **verdict},
         pipeline_run_id=run_id,
         tracking_uri=tracking_uri,
         inputs={"candidate": candidate.uri, "base_model": base_model, "questions": questions},
         outputs={"report": report.uri, "decision": decision.uri},
     )
-    return bool(result["publish"])
+    return bool(result.decision["publish"])

@@ -14,12 +14,12 @@ def publish_model(
     tracking_uri: str,
 ) -> str:
     """Register the candidate as a new version of `production_model_name`; return the version."""
+    from labpipe.evaluation.candidate import published_model_dir
     from labpipe.evaluation.publish import publish_model as publish
-    from labpipe.evaluation.stage import resolve_model_dir
     from labpipe.lineage import record
 
     version = publish(
-        resolve_model_dir(candidate.path),
+        published_model_dir(candidate.path, decision.path),  # the checkpoint the gate approved
         decision.path,
         production_model_name,
         run_id=run_id,

@@ -1,0 +1,107 @@
+"""The pipeline's evaluation step as one library call: pick the skill phase's checkpoint, run MT-Bench
+against the base, and let the gate decide. The KFP component only maps artifacts onto this.
+
+The chosen checkpoint is recorded in the decision as a path *relative to the training output*
+(`model` or `checkpoints/checkpoint-<step>`): artifact paths differ from pod to pod in a cluster, so the
+publish step resolves it against its own copy of the Model artifact.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from labpipe import storage
+from labpipe.errors import UserError
+from labpipe.evaluation.gate import GateConfig, run_gate
+from labpipe.evaluation.select import STRATEGIES, SelectConfig, select_checkpoint
+from labpipe.evaluation.stage import EvalConfig, resolve_model_dir, run_mt_bench
+from labpipe.generation.stage import resolve_model_spec
+
+
+@dataclass
+class CandidateEvalConfig:
+    training_out: str  # the skill phase's output directory (model/, checkpoints/)
+    decision_out: str  # the gate's decision JSON
+    base_model: str = ""
+    judge: str = ""  # empty: JUDGE_ENDPOINT (from the judge secret)
+    judge_model: str = ""
+    judge_secret: str = ""
+    questions: str = ""
+    max_questions: int = 0
+    max_new_tokens: int = 1024
+    checkpoint_selection: str = "last"  # "last": the final model; "best": score every checkpoint
+    production_model_name: str = ""
+    tolerance: float = 0.0
+    run_id: str = ""
+    tracking_uri: str = ""
+
+
+@dataclass
+class CandidateEvalResult:
+    metrics: dict[str, Any]
+    decision: dict[str, Any]
+    report_html: Path
+    selected: str  # relative to training_out
+
+
+def evaluate_candidate(cfg: CandidateEvalConfig) -> CandidateEvalResult:
+    if cfg.checkpoint_selection not in STRATEGIES:
+        raise UserError(
+            f"checkpoint_selection must be one of {', '.join(STRATEGIES)}, not {cfg.checkpoint_selection!r}",
+            fix="use 'last' (the final model) or 'best'",
+        )
+    spec = resolve_model_spec(cfg.judge, cfg.judge_model, role="judge", secret=cfg.judge_secret)
+    work = Path(tempfile.mkdtemp(prefix="mt-bench-"))
+    eval_cfg = EvalConfig(
+        model="",
+        base_model=cfg.base_model,
+        judge=spec.target,
+        judge_model=spec.model or "",
+        api_key_env=spec.api_key_env,
+        questions=cfg.questions,
+        max_questions=int(cfg.max_questions),
+        max_new_tokens=int(cfg.max_new_tokens),
+        out=str(work / "eval"),
+        run_id=cfg.run_id,
+        tracking_uri=cfg.tracking_uri,
+    )
+    root = Path(cfg.training_out)
+    model = Path(resolve_model_dir(cfg.training_out))
+    if cfg.checkpoint_selection == "best":
+        selection = select_checkpoint(
+            SelectConfig(
+                model_dir=cfg.training_out, out=str(work / "selection"), eval=eval_cfg, strategy="best"
+            )
+        )
+        model = Path(selection["selected"])
+    eval_cfg.model = str(model)
+    metrics = run_mt_bench(eval_cfg)
+    decision = run_gate(
+        GateConfig(
+            metrics=str(work / "eval" / "metrics.json"),
+            out=cfg.decision_out,
+            production_model_name=cfg.production_model_name,
+            tolerance=float(cfg.tolerance),
+            run_id=cfg.run_id,
+            tracking_uri=cfg.tracking_uri,
+        )
+    )
+    selected = model.relative_to(root).as_posix() if model.is_relative_to(root) else str(model)
+    decision = {
+        **json.loads(storage.read_text(cfg.decision_out)),
+        "candidate_subpath": selected,
+        "checkpoint_selection": cfg.checkpoint_selection,
+    }
+    storage.write_text(cfg.decision_out, json.dumps(decision, indent=2) + "\n")
+    return CandidateEvalResult(metrics, decision, work / "eval" / "report.html", selected)
+
+
+def published_model_dir(training_out: str, decision_path: str) -> str:
+    """The model directory the gate approved: the decision's checkpoint, resolved in this pod's copy."""
+    decision = json.loads(storage.read_text(decision_path))
+    sub = decision.get("candidate_subpath")
+    return str(Path(training_out) / sub) if sub else resolve_model_dir(training_out)
