@@ -88,9 +88,8 @@ def run_critique(config: CritiqueConfig, client=None) -> dict[str, Any]:
     from labpipe.critique.profiles import load_profile
     from labpipe.critique.report import Ledger, to_markdown, yield_report
     from labpipe.generation.checkpoint import CallStats, Checkpoint
-    from labpipe.generation.client import make_client
+    from labpipe.generation.client import make_client, resolve_model_spec
     from labpipe.generation.flow import load_flows
-    from labpipe.generation.stage import resolve_model_spec
     from labpipe.storage import atomic_path
     from labpipe.tracking import maybe_stage_run
 

@@ -19,7 +19,7 @@ from labpipe.errors import UserError
 from labpipe.evaluation.gate import GateConfig, run_gate
 from labpipe.evaluation.select import STRATEGIES, SelectConfig, select_checkpoint
 from labpipe.evaluation.stage import EvalConfig, resolve_model_dir, run_mt_bench
-from labpipe.generation.stage import resolve_model_spec
+from labpipe.generation.client import resolve_model_spec
 
 
 @dataclass

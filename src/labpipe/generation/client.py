@@ -12,10 +12,13 @@ never loses the others. Errors that make every request fail (bad URL, missing mo
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from labpipe.errors import Problem, UserError
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,28 @@ class ChatClient(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def resolve_model_spec(
+    target: str, model: str = "", *, role: str, api_key_env: str = "", concurrency: int = 32, secret: str = ""
+) -> ModelSpec:
+    """A ModelSpec from flags/parameters, falling back to ROLE_ENDPOINT / ROLE_MODEL / ROLE_API_KEY."""
+    prefix = role.upper()
+    target = target or os.environ.get(f"{prefix}_ENDPOINT", "")
+    model = model or os.environ.get(f"{prefix}_MODEL", "")
+    if not target:
+        where = f"secret {secret!r}" if secret else f"--{role} / {prefix}_ENDPOINT"
+        raise UserError(
+            Problem(
+                where,
+                "model-missing",
+                f"no {role} model given",
+                f"pass --{role} URL|PATH or set {prefix}_ENDPOINT (e.g. from the secret's keys)",
+            )
+        )
+    if not api_key_env:
+        api_key_env = f"{prefix}_API_KEY" if os.environ.get(f"{prefix}_API_KEY") else "OPENAI_API_KEY"
+    return ModelSpec(target=target, model=model or None, api_key_env=api_key_env, concurrency=concurrency)
 
 
 def make_client(spec: ModelSpec) -> ChatClient:

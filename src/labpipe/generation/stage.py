@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,35 +27,13 @@ from typing import Any
 
 from labpipe.errors import Problem, UserError
 from labpipe.generation.checkpoint import CallStats, Checkpoint, complete
-from labpipe.generation.client import ChatClient, ModelSpec
+from labpipe.generation.client import ChatClient, resolve_model_spec
 from labpipe.generation.flow import KINDS, Flow, apply, load_flows, plan, start_items
 
 log = logging.getLogger(__name__)
 GENERATED = "generated.jsonl"
 MANIFEST = "manifest.json"
 CHECKPOINTS = "checkpoints"
-
-
-def resolve_model_spec(
-    target: str, model: str = "", *, role: str, api_key_env: str = "", concurrency: int = 32, secret: str = ""
-) -> ModelSpec:
-    """A ModelSpec from flags/parameters, falling back to ROLE_ENDPOINT / ROLE_MODEL / ROLE_API_KEY."""
-    prefix = role.upper()
-    target = target or os.environ.get(f"{prefix}_ENDPOINT", "")
-    model = model or os.environ.get(f"{prefix}_MODEL", "")
-    if not target:
-        where = f"secret {secret!r}" if secret else f"--{role} / {prefix}_ENDPOINT"
-        raise UserError(
-            Problem(
-                where,
-                "model-missing",
-                f"no {role} model given",
-                f"pass --{role} URL|PATH or set {prefix}_ENDPOINT (e.g. from the secret's keys)",
-            )
-        )
-    if not api_key_env:
-        api_key_env = f"{prefix}_API_KEY" if os.environ.get(f"{prefix}_API_KEY") else "OPENAI_API_KEY"
-    return ModelSpec(target=target, model=model or None, api_key_env=api_key_env, concurrency=concurrency)
 
 
 @dataclass
