@@ -12,10 +12,15 @@ from typing import Any
 from labpipe.errors import Problem, UserError
 from labpipe.storage import materialize_dir
 
+TRAINING_OUTPUT_MODEL = "model"  # a training output directory holds its final model here
+
 
 def resolve_model_dir(uri: str | Path) -> Path:
-    """A local directory holding the model at `uri` (the path itself, or a cached download)."""
+    """A local directory holding the model at `uri`: the path itself, a cached download, or, for a
+    training output directory (model/, checkpoints/), its final model."""
     path = materialize_dir(str(uri), kind="models")
+    if (path / TRAINING_OUTPUT_MODEL / "config.json").is_file():
+        path = path / TRAINING_OUTPUT_MODEL
     if not (path / "config.json").is_file():
         raise UserError(
             Problem(

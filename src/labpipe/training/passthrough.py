@@ -14,6 +14,7 @@ import shutil
 from typing import Any
 
 from labpipe import storage
+from labpipe.models.loading import resolve_model_dir
 from labpipe.training import checkpoints
 from labpipe.training.config import TrainingConfig
 
@@ -26,9 +27,7 @@ def skip_empty_knowledge_phase(config: TrainingConfig) -> dict[str, Any] | None:
     """The summary of a skipped phase when `config` is a knowledge phase with no data; else None."""
     if config.phase != "knowledge" or has_rows(config.data):
         return None
-    base = storage.materialize_dir(config.base_model)
-    if (base / checkpoints.MODEL / "config.json").exists():  # a previous phase's output directory
-        base = base / checkpoints.MODEL
+    base = resolve_model_dir(config.base_model)  # a path, s3://, or a previous phase's output
     summary = {
         "phase": config.phase,
         "skipped": True,
