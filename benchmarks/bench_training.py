@@ -76,9 +76,13 @@ def throughput(base: str, data: str, work: Path, repeats: int) -> dict:
     from labpipe.training.stage import run_training
 
     # Same data, model, max_length, learning rate and optimizer steps per epoch (8 samples or about 8 samples'
-    # worth of packed bins per step). Packed micro-batches are one bin each: the padding-free collator flattens a
-    # micro-batch into one row, and CPU sdpa computes its full (masked) T x T attention, so one bin per
-    # micro-batch keeps T at max_length. On GPU, flash-attention varlen kernels make the flattening free.
+    # worth of packed bins per step), both through run_training's real config path (the skills smoke preset
+    # with these overrides) and torch's default threads.
+    # - padded: packing off; trl's collator pads each micro-batch of 8 rows to its longest row (no fixed-length
+    #   padding), sdpa with the padding mask; 1 micro-batch per step.
+    # - packed: trl bfd packing into bins of up to max_length tokens, padding-free (one flattened row per
+    #   micro-batch); without flash-attention run_training switches the model to labpipe's per-sequence sdpa
+    #   (causal sdpa per packed sequence, no cross-sequence scores), so one bin per micro-batch, 4 per step.
     settings = {
         "packed": {"packing": True, "per_device_batch_size": 1, "effective_batch_size": 4},
         "padded": {"packing": False, "per_device_batch_size": 8, "effective_batch_size": 8},

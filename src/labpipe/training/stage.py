@@ -178,7 +178,12 @@ def _train(
     from transformers import AutoModelForCausalLM
 
     from labpipe.tracking import maybe_stage_run
-    from labpipe.training.trainer import LabSFTTrainer, MlflowStepMetrics, SaveEveryEpoch
+    from labpipe.training.trainer import (
+        LabSFTTrainer,
+        MlflowStepMetrics,
+        SaveEveryEpoch,
+        use_per_sequence_attention,
+    )
 
     stats: data.DataStats = prepared["stats"]
     if _is_main():
@@ -186,6 +191,8 @@ def _train(
     resume = checkpoints.latest_checkpoint(out)
     args = sft_config(phase, output_dir=out / checkpoints.STAGING, grad_accum=prepared["grad_accum"])
     model = AutoModelForCausalLM.from_pretrained(prepared["model_dir"], dtype=torch.float32)
+    # Packed bins without flash-attention: attention per packed sequence, not over the whole bin (trainer.py).
+    restore_attention = use_per_sequence_attention(model) if phase.packing else None
     stage = f"{config.phase}_sft"
     tracking = (
         maybe_stage_run(stage, pipeline_run_id=config.run_id, tracking_uri=config.tracking_uri)
@@ -220,6 +227,8 @@ def _train(
         trainer._flush_counts()
 
         # The final model: every rank takes part in save_model (FSDP gathers), the main one publishes it.
+        if restore_attention:  # the published model loads with the implementation it came with
+            model.set_attn_implementation(restore_attention)
         staged = out / checkpoints.STAGING / "final-model"
         trainer.save_model(str(staged))
         trainer.accelerator.wait_for_everyone()

@@ -83,17 +83,79 @@ class LabSFTTrainer(SFTTrainer):
 
 
 VARLEN_KWARGS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k", "seq_idx")
+PER_SEQUENCE_SDPA = "labpipe_per_sequence_sdpa"
 
 
 def without_varlen_kwargs(inputs: dict[str, Any], attn_implementation: str | None) -> dict[str, Any]:
-    """Drop the flash-attention varlen boundaries from a padding-free batch unless a flash kernel uses them.
+    """Drop the flash-attention varlen boundaries from a padding-free batch unless a kernel uses them.
 
-    sdpa / eager find the packed sequences from position_ids (a block-causal mask; tested equal to separate
-    forwards), and ran 3-5x slower on CPU when handed the varlen kwargs as well.
+    Flash-attention and labpipe's per-sequence sdpa (`per_sequence_sdpa`) use them; plain sdpa / eager find the
+    packed sequences from position_ids (a block-causal mask; tested equal to separate forwards), and ran 3-5x
+    slower on CPU when handed the varlen kwargs as well.
     """
-    if "flash" in (attn_implementation or "") or not any(k in inputs for k in VARLEN_KWARGS):
+    impl = attn_implementation or ""
+    if "flash" in impl or impl == PER_SEQUENCE_SDPA or not any(k in inputs for k in VARLEN_KWARGS):
         return inputs
     return {k: v for k, v in inputs.items() if k not in VARLEN_KWARGS}
+
+
+def per_sequence_sdpa(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """Causal sdpa over each packed sequence of a padding-free row separately (varlen without flash-attention).
+
+    sdpa / eager over a packed row compute the full T x T scores of the bin and mask the cross-sequence ones, so
+    the attention cost per token grows with the bin length. Here each sequence (bounds from the collator's
+    `cu_seq_lens_q`) gets its own causal sdpa call with no mask: sum(len_i^2) work, no cross-sequence
+    attention and no mask to build. Only for padding-free packed batches (batch size 1, no padding).
+    """
+    bounds = kwargs.get("cu_seq_lens_q")
+    if bounds is None or query.shape[0] != 1 or attention_mask is not None:
+        raise ValueError(
+            f"{PER_SEQUENCE_SDPA} needs padding-free packed batches (one row with cu_seq_lens_q)"
+        )
+    from transformers.integrations.sdpa_attention import repeat_kv
+
+    groups = getattr(module, "num_key_value_groups", 1)
+    if groups > 1:
+        key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    cuts = bounds.tolist()
+    dropout = dropout if module.training else 0.0
+    outs = [
+        torch.nn.functional.scaled_dot_product_attention(
+            query[:, :, start:end],
+            key[:, :, start:end],
+            value[:, :, start:end],
+            dropout_p=dropout,
+            is_causal=True,
+            scale=scaling,
+        )
+        for start, end in zip(cuts[:-1], cuts[1:], strict=True)
+        if end > start
+    ]
+    return torch.cat(outs, dim=2).transpose(1, 2).contiguous(), None
+
+
+def use_per_sequence_attention(model: torch.nn.Module) -> str | None:
+    """Switch a model that is not on flash-attention to `per_sequence_sdpa`; returns the implementation to restore.
+
+    With flash-attention (varlen kernels, GPUs) nothing changes and None is returned.
+    """
+    from transformers import AttentionInterface
+
+    current = model.config._attn_implementation or "eager"
+    if "flash" in current or current == PER_SEQUENCE_SDPA:
+        return None
+    AttentionInterface.register(PER_SEQUENCE_SDPA, per_sequence_sdpa)
+    model.set_attn_implementation(PER_SEQUENCE_SDPA)
+    return current
 
 
 class SaveEveryEpoch(TrainerCallback):
