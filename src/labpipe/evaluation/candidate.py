@@ -18,8 +18,9 @@ from labpipe import storage
 from labpipe.errors import UserError
 from labpipe.evaluation.gate import GateConfig, run_gate
 from labpipe.evaluation.select import STRATEGIES, SelectConfig, select_checkpoint
-from labpipe.evaluation.stage import EvalConfig, resolve_model_dir, run_mt_bench
+from labpipe.evaluation.stage import EvalConfig, run_mt_bench
 from labpipe.generation.client import resolve_model_spec
+from labpipe.models.loading import resolve_model_dir
 
 
 @dataclass
@@ -70,7 +71,7 @@ def evaluate_candidate(cfg: CandidateEvalConfig) -> CandidateEvalResult:
         tracking_uri=cfg.tracking_uri,
     )
     root = Path(cfg.training_out)
-    model = Path(resolve_model_dir(cfg.training_out))
+    model = resolve_model_dir(cfg.training_out)
     if cfg.checkpoint_selection == "best":
         selection = select_checkpoint(
             SelectConfig(
@@ -104,4 +105,4 @@ def published_model_dir(training_out: str, decision_path: str) -> str:
     """The model directory the gate approved: the decision's checkpoint, resolved in this pod's copy."""
     decision = json.loads(storage.read_text(decision_path))
     sub = decision.get("candidate_subpath")
-    return str(Path(training_out) / sub) if sub else resolve_model_dir(training_out)
+    return str(Path(training_out) / sub) if sub else str(resolve_model_dir(training_out))

@@ -239,10 +239,3 @@ def _output_dir(out: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="mt-bench-") as tmp:
         yield Path(tmp)
         storage.publish_dir(tmp, out)
-
-
-def resolve_model_dir(path: str) -> str:
-    """A training output directory stands for its final model (<path>/model/); anything else is itself."""
-    if not storage.is_s3(path) and (Path(path) / "model" / "config.json").exists():
-        return str(Path(path) / "model")
-    return path

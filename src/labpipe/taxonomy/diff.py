@@ -20,6 +20,7 @@ from labpipe.taxonomy.validate import (
     find_leaf_files,
     looks_like_leaf_file,
     misspelled_warning,
+    taxonomy_root,
 )
 
 EMPTY_BASE = "empty"
@@ -76,16 +77,7 @@ class TaxonomyDiff:
 
 def taxonomy_diff(root: str | Path, base: str = DEFAULT_BASE) -> TaxonomyDiff:
     """The leaves of the taxonomy at `root` that changed against `base` (a ref, or "empty" for all)."""
-    root = Path(root).resolve()
-    if not root.is_dir():
-        raise UserError(
-            Problem(
-                where=str(root),
-                rule="taxonomy",
-                message="taxonomy directory not found",
-                fix="pass --taxonomy DIR pointing at a taxonomy checkout",
-            )
-        )
+    root = taxonomy_root(root).resolve()
     base = base or DEFAULT_BASE
     if gitrepo.work_tree_prefix(root) is None:
         if base != EMPTY_BASE:

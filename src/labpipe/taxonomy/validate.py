@@ -185,10 +185,8 @@ def validate_leaf(
     return leaf, problems
 
 
-def validate_taxonomy(
-    root: str | Path, *, paths: list[str] | None = None, foundational: bool = False
-) -> ValidationReport:
-    """Validate every leaf of the taxonomy at `root` (or only `paths`, relative qna.yaml paths)."""
+def taxonomy_root(root: str | Path) -> Path:
+    """`root` as a Path, or a located error when it is not a directory."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(
@@ -199,6 +197,14 @@ def validate_taxonomy(
                 fix="pass --taxonomy DIR pointing at a taxonomy checkout",
             )
         )
+    return root
+
+
+def validate_taxonomy(
+    root: str | Path, *, paths: list[str] | None = None, foundational: bool = False
+) -> ValidationReport:
+    """Validate every leaf of the taxonomy at `root` (or only `paths`, relative qna.yaml paths)."""
+    root = taxonomy_root(root)
     report = ValidationReport()
     if paths is None:
         paths, report.problems = find_leaf_files(root, foundational=foundational)

@@ -18,6 +18,7 @@ from typing import Any
 
 from labpipe import storage
 from labpipe.errors import Problem, UserError
+from labpipe.models.loading import resolve_model_dir
 from labpipe.training import checkpoints, data
 from labpipe.training.config import PhaseConfig, TrainingConfig, preset_path
 
@@ -81,18 +82,7 @@ def _prepare(config: TrainingConfig, phase: PhaseConfig) -> dict[str, Any]:
         digests[config.replay] = replay_digest
         samples = data.mix_replay(samples, replay, phase.replay_fraction, phase.seed)
 
-    model_dir = storage.materialize_dir(config.base_model)
-    if (model_dir / checkpoints.MODEL / "config.json").exists():  # a previous phase's output directory
-        model_dir = model_dir / checkpoints.MODEL
-    if not (model_dir / "config.json").exists():
-        raise UserError(
-            Problem(
-                config.base_model,
-                "base-model",
-                "not a Hugging Face model directory (no config.json)",
-                "pass a directory written by save_pretrained",
-            )
-        )
+    model_dir = resolve_model_dir(config.base_model)  # a path, s3://, or a previous phase's output
     model_config = AutoConfig.from_pretrained(model_dir)
     limit = getattr(model_config, "max_position_embeddings", None)
     if limit and phase.max_length > limit:
