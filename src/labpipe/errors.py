@@ -20,9 +20,9 @@ class Problem:
     severity: str = "error"  # "error" or "warning"
 
     def __str__(self) -> str:
-        field = f" [{self.field}]" if self.field else ""
+        rule = f"{self.rule}{f' [{self.field}]' if self.field else ''}: " if self.rule else ""
         fix = f" Fix: {self.fix}" if self.fix else ""
-        return f"{self.where}: {self.severity}: {self.rule}{field}: {self.message}{fix}"
+        return f"{self.where}: {self.severity}: {rule}{self.message}{fix}"
 
 
 class UserError(Exception):
@@ -30,7 +30,7 @@ class UserError(Exception):
 
     def __init__(self, problems: list[Problem] | Problem | str, *, fix: str = ""):
         if isinstance(problems, str):
-            problems = [Problem(where="labpipe", rule="error", message=problems, fix=fix)]
+            problems = [Problem(where="labpipe", rule="", message=problems, fix=fix)]
         elif isinstance(problems, Problem):
             problems = [problems]
         self.problems = list(problems)
