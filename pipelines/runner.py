@@ -89,8 +89,11 @@ def kfp_client(host: str, namespace: str | None = None, token_env: str = "KFP_TO
     """A kfp.Client for a Kubeflow / OpenShift AI pipeline server (bearer token from `token_env`)."""
     import kfp
 
-    with talking_to(host, token_env):
-        return kfp.Client(host=host, namespace=namespace, existing_token=os.environ.get(token_env) or None)
+    from labpipe import net
+
+    with talking_to(host, token_env):  # its HTTP library reads neither the CA nor the proxy variables
+        return kfp.Client(host=host, namespace=namespace, existing_token=os.environ.get(token_env) or None,
+                          **net.kfp_client_options(host))
 
 
 def submit(host: str, arguments: dict[str, Any], *, experiment: str, run_name: str | None = None,

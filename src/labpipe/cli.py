@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from labpipe.errors import UserError
@@ -20,6 +21,9 @@ COMMAND_MODULES = ["taxonomy", "model", "generation", "training", "evaluation", 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labpipe", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--ca-bundle", metavar="PEM",
+                        help="private CA certificate(s) to trust, added to the public roots, for every endpoint, "
+                             "git, S3, MLflow and the KFP server (default: $LABPIPE_CA_BUNDLE)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"labpipe.commands.{name}").register(sub)
@@ -39,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        from labpipe import net
+
+        if getattr(args, "ca_bundle", None):
+            os.environ[net.CA_ENV] = os.path.abspath(args.ca_bundle)
+        net.configure()
         return int(args.func(args) or 0)
     except UserError as err:
         report(err)

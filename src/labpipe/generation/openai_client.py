@@ -93,9 +93,9 @@ class OpenAIChatClient:
         # One context for all pools: loading a trust store costs ~40 ms each time.
         if self._ssl_context is None:
             try:
-                import certifi  # httpx's default trust store
+                from labpipe import net  # the run's trust store (LABPIPE_CA_BUNDLE), else certifi's roots
 
-                self._ssl_context = ssl.create_default_context(cafile=self.spec.ca_bundle or certifi.where())
+                self._ssl_context = net.ssl_context(self.spec.ca_bundle)
             except (OSError, ssl.SSLError) as exc:
                 raise UserError(
                     Problem(
@@ -152,7 +152,7 @@ class OpenAIChatClient:
 
     def _unreachable(self, reason: str) -> UserError:
         if "CERTIFICATE_VERIFY_FAILED" in reason:
-            fix = "the server's TLS certificate is not trusted: pass its CA bundle (ca_bundle / --ca-bundle)"
+            fix = "the server's TLS certificate is not trusted: pass its CA bundle (--ca-bundle / LABPIPE_CA_BUNDLE, on a cluster the labpipe-ca secret)"
         else:
             fix = "check the URL (an OpenAI-compatible base URL ending in /v1) and that the server is running and reachable from here"
         return UserError(
