@@ -33,6 +33,13 @@ S3_SECRET_KEYS = {
     "AWS_DEFAULT_REGION": "AWS_DEFAULT_REGION",
 }
 RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+# Enterprise networks (labpipe.net): an optional CA bundle secret mounted as a file, and an optional ConfigMap
+# with the proxy variables, on every task. Fixed names rather than parameters: KFP 2.17 cannot set an env value
+# from a parameter (kubeflow/pipelines#10111), and parameterised secret names fail inside ParallelFor on
+# OpenShift (kubeflow/pipelines#13078). Templates: manifests/secrets/ca.yaml and network.yaml.
+CA_SECRET, CA_MOUNT = "labpipe-ca", "/etc/labpipe/ca"
+NETWORK_CONFIG = "labpipe-network"
+PROXY_KEYS = {key: key for key in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")}
 
 
 def _with_s3(task: dsl.PipelineTask, s3_secret) -> dsl.PipelineTask:
@@ -42,6 +49,21 @@ def _with_s3(task: dsl.PipelineTask, s3_secret) -> dsl.PipelineTask:
 def _with_endpoint(task: dsl.PipelineTask, role: str, secret) -> dsl.PipelineTask:
     return kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env=ENDPOINT_SECRET_KEYS[role],
                                         optional=True)
+
+
+def _with_network(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    kubernetes.use_secret_as_volume(task, secret_name=CA_SECRET, mount_path=CA_MOUNT, optional=True)
+    task.set_env_variable("LABPIPE_CA_BUNDLE", f"{CA_MOUNT}/ca.crt")
+    return kubernetes.use_config_map_as_env(task, config_map_name=NETWORK_CONFIG, config_map_key_to_env=PROXY_KEYS,
+                                            optional=True)
+
+
+def _every_task(apply) -> None:
+    """Apply a setting to every task defined so far in the pipeline being compiled (or run by kfp.local)."""
+    from kfp.dsl import pipeline_context
+
+    for task in pipeline_context.Pipeline.get_default_pipeline().tasks.values():
+        apply(task)
 
 
 def _on_gpus(task: dsl.PipelineTask, gpus, node_selector, tolerations) -> dsl.PipelineTask:
@@ -128,6 +150,8 @@ def lab_pipeline(
         publish_model(candidate=skills.outputs["model"], decision=evaluation.outputs["decision"],
                       production_model_name=production_model_name, run_id=RUN_ID,
                       tracking_uri=mlflow_tracking_uri).set_display_name("publish")
+
+    _every_task(_with_network)
 
 
 def pipeline_parameters() -> dict[str, object]:

@@ -11,7 +11,9 @@ def _configure_network() -> None:
     # One CA bundle for every client (labpipe.net); only reads the environment unless a CA is configured.
     import os
 
-    if os.environ.get("LABPIPE_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or os.environ.get("REQUESTS_CA_BUNDLE"):
+    names = ("LABPIPE_CA_BUNDLE", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+             "http_proxy", "https_proxy", "no_proxy")
+    if any(os.environ.get(name) for name in names):
         from labpipe import errors, net
 
         try:

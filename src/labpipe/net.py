@@ -93,12 +93,23 @@ def trust_store() -> str | None:
     return str(out)
 
 
+def _mirror_proxy_variables() -> None:
+    """HTTP_PROXY etc. in both cases: curl (git) reads only lowercase http_proxy, a ConfigMap sets uppercase."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
+        upper, lower = os.environ.get(name), os.environ.get(name.lower())
+        if upper and not lower:
+            os.environ[name.lower()] = upper
+        elif lower and not upper:
+            os.environ[name] = lower
+
+
 def configure() -> str | None:
-    """Point every client at the trust store (idempotent); returns its path, or None.
+    """Point every client at the trust store and the proxy (idempotent); returns the store's path, or None.
 
     A LABPIPE_CA_BUNDLE store overrides each client's variable; a standard-variable store only fills the
     variables the user left unset.
     """
+    _mirror_proxy_variables()
     store = trust_store()
     if store is None:
         return None
