@@ -361,8 +361,11 @@ def render(step: Step, item: dict[str, Any]) -> list[dict[str, str]]:
 def plan(
     flow: Flow, step: Step, items: list[dict[str, Any]], *, seed: int = 0, fan_out_scale: float = 1.0
 ) -> list[tuple[dict[str, Any], ChatRequest]]:
-    """One request per item and fan-out index, with a content-derived request id."""
-    fan_out = max(1, round(step.fan_out * fan_out_scale))
+    """One request per item and fan-out index, with a content-derived request id.
+
+    `fan_out_scale` scales only the steps that create items (teacher steps): a judge step scores each
+    item once whatever the scale (scaling it would only send duplicate judgments to be dropped)."""
+    fan_out = step.fan_out if step.is_judge else max(1, round(step.fan_out * fan_out_scale))
     out = []
     for item in items:
         messages = render(step, item)

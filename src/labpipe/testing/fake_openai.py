@@ -255,6 +255,7 @@ class FakeOpenAIServer:
         faults: FaultPlan | None = None,
         max_context_tokens: int | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        port: int = 0,  # 0: a free port
     ):
         self.responder = responder or default_responder
         self.latency_s = latency_s
@@ -264,6 +265,7 @@ class FakeOpenAIServer:
         self.faults = faults or FaultPlan()
         self.max_context_tokens = max_context_tokens
         self._ssl_context = ssl_context
+        self._port = port
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._attempts: Counter[str] = Counter()
@@ -275,7 +277,7 @@ class FakeOpenAIServer:
 
     def start(self) -> FakeOpenAIServer:
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._httpd = _HTTPServer(("127.0.0.1", 0), handler)
+        self._httpd = _HTTPServer(("127.0.0.1", self._port), handler)
         if self._ssl_context is not None:
             self._httpd.socket = self._ssl_context.wrap_socket(self._httpd.socket, server_side=True)
         self._thread = threading.Thread(
@@ -509,12 +511,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="fake-teacher")
     parser.add_argument("--api-key", default=None, help="require this bearer token (default: none)")
     parser.add_argument("--no-response-format", action="store_true", help="reject response_format with 400")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     args = parser.parse_args(argv)
     server = FakeOpenAIServer(
         latency_s=args.latency,
         model=args.model,
         api_key=args.api_key,
         supports_response_format=not args.no_response_format,
+        port=args.port,
     )
     with server:
         print(server.base_url, flush=True)
