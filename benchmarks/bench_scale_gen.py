@@ -50,7 +50,8 @@ def bench_endpoints(args) -> dict:
     from labpipe.generation.client import ChatRequest, ModelSpec, make_client
 
     requests = [
-        ChatRequest([{"role": "user", "content": f"Write question {i}."}], f"q{i}") for i in range(args.requests)
+        ChatRequest([{"role": "user", "content": f"Write question {i}."}], f"q{i}")
+        for i in range(args.requests)
     ]
     out = {}
     flags = ("--latency", str(args.latency), "--slots", str(args.slots))
@@ -76,7 +77,11 @@ def _seeds(path: Path, leaves: int) -> None:
     haiku = next(r for r in records if r["kind"] == "freeform_skill")
     with path.open("w") as f:
         for i in range(leaves):
-            rec = {**haiku, "leaf_id": f"bench/leaf_{i}", "task_description": f"{haiku['task_description']} ({i})"}
+            rec = {
+                **haiku,
+                "leaf_id": f"bench/leaf_{i}",
+                "task_description": f"{haiku['task_description']} ({i})",
+            }
             f.write(json.dumps(rec) + "\n")
 
 
@@ -90,7 +95,8 @@ def bench_stream(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         seeds = Path(tmp) / "seeds.jsonl"
         _seeds(seeds, args.leaves)
-        for name, stream in (("steps", False), ("stream", True), ("steps again", False), ("stream again", True)):
+        runs = (("steps", False), ("stream", True), ("steps again", False), ("stream again", True))
+        for name, stream in runs[: 2 * args.repeat]:
             with FakeOpenAIServer(latency_fn=latency, slots=args.slots) as server:
                 config = GenerationConfig(
                     seeds=str(seeds), out=f"{tmp}/{name}", teacher=server.base_url, concurrency=2 * args.slots,
@@ -109,9 +115,13 @@ def bench_stream(args) -> dict:
             f"stream: {name:13s} {r['wall_s']:6.2f} s for {r['requests']} requests, "
             f"{100 * r['ideal_s'] / r['wall_s']:.0f}% of the ideal {r['ideal_s']:.2f} s"
         )
+    again = (
+        f" (again {out['steps again']['wall_s'] / out['stream again']['wall_s']:.2f}x)"
+        if "stream again" in out
+        else ""
+    )
     print(
-        f"stream: speed-up {out['steps']['wall_s'] / out['stream']['wall_s']:.2f}x "
-        f"(again {out['steps again']['wall_s'] / out['stream again']['wall_s']:.2f}x); output identical: {same}"
+        f"stream: speed-up {out['steps']['wall_s'] / out['stream']['wall_s']:.2f}x{again}; output identical: {same}"
     )
     return out
 
@@ -120,17 +130,22 @@ def bench_shards(args) -> dict:
     import os
 
     from kfp import local
-
     from labpipe.pipelines.lab_pipeline import generation_pipeline
+
     from labpipe.taxonomy.sample import prepare_sample_taxonomy
 
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     out = {}
-    with tempfile.TemporaryDirectory() as tmp, replica("--latency", str(args.latency), "--slots", "16") as url:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        replica("--latency", str(args.latency), "--slots", "16") as url,
+    ):
         taxonomy = prepare_sample_taxonomy(Path(tmp) / "sample")
         for name, shards in (("1 shard", 1), ("4 shards", 4)):
             root = Path(tmp) / name.replace(" ", "_")
-            local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+            local.init(
+                runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True
+            )
             started = time.perf_counter()
             generation_pipeline(
                 taxonomy=str(taxonomy), base="empty", teacher=url, judge=url, chunk_tokens=200,
@@ -146,14 +161,21 @@ def bench_shards(args) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", choices=("endpoints", "stream", "shards"))
     parser.add_argument("--requests", type=int, default=800, help="endpoints: requests per run")
     parser.add_argument("--latency", type=float, default=0.1, help="endpoints, shards: seconds per request")
     parser.add_argument("--slots", type=int, default=8, help="requests a replica serves at once")
     parser.add_argument("--leaves", type=int, default=12, help="stream: freeform leaves")
-    parser.add_argument("--fan-out-scale", type=float, default=1.0, help="stream: fan-out of item-creating steps")
-    parser.add_argument("--latency-scale", type=float, default=0.2, help="stream: times median 0.5 s / p99 5 s")
+    parser.add_argument(
+        "--fan-out-scale", type=float, default=1.0, help="stream: fan-out of item-creating steps"
+    )
+    parser.add_argument(
+        "--latency-scale", type=float, default=0.5, help="stream: times median 0.5 s / p99 5 s"
+    )
+    parser.add_argument("--repeat", type=int, default=2, choices=(1, 2), help="stream: pairs of runs")
     args = parser.parse_args()
     import logging
 

@@ -255,7 +255,8 @@ class OpenAIChatClient:
                     self.stats.completed += 1
                 else:
                     self.stats.failed += 1
-                more = list(on_result(result) or ()) if on_result is not None else []
+                more = on_result(result) if on_result is not None else None
+                more = list(more) if isinstance(more, list | tuple) else []  # anything else: no follow-ups
                 for request in more:  # follow-ups go first: an item's next step before new items
                     requests.append(request)
                     results.append(None)
