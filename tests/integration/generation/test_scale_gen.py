@@ -203,3 +203,51 @@ def test_streamed_run_over_threaded_fake_is_thread_safe():
             [ChatRequest([{"role": "user", "content": f"x{i}"}], f"r{i}") for i in range(100)], on_result
         )
     assert sorted(seen) == sorted({f"r{i}" for i in range(200)}) and server.total_requests == 200
+
+
+def test_cli_shards_then_critique_of_all_shards_equals_one_run(tmp_path):
+    """`labpipe generate --shard-plan P --shard i` per shard, `labpipe critique --in DIR DIR`: the same
+    training sets as one unsharded generation (the knowledge leaf split over the shards by chunk)."""
+    from labpipe.cli import main
+    from labpipe.critique.stage import KNOWLEDGE_SET, SKILLS_SET
+    from labpipe.generation.shards import make_plan
+
+    records = [json.loads(line) for line in SEEDS.read_text().splitlines() if line.strip()]
+    plan = make_plan(records, 50)  # more shards than leaves: the knowledge leaf is split too
+    assert any(p["chunks"] is not None for s in plan["shards"] for p in s["parts"])  # a split leaf
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    common = ["--fan-out-scale", "0.3", "--concurrency", "4", "--quiet", "--no-gate"]
+    with FakeOpenAIServer() as server:
+        url = server.base_url
+        assert (
+            main(
+                ["generate", "--seeds", str(SEEDS), "--out", str(tmp_path / "one"), "--teacher", url, *common]
+            )
+            == 0
+        )
+        shards = []
+        for i in range(len(plan["shards"])):
+            shards.append(str(tmp_path / f"shard{i}"))
+            args = ["--shard-plan", str(tmp_path / "plan.json"), "--shard", str(i), "--timeout", "30"]
+            assert (
+                main(
+                    ["generate", "--seeds", str(SEEDS), "--out", shards[-1], "--teacher", url, *common, *args]
+                )
+                == 0
+            )
+        for name, inputs in (("crit-one", [str(tmp_path / "one")]), ("crit-shards", shards)):
+            crit = [
+                "critique",
+                "--in",
+                *inputs,
+                "--out",
+                str(tmp_path / name),
+                "--judge",
+                url,
+                "--profile",
+                "smoke",
+            ]
+            assert main([*crit, "--max-retries", "2", "--schema-retries", "1"]) == 0
+    for name in (KNOWLEDGE_SET, SKILLS_SET):
+        one = (tmp_path / "crit-one" / name).read_bytes()
+        assert one and one == (tmp_path / "crit-shards" / name).read_bytes(), name
