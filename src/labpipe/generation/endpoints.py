@@ -2,7 +2,10 @@
 
 `--teacher http://a:8000/v1,http://b:8000/v1` (or TEACHER_ENDPOINT with commas) names replicas of one
 model. The OpenAI client sends every attempt of every request through `RoutedHTTP.post`, which picks
-the endpoint in rotation with the fewest requests in flight (ties: the one that was sent the fewest).
+the endpoint in rotation with the fewest requests in flight (ties: the one that was sent the fewest);
+an endpoint whose last attempt failed comes after those whose last attempt succeeded (a refused
+connection fails fast, and would otherwise look like the least busy replica), except for the one
+trial attempt an endpoint gets when its cooldown is over.
 
 An endpoint whose attempts fail `failures` times in a row (connection refused or dropped, timeout,
 HTTP 5xx) leaves the rotation for `cooldown_s`; the cooldown doubles each time it fails again right
@@ -86,7 +89,12 @@ class EndpointPool:
         up = [e for e in self.endpoints if e.down_until <= now]
         if not up:  # all out: the one due back first
             return min(self.endpoints, key=lambda e: e.down_until)
-        return min(up, key=lambda e: (e.in_flight, e.sent))
+        return min(up, key=lambda e: (self._rank(e), e.in_flight, e.sent))
+
+    def _rank(self, e: Endpoint) -> int:
+        if e.streak >= self.failures and e.in_flight == 0:
+            return 0  # due back after its cooldown: one trial attempt, first
+        return 1 if e.streak == 0 else 2
 
     def start(self, endpoint: Endpoint) -> None:
         if endpoint.times_down and endpoint.streak >= self.failures:
@@ -110,6 +118,14 @@ class EndpointPool:
             endpoint.down_until = now + cooldown
             endpoint.times_down += 1
             endpoint.outages += 1
+
+    def take_out(self, url: str) -> None:
+        """Out of rotation now (e.g. unreachable when the client first probed the replicas)."""
+        for endpoint in self.endpoints:
+            if endpoint.url == url:
+                endpoint.streak = max(endpoint.streak, self.failures - 1)
+                endpoint.in_flight += 1
+                self.failed(endpoint)
 
     def describe(self) -> list[dict[str, Any]]:
         return [e.describe() for e in self.endpoints]

@@ -121,9 +121,26 @@ class OpenAIChatClient:
     @property
     def model_name(self) -> str:
         if self._model is None or not self._reachable:
-            self._probe()
+            self._probe_replicas()
         assert self._model is not None
         return self._model
+
+    def _probe_replicas(self) -> None:
+        """`_probe` the first replica that answers: with several endpoints, one down at the start is no error."""
+        for i, url in enumerate(self.endpoints):
+            self.base_url = url
+            try:
+                self._probe()
+                return
+            except UserError as exc:
+                last = i == len(self.endpoints) - 1
+                if last or not any(p.rule == "endpoint-unreachable" for p in exc.problems):
+                    raise
+                log.warning("%s is unreachable; probing the next replica", url)
+                if self.pool is not None:
+                    self.pool.take_out(url)
+            finally:
+                self.base_url = self.endpoints[0]
 
     def _probe(self) -> None:
         """GET /models once: checks the endpoint is reachable and the key accepted; picks the model name."""

@@ -251,3 +251,16 @@ def test_cli_shards_then_critique_of_all_shards_equals_one_run(tmp_path):
     for name in (KNOWLEDGE_SET, SKILLS_SET):
         one = (tmp_path / "crit-one" / name).read_bytes()
         assert one and one == (tmp_path / "crit-shards" / name).read_bytes(), name
+
+
+def test_a_replica_down_at_the_start_is_skipped():
+    port = free_port()  # nothing listens there
+    with FakeOpenAIServer() as server:
+        spec = ModelSpec(f"http://127.0.0.1:{port}/v1,{server.base_url}", concurrency=4, backoff_base_s=0.01)
+        spec.max_retries = 1
+        client = make_client(spec)
+        results = client.complete(
+            [ChatRequest([{"role": "user", "content": f"q{i}"}], f"r{i}") for i in range(30)]
+        )
+    assert all(r.ok for r in results) and server.total_requests == 30
+    assert client.model_name == server.model
