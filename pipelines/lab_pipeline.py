@@ -9,6 +9,7 @@ kfp-kubernetes from pipeline parameters; kfp.local ignores them, so the same DAG
 
 
 import inspect
+import os
 
 from kfp import dsl, kubernetes
 from labpipe.components.critique_filter.component import critique_filter
@@ -40,6 +41,13 @@ RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
 CA_SECRET, CA_MOUNT = "labpipe-ca", "/etc/labpipe/ca"
 NETWORK_CONFIG = "labpipe-network"
 PROXY_KEYS = {key: key for key in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")}
+# Generation fan-out (docs/scale-out.md). Inside dsl.ParallelFor, secret names are literals, not the
+# teacher_secret / s3_secret parameters: kubeflow/pipelines#13078 (a secret name given as a pipeline
+# parameter fails inside ParallelFor on OpenShift). KFP keeps ParallelFor's parallelism as a literal in
+# the IR, so it is set when compiling (LABPIPE_GENERATION_PARALLELISM), not per run.
+LOOP_TEACHER_SECRET = "labpipe-teacher"
+LOOP_S3_SECRET = "labpipe-s3"
+GENERATION_PARALLELISM = int(os.environ.get("LABPIPE_GENERATION_PARALLELISM", "8"))
 
 
 def _with_s3(task: dsl.PipelineTask, s3_secret) -> dsl.PipelineTask:
@@ -73,6 +81,66 @@ def _on_gpus(task: dsl.PipelineTask, gpus, node_selector, tolerations) -> dsl.Pi
     return task
 
 
+def _generate_and_critique(seeds: dsl.PipelineTask, *, teacher, teacher_model, generation_gate, concurrency,
+                           request_timeout_s, max_retries, judge, judge_model, judge_secret, s3_secret,
+                           critique_profile, samples_per_skill_leaf, seed, tracking_uri) -> dsl.PipelineTask:
+    """One generation task per shard of the seed extraction's plan, then critique over all of them."""
+    with dsl.ParallelFor(items=seeds.outputs["Output"], parallelism=GENERATION_PARALLELISM,
+                         name="generation shards") as shard:
+        generated = synthetic_generation(
+            seeds=seeds.outputs["seeds"], shard_plan=seeds.outputs["shard_plan"], shard=shard, teacher=teacher,
+            teacher_model=teacher_model, teacher_secret=LOOP_TEACHER_SECRET, gate=generation_gate,
+            concurrency=concurrency, timeout_s=request_timeout_s, max_retries=max_retries,
+            run_id=RUN_ID, tracking_uri=tracking_uri,
+        ).set_display_name("3 synthetic generation")
+        _with_endpoint(_with_s3(generated, LOOP_S3_SECRET), "teacher", LOOP_TEACHER_SECRET)
+
+    critique = critique_filter(
+        generated=dsl.Collected(generated.outputs["generated"]), judge=judge, judge_model=judge_model,
+        judge_secret=judge_secret, profile=critique_profile, samples_per_skill_leaf=samples_per_skill_leaf,
+        seed=seed, timeout_s=request_timeout_s, max_retries=max_retries, run_id=RUN_ID, tracking_uri=tracking_uri,
+    ).set_display_name("4 critique filtering")
+    _with_endpoint(_with_s3(critique, s3_secret), "judge", judge_secret)
+    return critique
+
+
+@dsl.pipeline(name="lab-generation", description="LAB data only: taxonomy -> seeds -> fanned-out generation -> critique")
+def generation_pipeline(
+    taxonomy: str,
+    base: str = "origin/main",
+    taxonomy_ref: str = "",
+    tokenizer: str = "",
+    teacher: str = "",
+    teacher_model: str = "",
+    judge: str = "",
+    judge_model: str = "",
+    judge_secret: str = "labpipe-judge",
+    s3_secret: str = "labpipe-s3",
+    chunk_tokens: int = 1000,
+    generation_shards: int = 1,
+    generation_gate: bool = True,
+    concurrency: int = 32,
+    request_timeout_s: float = 120.0,
+    max_retries: int = 6,
+    critique_profile: str = "lab",
+    samples_per_skill_leaf: int = 30,
+    seed: int = 42,
+    mlflow_tracking_uri: str = "",
+):
+    diff = taxonomy_diff(taxonomy=taxonomy, taxonomy_ref=taxonomy_ref, base=base,
+                         run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).set_display_name("1 taxonomy diff")
+    seeds = seed_extraction(diff=diff.outputs["diff"], tokenizer=tokenizer, chunk_tokens=chunk_tokens,
+                            shards=generation_shards, run_id=RUN_ID,
+                            tracking_uri=mlflow_tracking_uri).set_display_name("2 seed extraction")
+    _with_s3(seeds, s3_secret)
+    _generate_and_critique(
+        seeds, teacher=teacher, teacher_model=teacher_model, generation_gate=generation_gate, concurrency=concurrency,
+        request_timeout_s=request_timeout_s, max_retries=max_retries, judge=judge, judge_model=judge_model,
+        judge_secret=judge_secret, s3_secret=s3_secret, critique_profile=critique_profile,
+        samples_per_skill_leaf=samples_per_skill_leaf, seed=seed, tracking_uri=mlflow_tracking_uri,
+    )
+
+
 @dsl.pipeline(name="lab-pipeline", description="LAB: taxonomy -> synthetic data -> phased SFT -> MT-Bench, gated")
 def lab_pipeline(
     taxonomy: str,
@@ -104,26 +172,25 @@ def lab_pipeline(
     production_model_name: str = "labpipe-model",
     gate_tolerance: float = 0.0,
     mlflow_tracking_uri: str = "",
+    generation_shards: int = 1,
+    request_timeout_s: float = 120.0,
+    max_retries: int = 6,
 ):
     diff = taxonomy_diff(taxonomy=taxonomy, taxonomy_ref=taxonomy_ref, base=base,
                          run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).set_display_name("1 taxonomy diff")
 
     seeds = seed_extraction(diff=diff.outputs["diff"], tokenizer=base_model, chunk_tokens=chunk_tokens,
+                            shards=generation_shards,
                             run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).set_display_name("2 seed extraction")
     _with_s3(seeds, s3_secret)
 
-    generated = synthetic_generation(
-        seeds=seeds.outputs["seeds"], teacher=teacher, teacher_model=teacher_model, teacher_secret=teacher_secret,
-        gate=generation_gate, concurrency=concurrency, run_id=RUN_ID, tracking_uri=mlflow_tracking_uri,
-    ).set_display_name("3 synthetic generation")
-    _with_endpoint(_with_s3(generated, s3_secret), "teacher", teacher_secret)
-
-    critique = critique_filter(
-        generated=generated.outputs["generated"], judge=judge, judge_model=judge_model, judge_secret=judge_secret,
-        profile=critique_profile, samples_per_skill_leaf=samples_per_skill_leaf, seed=seed,
-        run_id=RUN_ID, tracking_uri=mlflow_tracking_uri,
-    ).set_display_name("4 critique filtering")
-    _with_endpoint(_with_s3(critique, s3_secret), "judge", judge_secret)
+    # 3 synthetic generation (one task per shard; its secrets: LOOP_TEACHER_SECRET) + 4 critique filtering
+    critique = _generate_and_critique(
+        seeds, teacher=teacher, teacher_model=teacher_model, generation_gate=generation_gate, concurrency=concurrency,
+        request_timeout_s=request_timeout_s, max_retries=max_retries, judge=judge, judge_model=judge_model,
+        judge_secret=judge_secret, s3_secret=s3_secret, critique_profile=critique_profile,
+        samples_per_skill_leaf=samples_per_skill_leaf, seed=seed, tracking_uri=mlflow_tracking_uri,
+    )
 
     knowledge = knowledge_sft(
         base_model=base_model, data=critique.outputs["knowledge_set"], preset=training_preset, max_steps=max_steps,

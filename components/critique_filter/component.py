@@ -7,7 +7,7 @@ from labpipe.components.images import image_for
 
 @dsl.component(base_image=image_for("generation"))
 def critique_filter(
-    generated: Input[Dataset],
+    generated: Input[list[Dataset]],
     judge: str,
     judge_model: str,
     judge_secret: str,
@@ -19,8 +19,12 @@ def critique_filter(
     skills_set: Output[Dataset],
     report: Output[Markdown],
     profile: str = "lab",
+    timeout_s: float = 120.0,
+    max_retries: int = 6,
 ):
     """Filter with `profile` (lab | smoke); empty judge/judge_model fall back to JUDGE_* env vars.
+
+    generated: the generation shards (dsl.Collected over the fan-out), merged into one set of records.
 
     judge_secret names the Kubernetes secret mounted as JUDGE_ENDPOINT / JUDGE_MODEL / JUDGE_API_KEY.
     knowledge_set.path and skills_set.path are messages-JSONL files; report.path is the yield report.
@@ -31,7 +35,7 @@ def critique_filter(
 
     meta = run_critique(
         CritiqueConfig(
-            generated=generated.path,
+            generated=[g.path for g in generated],
             out=tempfile.mkdtemp(prefix="critique-"),
             judge=judge,
             judge_model=judge_model,
@@ -39,6 +43,8 @@ def critique_filter(
             profile=profile,
             samples_per_skill_leaf=samples_per_skill_leaf,
             seed=seed,
+            timeout_s=float(timeout_s),
+            max_retries=int(max_retries),
             knowledge_out=knowledge_set.path,
             skills_out=skills_set.path,
             report_md_out=report.path,
@@ -58,6 +64,6 @@ def critique_filter(
         meta,
         pipeline_run_id=run_id,
         tracking_uri=tracking_uri,
-        inputs={"generated": generated.uri},
+        inputs={"generated": ",".join(g.uri for g in generated)},
         outputs={"knowledge_set": knowledge_set.uri, "skills_set": skills_set.uri, "report": report.uri},
     )

@@ -13,8 +13,13 @@ def seed_extraction(
     run_id: str,
     tracking_uri: str,
     seeds: Output[Dataset],
-):
-    """One seed record per changed leaf; `tokenizer` (model dir / s3:// URI, or "") budgets the chunks."""
+    shard_plan: Output[Dataset],
+    shards: int = 1,
+) -> list:
+    """One seed record per changed leaf; `tokenizer` (model dir / s3:// URI, or "") budgets the chunks.
+
+    Also plans the generation fan-out: `shard_plan` splits the records into at most `shards` parts of
+    about equal planned requests; returns the shard indices the pipeline's ParallelFor runs over."""
     from labpipe.taxonomy.stage import SeedExtractionConfig, run_seed_extraction
 
     meta = run_seed_extraction(
@@ -23,6 +28,8 @@ def seed_extraction(
             out=seeds.path,
             tokenizer=tokenizer,
             chunk_tokens=int(chunk_tokens),
+            shards=int(shards),
+            shard_plan_out=shard_plan.path,
             run_id=run_id,
             tracking_uri=tracking_uri,
         )
@@ -36,5 +43,6 @@ def seed_extraction(
         pipeline_run_id=run_id,
         tracking_uri=tracking_uri,
         inputs={"diff": diff.uri, "tokenizer": tokenizer},
-        outputs={"seeds": seeds.uri},
+        outputs={"seeds": seeds.uri, "shard_plan": shard_plan.uri},
     )
+    return list(range(int(meta["shards"])))

@@ -16,12 +16,17 @@ def synthetic_generation(
     tracking_uri: str,
     generated: Output[Dataset],
     gate: bool = True,
+    shard_plan: Input[Dataset] = None,
+    shard: int = 0,
+    timeout_s: float = 120.0,
+    max_retries: int = 6,
 ):
     """Run each leaf's flow on the teacher; empty teacher/teacher_model fall back to TEACHER_* env vars.
 
     teacher_secret names the Kubernetes secret mounted as TEACHER_ENDPOINT / TEACHER_MODEL /
     TEACHER_API_KEY (by the pipeline, with kfp-kubernetes); the key never passes through a parameter.
     gate=False records the in-flow judge scores without dropping (the offline smoke run).
+    shard_plan/shard (the pipeline's fan-out): generate only that shard of the seed records.
     """
     from labpipe.generation.stage import GenerationConfig, run_generation
 
@@ -34,6 +39,10 @@ def synthetic_generation(
             secret=teacher_secret,
             concurrency=concurrency,
             gate=gate,
+            shard_plan=shard_plan.path if shard_plan is not None else "",
+            shard=int(shard),
+            timeout_s=float(timeout_s),
+            max_retries=int(max_retries),
             progress=False,
             run_id=run_id,
             tracking_uri=tracking_uri,
@@ -47,6 +56,6 @@ def synthetic_generation(
         meta,
         pipeline_run_id=run_id,
         tracking_uri=tracking_uri,
-        inputs={"seeds": seeds.uri},
+        inputs={"seeds": seeds.uri, **({"shard_plan": shard_plan.uri} if shard_plan is not None else {})},
         outputs={"generated": generated.uri},
     )

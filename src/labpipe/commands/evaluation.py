@@ -57,6 +57,8 @@ def _eval_options(p: argparse.ArgumentParser, *, model: bool = True) -> None:
     )
     p.add_argument("--batch-size", type=int, default=16, help="in-process prompts per generate() call")
     p.add_argument("--concurrency", type=int, default=32, help="concurrent endpoint requests")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per HTTP attempt (default 120)")
+    p.add_argument("--max-retries", type=int, default=6, help="retries of 429/5xx/timeouts (default 6)")
     p.add_argument("--run-id", default="", help="pipeline run id (MLflow parent run)")
     p.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)")
 
@@ -156,6 +158,8 @@ def _config(args: argparse.Namespace, **overrides):
         max_failed_share=args.max_failed_share,
         batch_size=args.batch_size,
         concurrency=args.concurrency,
+        timeout_s=args.timeout,
+        max_retries=args.max_retries,
         run_id=args.run_id,
         tracking_uri=args.tracking_uri,
         **overrides,

@@ -42,8 +42,14 @@ def register(sub) -> None:
         "--fan-out-scale",
         type=float,
         default=1.0,
-        help="multiply every step's fan-out (e.g. 0.2 for a quick run)",
+        help="multiply the fan-out of the steps that create items (e.g. 0.2 for a quick run; judge steps stay)",
     )
+    gen.add_argument(
+        "--no-stream", action="store_true", help="one step at a time for all leaves (same output, slower)"
+    )
+    gen.add_argument("--shard-plan", default="", help="shard plan JSON from seed extraction (fan-out)")
+    gen.add_argument("--shard", type=int, default=0, help="which shard of --shard-plan to generate")
+    client_options(gen)
     gen.add_argument(
         "--no-gate", action="store_true", help="record in-flow judge scores but drop nothing (smoke runs)"
     )
@@ -52,7 +58,13 @@ def register(sub) -> None:
     gen.set_defaults(func=generate)
 
     crit = sub.add_parser("critique", help="judge, filter and mix generated examples into training sets")
-    crit.add_argument("--in", dest="generated", required=True, help="output directory of `labpipe generate`")
+    crit.add_argument(
+        "--in",
+        dest="generated",
+        required=True,
+        nargs="+",
+        help="output directory of `labpipe generate` (several: the shards of one generation, merged)",
+    )
     crit.add_argument("--out", required=True, help="output directory; rerunning with the same one resumes")
     crit.add_argument(
         "--judge",
@@ -78,7 +90,25 @@ def register(sub) -> None:
     crit.add_argument(
         "--flows", default=None, help="directory of flow YAML files (default: the shipped flows)"
     )
+    client_options(crit)
     crit.set_defaults(func=critique)
+
+
+def client_options(parser: argparse.ArgumentParser) -> None:
+    """Timeouts, retry counts and re-ask limits of the model client (generate, critique, evaluate)."""
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per HTTP attempt (default 120)")
+    parser.add_argument(
+        "--max-retries",
+        type=int,
+        default=6,
+        help="retries of 429/5xx/timeouts/dropped connections (default 6)",
+    )
+    parser.add_argument(
+        "--schema-retries",
+        type=int,
+        default=2,
+        help="re-asks for a reply that is not JSON or breaks the schema",
+    )
 
 
 def _quiet_http_logs(args: argparse.Namespace) -> None:
@@ -102,6 +132,12 @@ def generate(args: argparse.Namespace) -> int:
             fan_out_scale=args.fan_out_scale,
             gate=not args.no_gate,
             seed=args.seed,
+            stream=not args.no_stream,
+            shard_plan=args.shard_plan,
+            shard=args.shard,
+            timeout_s=args.timeout,
+            max_retries=args.max_retries,
+            schema_retries=args.schema_retries,
             progress=not args.quiet,
         )
     )
@@ -115,7 +151,7 @@ def critique(args: argparse.Namespace) -> int:
 
     meta = run_critique(
         CritiqueConfig(
-            generated=args.generated,
+            generated=args.generated[0] if len(args.generated) == 1 else args.generated,
             out=args.out,
             judge=args.judge,
             judge_model=args.judge_model,
@@ -125,6 +161,9 @@ def critique(args: argparse.Namespace) -> int:
             samples_per_skill_leaf=args.samples_per_skill_leaf,
             seed=args.seed,
             flows_dir=args.flows,
+            timeout_s=args.timeout,
+            max_retries=args.max_retries,
+            schema_retries=args.schema_retries,
         )
     )
     print(json.dumps(meta))

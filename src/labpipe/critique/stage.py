@@ -34,7 +34,7 @@ REPORT_MD = "yield_report.md"
 
 @dataclass
 class CritiqueConfig:
-    generated: str  # generation output directory (or its generated.jsonl)
+    generated: str | list[str]  # generation output directory (or its generated.jsonl); a list: shards, merged
     out: str  # output directory; rerunning with the same one resumes judge calls
     judge: str = ""  # http(s)://.../v1 or a local model dir / s3://; empty: JUDGE_ENDPOINT
     judge_model: str = ""
@@ -44,6 +44,9 @@ class CritiqueConfig:
     profile: str = "lab"  # lab | smoke | path to a profile YAML
     samples_per_skill_leaf: int = 30
     seed: int = 0
+    timeout_s: float = 120.0  # per HTTP attempt to the judge
+    max_retries: int = 6  # transient failures per request
+    schema_retries: int = 2  # re-asks for a reply that is not JSON or breaks the schema
     flows_dir: str | None = None
     knowledge_out: str = ""  # extra copies at these paths (KFP artifact paths); default: only in `out`
     skills_out: str = ""
@@ -52,8 +55,13 @@ class CritiqueConfig:
     tracking_uri: str = ""
 
 
-def read_generated(uri: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def read_generated(uri: str | list[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     from labpipe.generation.stage import GENERATED, MANIFEST
+
+    if not isinstance(uri, str):  # the shards of one fanned-out generation (generation/shards.py)
+        from labpipe.generation.shards import merge_generated
+
+        return merge_generated([read_generated(u) for u in uri])
 
     path = Path(uri)
     if path.is_dir():
@@ -114,6 +122,11 @@ def run_critique(config: CritiqueConfig, client=None) -> dict[str, Any]:
         api_key_env=config.api_key_env,
         concurrency=config.concurrency,
         secret=config.secret,
+    )
+    spec.timeout_s, spec.max_retries, spec.schema_retries = (
+        config.timeout_s,
+        config.max_retries,
+        config.schema_retries,
     )
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -53,6 +53,7 @@ class EvalConfig:
     batch_size: int = 16
     concurrency: int = 32
     max_retries: int = 6  # per endpoint request (transport errors, 429, 5xx)
+    timeout_s: float = 120.0  # per HTTP attempt
     regressions: int = 5
     run_id: str = ""
     tracking_uri: str = ""
@@ -69,6 +70,7 @@ class EvalConfig:
             concurrency=self.concurrency,
             api_key_env=api_key_env or "OPENAI_API_KEY",
             max_retries=self.max_retries,
+            timeout_s=self.timeout_s,
         )
 
     def validate(self) -> None:

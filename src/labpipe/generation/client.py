@@ -70,6 +70,8 @@ class ModelSpec:
         None  # endpoint enforces json_schema: None = try it, fall back on rejection
     )
     seed: int = 0  # in-process backend: sampling seed for requests without their own
+    endpoint_failures: int = 3  # several endpoints: failed attempts in a row that take one out of rotation
+    endpoint_cooldown_s: float = 5.0  # ... for this long (doubling while it keeps failing)
 
     @property
     def is_endpoint(self) -> bool:
@@ -115,7 +117,9 @@ class ChatClient(Protocol):
     def complete(
         self, requests: Sequence[ChatRequest], on_result: Callable[[ChatResult], None] | None = None
     ) -> list[ChatResult]:
-        """Run all requests (concurrently where the backend can); results in request order."""
+        """Run all requests (concurrently where the backend can); results in request order.
+
+        A backend with `accepts_follow_ups = True` also sends the requests `on_result` returns."""
         ...
 
     def close(self) -> None: ...

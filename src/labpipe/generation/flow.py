@@ -361,8 +361,11 @@ def render(step: Step, item: dict[str, Any]) -> list[dict[str, str]]:
 def plan(
     flow: Flow, step: Step, items: list[dict[str, Any]], *, seed: int = 0, fan_out_scale: float = 1.0
 ) -> list[tuple[dict[str, Any], ChatRequest]]:
-    """One request per item and fan-out index, with a content-derived request id."""
-    fan_out = max(1, round(step.fan_out * fan_out_scale))
+    """One request per item and fan-out index, with a content-derived request id.
+
+    `fan_out_scale` scales only the steps that create items (teacher steps): a judge step scores each
+    item once whatever the scale (scaling it would only send duplicate judgments to be dropped)."""
+    fan_out = step.fan_out if step.is_judge else max(1, round(step.fan_out * fan_out_scale))
     out = []
     for item in items:
         messages = render(step, item)
@@ -387,13 +390,19 @@ def plan(
 
 
 def schema_error(step: Step, data: Any) -> str | None:
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator(json.dumps(step.schema, sort_keys=True)).iter_errors(data))
+    return f"schema: {error.message[:200]}" if error is not None else None
+
+
+@cache
+def _validator(schema_json: str):
+    """One compiled validator per schema (jsonschema.validate re-checks the schema on every call: ~9 ms)."""
     import jsonschema
 
-    try:
-        jsonschema.validate(data, step.schema)
-    except jsonschema.ValidationError as exc:
-        return f"schema: {exc.message[:200]}"
-    return None
+    schema = json.loads(schema_json)
+    return jsonschema.validators.validator_for(schema)(schema)
 
 
 def parse_reply(step: Step, result: ChatResult | None) -> tuple[Any, str | None]:

@@ -36,6 +36,7 @@ import httpx
 
 from labpipe.errors import Problem, UserError
 from labpipe.generation.client import ChatRequest, ChatResult, ClientStats, ModelSpec
+from labpipe.generation.endpoints import EndpointPool, RoutedHTTP, split_endpoints
 from labpipe.generation.json_extract import NotJSON, check_schema, extract_json, schema_instruction
 
 log = logging.getLogger(__name__)
@@ -61,9 +62,18 @@ class _Outcome:
 class OpenAIChatClient:
     """Chat completions against an OpenAI-compatible endpoint; see the module docstring."""
 
+    accepts_follow_ups = True  # on_result may return requests to enqueue (streamed flows)
+
     def __init__(self, spec: ModelSpec):
         self.spec = spec
-        self.base_url = spec.target.rstrip("/")
+        # several comma-separated base URLs: replicas of one model, routed per attempt (endpoints.py)
+        self.endpoints = split_endpoints(spec.target) if "," in spec.target else [spec.target.rstrip("/")]
+        self.base_url = self.endpoints[0]
+        self.pool = (
+            EndpointPool(self.endpoints, failures=spec.endpoint_failures, cooldown_s=spec.endpoint_cooldown_s)
+            if len(self.endpoints) > 1
+            else None
+        )
         self.stats = ClientStats()
         self._model = spec.model
         self._response_format = spec.response_format
@@ -111,9 +121,26 @@ class OpenAIChatClient:
     @property
     def model_name(self) -> str:
         if self._model is None or not self._reachable:
-            self._probe()
+            self._probe_replicas()
         assert self._model is not None
         return self._model
+
+    def _probe_replicas(self) -> None:
+        """`_probe` the first replica that answers: with several endpoints, one down at the start is no error."""
+        for i, url in enumerate(self.endpoints):
+            self.base_url = url
+            try:
+                self._probe()
+                return
+            except UserError as exc:
+                last = i == len(self.endpoints) - 1
+                if last or not any(p.rule == "endpoint-unreachable" for p in exc.problems):
+                    raise
+                log.warning("%s is unreachable; probing the next replica", url)
+                if self.pool is not None:
+                    self.pool.take_out(url)
+            finally:
+                self.base_url = self.endpoints[0]
 
     def _probe(self) -> None:
         """GET /models once: checks the endpoint is reachable and the key accepted; picks the model name."""
@@ -179,9 +206,14 @@ class OpenAIChatClient:
     # running --------------------------------------------------------------------------------------
 
     def complete(
-        self, requests: Sequence[ChatRequest], on_result: Callable[[ChatResult], None] | None = None
+        self,
+        requests: Sequence[ChatRequest],
+        on_result: Callable[[ChatResult], Sequence[ChatRequest] | None] | None = None,
     ) -> list[ChatResult]:
-        """Run all requests, `spec.concurrency` in flight; results in request order."""
+        """Run all requests, `spec.concurrency` in flight; results in request order.
+
+        Requests that `on_result` returns are enqueued and sent in the same run (on the same
+        connections); their results follow the given requests' in the returned list."""
         requests = list(requests)
         if not requests:
             return []
@@ -197,17 +229,42 @@ class OpenAIChatClient:
     def close(self) -> None:
         """Nothing to release: connections live only for the duration of a complete() call."""
 
-    async def _run(self, requests: list[ChatRequest], on_result: Callable[[ChatResult], None] | None):
+    async def _run(
+        self,
+        requests: list[ChatRequest],
+        on_result: Callable[[ChatResult], Sequence[ChatRequest] | None] | None,
+    ):
         results: list[ChatResult | None] = [None] * len(requests)
         queue = deque(range(len(requests)))
-        n_workers = max(1, min(self.spec.concurrency, len(requests)))
+        # with on_result, follow-up requests may come: keep every worker until nothing is outstanding
+        wanted = self.spec.concurrency if on_result is not None else len(requests)
+        n_workers = max(1, min(self.spec.concurrency, wanted))
         n_pools = -(-n_workers // POOL_SIZE)
         limits = httpx.Limits(max_connections=POOL_SIZE, max_keepalive_connections=POOL_SIZE)
-        pools = [httpx.AsyncClient(**self.httpx_options(), limits=limits) for _ in range(n_pools)]
+        if self.pool is None:
+            pools = [httpx.AsyncClient(**self.httpx_options(), limits=limits) for _ in range(n_pools)]
+        else:
+            clients = {
+                url: [
+                    httpx.AsyncClient(**{**self.httpx_options(), "base_url": url}, limits=limits)
+                    for _ in range(n_pools)
+                ]
+                for url in self.endpoints
+            }
+            pools = [RoutedHTTP(self.pool, clients)]  # type: ignore[list-item]
+        outstanding = [len(requests)]  # queued or in flight
+        wake = asyncio.Event()
 
         async def worker(w: int) -> None:
-            http = pools[w % n_pools]
-            while queue:
+            http = pools[w % len(pools)]
+            while True:
+                if not queue:
+                    if outstanding[0] == 0:
+                        wake.set()
+                        return
+                    wake.clear()
+                    await wake.wait()
+                    continue
                 i = queue.popleft()
                 result = await self._one(http, requests[i])
                 results[i] = result
@@ -215,8 +272,16 @@ class OpenAIChatClient:
                     self.stats.completed += 1
                 else:
                     self.stats.failed += 1
-                if on_result is not None:
-                    on_result(result)
+                more = on_result(result) if on_result is not None else None
+                more = list(more) if isinstance(more, list | tuple) else []  # anything else: no follow-ups
+                for request in more:  # follow-ups go first: an item's next step before new items
+                    requests.append(request)
+                    results.append(None)
+                queue.extendleft(reversed(range(len(requests) - len(more), len(requests))))
+                outstanding[0] += len(more)
+                outstanding[0] -= 1
+                if queue or outstanding[0] == 0:
+                    wake.set()
 
         tasks = [asyncio.create_task(worker(w)) for w in range(n_workers)]
         try:
@@ -229,6 +294,8 @@ class OpenAIChatClient:
                     raise task.exception()
         finally:
             await asyncio.gather(*(p.aclose() for p in pools), return_exceptions=True)
+        if self.pool is not None:
+            log.info("endpoints: %s", self.pool.describe())
         return results
 
     async def _one(self, http: httpx.AsyncClient, request: ChatRequest) -> ChatResult:

@@ -7,8 +7,17 @@ Output directory `out`:
   generated.jsonl           one record per generated example, written atomically when complete
   manifest.json             counts per leaf and per step (kept, dropped and why), written last
 
-All leaves advance together one step at a time, so every request of a step is in one concurrent
-batch. Rerunning with the same `out` sends only the requests that have no checkpointed result.
+Streamed (the default): every item moves through its flow's steps on its own; its next request is
+sent as soon as its previous reply is in, all in one client run (connections kept across steps),
+so a slow reply holds up only its own item. The records are then assembled step by step from the
+replies (no request is sent twice), so the output is byte-identical to `stream=False`, where all
+leaves advance together one step at a time (every request of a step in one concurrent batch, a
+barrier between steps). Request ids are the same either way. Rerunning with the same `out` sends
+only the requests that have no checkpointed result.
+
+Sharded (the pipeline's fan-out): `shard_plan` (written by seed extraction, see shards.py) and
+`shard` select this task's leaves and knowledge chunks; the shards' outputs together equal the
+unsharded output, and critique collects them.
 
 Model resolution (teacher here, judge in critique): the flag/parameter, else the environment a
 Kubernetes secret is mounted as: TEACHER_ENDPOINT, TEACHER_MODEL, TEACHER_API_KEY (JUDGE_* for the
@@ -27,7 +36,7 @@ from typing import Any
 
 from labpipe.errors import Problem, UserError
 from labpipe.generation.checkpoint import CallStats, Checkpoint, complete
-from labpipe.generation.client import ChatClient, resolve_model_spec
+from labpipe.generation.client import ChatClient, ChatRequest, ChatResult, resolve_model_spec
 from labpipe.generation.flow import KINDS, Flow, apply, load_flows, plan, start_items
 
 log = logging.getLogger(__name__)
@@ -46,9 +55,15 @@ class GenerationConfig:
     concurrency: int = 32
     secret: str = ""  # name of the Kubernetes secret the TEACHER_* variables came from (for messages)
     flows_dir: str | None = None  # alternative flows (default: the shipped ones)
-    fan_out_scale: float = 1.0  # multiplies every step's fan_out (tests and smoke runs use < 1)
+    fan_out_scale: float = 1.0  # multiplies the item-creating steps' fan_out (tests and smoke runs use < 1)
     gate: bool = True  # apply in-flow judge thresholds (False: keep all, record scores: "smoke")
     seed: int = 0
+    stream: bool = True  # False: one step at a time for all leaves (a barrier between steps)
+    timeout_s: float = 120.0  # per HTTP attempt
+    max_retries: int = 6  # transient failures (429, 5xx, timeouts, dropped connections) per request
+    schema_retries: int = 2  # re-asks for a reply that is not JSON or breaks the step's schema
+    shard_plan: str = ""  # shard plan JSON from seed extraction ("" = every seed record)
+    shard: int = 0  # which shard of the plan this run generates
     progress: bool = True
     run_id: str = ""
     tracking_uri: str = ""
@@ -165,6 +180,10 @@ def run_generation(config: GenerationConfig, client: ChatClient | None = None) -
     from labpipe.tracking import maybe_stage_run
 
     records = read_seeds(config.seeds)
+    if config.shard_plan:
+        from labpipe.generation.shards import read_plan, select
+
+        records = select(records, read_plan(config.shard_plan), int(config.shard))
     flows = load_flows(config.flows_dir)
     missing = sorted({r["kind"] for r in records} - set(flows))
     if missing:
@@ -179,6 +198,11 @@ def run_generation(config: GenerationConfig, client: ChatClient | None = None) -
         concurrency=config.concurrency,
         secret=config.secret,
     )
+    spec.timeout_s, spec.max_retries, spec.schema_retries = (
+        config.timeout_s,
+        config.max_retries,
+        config.schema_retries,
+    )
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -189,7 +213,10 @@ def run_generation(config: GenerationConfig, client: ChatClient | None = None) -
         "fan_out_scale": config.fan_out_scale,
         "gate": config.gate,
         "seed": config.seed,
+        "stream": config.stream,
     }
+    if config.shard_plan:
+        params["shard"] = int(config.shard)
     with maybe_stage_run(
         "synthetic_generation", pipeline_run_id=config.run_id, tracking_uri=config.tracking_uri, params=params
     ) as run:
@@ -202,12 +229,15 @@ def run_generation(config: GenerationConfig, client: ChatClient | None = None) -
         progress = _Progress(list(states), config.progress, spec.concurrency)
         try:
             with Checkpoint(out / CHECKPOINTS) as checkpoint:
+                replies: dict[str, ChatResult] = {}
+                if config.stream:
+                    _Stream(states, client, checkpoint, stats, progress, config, replies).run()
                 depth = 0
-                while True:
+                while True:  # streamed: assembles the records from `replies`, sending nothing
                     active = {leaf: s for leaf, s in states.items() if depth < len(s.flow.generate_steps)}
                     if not active:
                         break
-                    _run_depth(active, depth, client, checkpoint, stats, progress, config)
+                    _run_depth(active, depth, client, checkpoint, stats, progress, config, replies)
                     depth += 1
         finally:
             progress.close()
@@ -263,15 +293,24 @@ def _run_depth(
     stats: CallStats,
     progress: _Progress,
     config: GenerationConfig,
+    replies: dict[str, ChatResult],
 ) -> None:
+    """One step for every active leaf: requests not in `replies` are sent (all of them when not streamed)."""
     planned = {}
     for leaf, s in active.items():
         step = s.flow.generate_steps[depth]
         planned[leaf] = plan(s.flow, step, s.items, seed=config.seed, fan_out_scale=config.fan_out_scale)
-    pairs = [(leaf, req) for leaf, reqs in planned.items() for _, req in reqs]
-    to_send = sum(1 for _, r in pairs if checkpoint.get(r.request_id) is None)
-    progress.expect({leaf: len(reqs) for leaf, reqs in planned.items()}, to_send)
-    results = complete(client, pairs, checkpoint, stats, on_result=progress.result)
+    pairs = [
+        (leaf, req) for leaf, reqs in planned.items() for _, req in reqs if req.request_id not in replies
+    ]
+    if pairs:
+        to_send = sum(1 for _, r in pairs if checkpoint.get(r.request_id) is None)
+        per_leaf: dict[str, int] = {}
+        for leaf, _ in pairs:
+            per_leaf[leaf] = per_leaf.get(leaf, 0) + 1
+        progress.expect(per_leaf, to_send)
+        replies.update(complete(client, pairs, checkpoint, stats, on_result=progress.result))
+    results = replies
     for leaf, s in active.items():
         step = s.flow.generate_steps[depth]
         outcome = apply(step, planned[leaf], results, gate=config.gate)
@@ -286,6 +325,106 @@ def _run_depth(
         )
         s.items = outcome.items
     progress.kept = sum(len(s.items) for s in active.values())
+
+
+class _Stream:
+    """Every item through its flow's generate steps, each next request sent as its previous reply arrives.
+
+    Fills `replies` (request id -> result) with every request the step-by-step run would need; the
+    records are then assembled from them by `_run_depth`. Checkpoint lookups and records are the same
+    as `complete()`'s (`Checkpoint.get` / `Checkpoint.record`); an identical request is sent once.
+    A client that cannot take follow-up requests (`accepts_follow_ups`) is driven in waves.
+    """
+
+    def __init__(self, states, client, checkpoint, stats, progress, config, replies):
+        self.states, self.client, self.checkpoint = states, client, checkpoint
+        self.stats, self.progress, self.config, self.replies = stats, progress, config, replies
+        self.waiting: dict[str, list[tuple[str, int, dict[str, Any], ChatRequest]]] = {}
+        self.leaf_of: dict[str, str] = {}
+        self.planned: set[tuple[str, int, str]] = set()
+
+    def run(self) -> None:
+        pending = [r for leaf, s in self.states.items() for r in self.expand([(leaf, 0, i) for i in s.items])]
+        streaming = getattr(self.client, "accepts_follow_ups", False)
+        while pending:
+            later: list[ChatRequest] = []
+
+            def on_result(result: ChatResult, later=later) -> list[ChatRequest] | None:
+                more = self.on_result(result)
+                if streaming:
+                    return more
+                later.extend(more)
+                return None
+
+            for result in self.client.complete(pending, on_result=on_result):
+                if result.request_id not in self.replies:  # a client that skipped on_result for it
+                    later.extend(self.on_result(result))
+            pending = later  # streaming: empty unless the client skipped on_result
+
+    def expand(self, nodes: list[tuple[str, int, dict[str, Any]]]) -> list[ChatRequest]:
+        """Plan the next step of each (leaf, depth, item); returns the requests to send."""
+        to_send: list[ChatRequest] = []
+        per_leaf: dict[str, int] = {}
+        stack = list(reversed(nodes))
+        while stack:
+            leaf, depth, item = stack.pop()
+            flow = self.states[leaf].flow
+            steps = flow.generate_steps
+            if depth >= len(steps) or (leaf, depth, item["id"]) in self.planned:
+                continue
+            self.planned.add((leaf, depth, item["id"]))
+            for it, request in plan(
+                flow, steps[depth], [item], seed=self.config.seed, fan_out_scale=self.config.fan_out_scale
+            ):
+                rid = request.request_id
+                per_leaf[leaf] = per_leaf.get(leaf, 0) + 1
+                if rid in self.replies:
+                    stack.extend(
+                        (leaf, depth + 1, c) for c in reversed(self.children(leaf, depth, it, request))
+                    )
+                    continue
+                first = rid not in self.waiting
+                self.waiting.setdefault(rid, []).append((leaf, depth, it, request))
+                if not first:
+                    continue
+                hit = self.checkpoint.get(rid)
+                if hit is None:
+                    self.leaf_of[rid] = leaf
+                    to_send.append(request)
+                    continue
+                self.stats.cached += 1
+                self.progress.result(leaf, hit, True)
+                self.replies[rid] = hit
+                for w_leaf, w_depth, w_item, w_req in self.waiting.pop(rid):
+                    children = self.children(w_leaf, w_depth, w_item, w_req)
+                    stack.extend((w_leaf, w_depth + 1, c) for c in reversed(children))
+        self.stats.sent += len(to_send)
+        if per_leaf:
+            self.progress.expect(per_leaf, len(to_send))
+        return to_send
+
+    def children(
+        self, leaf: str, depth: int, item: dict[str, Any], request: ChatRequest
+    ) -> list[dict[str, Any]]:
+        step = self.states[leaf].flow.generate_steps[depth]
+        return apply(step, [(item, request)], self.replies, gate=self.config.gate).items
+
+    def on_result(self, result: ChatResult) -> list[ChatRequest]:
+        rid = result.request_id
+        leaf = self.leaf_of.get(rid, "")
+        self.checkpoint.record(leaf, result)
+        self.replies[rid] = result
+        self.stats.retries += max(0, result.attempts - 1)
+        self.stats.prompt_tokens += result.prompt_tokens
+        self.stats.completion_tokens += result.completion_tokens
+        self.stats.failed += 0 if result.ok else 1
+        self.progress.result(leaf, result, False)
+        nodes = [
+            (w_leaf, w_depth + 1, child)
+            for w_leaf, w_depth, w_item, w_req in self.waiting.pop(rid, [])
+            for child in self.children(w_leaf, w_depth, w_item, w_req)
+        ]
+        return self.expand(nodes)
 
 
 def _record(flow: Flow, item: dict[str, Any]) -> dict[str, Any]:

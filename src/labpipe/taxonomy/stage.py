@@ -43,6 +43,8 @@ class SeedExtractionConfig:
     out: str  # the JSONL file to write, one seed record per leaf
     tokenizer: str = ""  # model dir / s3:// URI whose tokenizer budgets chunks; "" = approx_tokens
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS
+    shards: int = 1  # generation fan-out: parts of the shard plan (generation/shards.py)
+    shard_plan_out: str = ""  # where to write the shard plan JSON ("" = none)
     run_id: str = ""
     tracking_uri: str = ""
 
@@ -185,6 +187,13 @@ def run_seed_extraction(cfg: SeedExtractionConfig) -> dict[str, Any]:
         "base_used": diff.get("base_used", ""),
         "merge_base": diff.get("merge_base", ""),
     }
+    if cfg.shard_plan_out:
+        from labpipe.generation.shards import make_plan
+        from labpipe.storage import write_text
+
+        plan = make_plan(records, int(cfg.shards))
+        write_text(cfg.shard_plan_out, json.dumps(plan, indent=1) + "\n")
+        meta["shards"] = len(plan["shards"])
     with maybe_stage_run(
         "seed_extraction",
         pipeline_run_id=cfg.run_id,

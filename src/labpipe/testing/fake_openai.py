@@ -255,6 +255,9 @@ class FakeOpenAIServer:
         faults: FaultPlan | None = None,
         max_context_tokens: int | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        port: int = 0,  # 0: a free port
+        slots: int = 0,  # > 0: at most this many requests served at once, the rest wait (a replica's capacity)
+        latency_fn: Callable[[dict[str, Any]], float] | None = None,  # per-request latency (overrides latency_s)
     ):
         self.responder = responder or default_responder
         self.latency_s = latency_s
@@ -264,6 +267,9 @@ class FakeOpenAIServer:
         self.faults = faults or FaultPlan()
         self.max_context_tokens = max_context_tokens
         self._ssl_context = ssl_context
+        self._port = port
+        self._slots = threading.BoundedSemaphore(slots) if slots > 0 else None
+        self.latency_fn = latency_fn
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._attempts: Counter[str] = Counter()
@@ -275,7 +281,7 @@ class FakeOpenAIServer:
 
     def start(self) -> FakeOpenAIServer:
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._httpd = _HTTPServer(("127.0.0.1", 0), handler)
+        self._httpd = _HTTPServer(("127.0.0.1", self._port), handler)
         if self._ssl_context is not None:
             self._httpd.socket = self._ssl_context.wrap_socket(self._httpd.socket, server_side=True)
         self._thread = threading.Thread(
@@ -364,7 +370,12 @@ class FakeOpenAIServer:
         fault = self.faults.pick(request, arrival, _digest(request), attempt)
         if isinstance(fault, Reply):
             return fault, "hook"
-        self._stop.wait(self.latency_s)
+        delay = self.latency_fn(request) if self.latency_fn is not None else self.latency_s
+        if self._slots is not None:
+            with self._slots:
+                self._stop.wait(delay)
+        else:
+            self._stop.wait(delay)
         if fault == "rate_limit":
             headers = (
                 {} if self.faults.retry_after_s is None else {"Retry-After": f"{self.faults.retry_after_s:g}"}
@@ -413,6 +424,20 @@ class FakeOpenAIServer:
             text = json.dumps(body)
             return Reply(200, text[: len(text) // 2], {"Content-Type": "application/json"}), fault
         return Reply(200, body), fault
+
+
+def lognormal_latency(median_s: float, p99_s: float) -> Callable[[dict[str, Any]], float]:
+    """A deterministic long-tailed latency per request: log-normal with the given median and p99."""
+    from statistics import NormalDist
+
+    sigma = math.log(p99_s / median_s) / NormalDist().inv_cdf(0.99)
+    unit = NormalDist()
+
+    def latency(request: dict[str, Any]) -> float:
+        u = min(max(_uniform(_digest(request)), 1e-9), 1 - 1e-9)
+        return median_s * math.exp(sigma * unit.inv_cdf(u))
+
+    return latency
 
 
 def _error(status: int, message: str, code: str) -> Reply:
@@ -509,12 +534,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="fake-teacher")
     parser.add_argument("--api-key", default=None, help="require this bearer token (default: none)")
     parser.add_argument("--no-response-format", action="store_true", help="reject response_format with 400")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--slots", type=int, default=0, help="requests served at once (default: unlimited)")
+    parser.add_argument(
+        "--lognormal",
+        nargs=2,
+        type=float,
+        metavar=("MEDIAN", "P99"),
+        help="per-request latency: log-normal with this median and 99th percentile (seconds), "
+        "drawn from a hash of the request (the same request always takes the same time)",
+    )
     args = parser.parse_args(argv)
     server = FakeOpenAIServer(
         latency_s=args.latency,
         model=args.model,
         api_key=args.api_key,
         supports_response_format=not args.no_response_format,
+        port=args.port,
+        slots=args.slots,
+        latency_fn=lognormal_latency(*args.lognormal) if args.lognormal else None,
     )
     with server:
         print(server.base_url, flush=True)

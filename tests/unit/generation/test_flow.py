@@ -175,3 +175,19 @@ def test_instance_helper_is_schema_valid():
     for flow in load_flows().values():
         for step in flow.steps:
             jsonschema.validate(instance(step.schema, "k"), step.schema)
+
+
+def test_fan_out_scale_scales_only_steps_that_create_items():
+    import json
+
+    from labpipe.generation.flow import load_flows, plan, start_items
+    from tests.unit.critique.fixtures import SEEDS
+
+    flow = load_flows()["freeform_skill"]
+    record = next(json.loads(line) for line in SEEDS.read_text().splitlines() if '"freeform_skill"' in line)
+    items = start_items(flow, record)
+    questions, judge, answers = flow.generate_steps
+    assert len(plan(flow, questions, items, fan_out_scale=2)) == 2 * questions.fan_out * len(items)
+    questions_items = [{**items[0], "question": f"q{i}?"} for i in range(3)]
+    assert len(plan(flow, judge, questions_items, fan_out_scale=2)) == 3  # each question judged once
+    assert len(plan(flow, answers, questions_items, fan_out_scale=2)) == 6
