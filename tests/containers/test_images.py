@@ -65,7 +65,9 @@ def test_each_image_installs_what_its_components_import(compiled_yaml):
 def test_generation_image_has_xgrammar_and_taxonomy_image_has_git(image_prefix):
     registry, tag = image_prefix
     out = in_image(f"{registry}/labpipe-generation:{tag}", "python", "-c",
-                   "import xgrammar, xgrammar.contrib.hf; print(xgrammar.__version__)")
+                   "import importlib.metadata, xgrammar, xgrammar.contrib.hf; "
+                   "xgrammar.Grammar.from_json_schema('{\"type\": \"object\"}'); "
+                   "print(importlib.metadata.version('xgrammar'))")
     assert out.strip().splitlines()[-1] == _pins()["xgrammar"]
     assert "git version" in in_image(f"{registry}/labpipe-taxonomy:{tag}", "git", "--version")
 
