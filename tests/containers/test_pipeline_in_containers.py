@@ -17,7 +17,8 @@ import yaml
 from labpipe.commands.pipeline import SMOKE_DEFAULTS
 from tests.support.container_runner import run_compiled_pipeline, task_images
 
-pytestmark = pytest.mark.slow
+# the whole DAG on 2 shared CPU cores: longer than the suite's 600 s default per test
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,14 +40,19 @@ def _podman_task_handler(mounts: Sequence[Path], network: str, user: str, log: l
 
     class PodmanTaskHandler(docker_task_handler.DockerTaskHandler):
         def run(self) -> status.Status:
-            cmd = ["podman", "run", "--rm", "--pull=never", f"--user={user}", f"--network={network}"]
+            name = f"labpipe-task-{uuid.uuid4().hex[:12]}"
+            cmd = ["podman", "run", "--rm", f"--name={name}", "--pull=never", f"--user={user}", f"--network={network}"]
             for path in {str(Path(self.pipeline_root)), *map(str, mounts)}:
                 cmd += ["-v", f"{path}:{path}:rw"]
             for key, value in (self.env_vars or {}).items():
                 cmd += ["-e", f"{key}={value}"]
             cmd += [self.image, *self.full_command]
-            proc = subprocess.run(cmd, stdout=sys.stdout.fileno() if _has_fileno() else None,
-                                  stderr=subprocess.STDOUT)
+            try:
+                proc = subprocess.run(cmd, stdout=sys.stdout.fileno() if _has_fileno() else None,
+                                      stderr=subprocess.STDOUT)
+            except BaseException:  # interrupted (a test timeout, Ctrl-C): the container must not outlive us
+                subprocess.run(["podman", "rm", "-f", "-t", "2", name], capture_output=True)
+                raise
             log.append({"image": self.image, "returncode": proc.returncode})
             return status.Status.SUCCESS if proc.returncode == 0 else status.Status.FAILURE
 
