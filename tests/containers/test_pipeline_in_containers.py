@@ -1,7 +1,7 @@
 """The whole compiled pipeline, every task in its own image, as UID 1000650000 in group 0, with no network.
 
-Teacher and judge are the tiny model in-process (a mounted folder), MLflow a SQLite store on the mounted
-volume, the MT-Bench data the copy baked into the evaluation image (the `questions` parameter stays empty and
+Teacher and judge are the tiny model in-process (a mounted folder); MLflow is a real `mlflow server` in a
+container without network whose loopback the tasks share (they reach it and nothing else); the MT-Bench data the copy baked into the evaluation image (the `questions` parameter stays empty and
 there is no network: nothing else could provide it).
 """
 
@@ -15,28 +15,40 @@ import pytest
 import yaml
 
 from labpipe.commands.pipeline import SMOKE_DEFAULTS
-from tests.support.container_runner import run_compiled_pipeline, task_images
+from tests.support.container_runner import run_compiled_pipeline, services_container, task_images
 
 # the whole DAG on 2 shared CPU cores: longer than the suite's 600 s default per test
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
+MLFLOW_PORT = 5000
+
+
 @pytest.fixture(scope="module")
-def container_run(compiled_yaml, tmp_path_factory):
+def container_run(compiled_yaml, image_prefix, tmp_path_factory):
     from labpipe.models.tiny import build_tiny_model
     from labpipe.taxonomy.sample import prepare_sample_taxonomy
 
+    registry, tag = image_prefix
     workdir = tmp_path_factory.mktemp("container-run")
+    workdir.chmod(0o2775)
     model = str(build_tiny_model(workdir / "models" / "tiny"))
-    arguments = {
-        "taxonomy": str(prepare_sample_taxonomy(workdir / "taxonomy")), "base": "empty", "base_model": model,
-        "teacher": model, "judge": model, "mlflow_tracking_uri": f"sqlite:///{workdir / 'mlflow.db'}",
-        **SMOKE_DEFAULTS,
-    }
-    started = time.monotonic()
-    job_dir, tasks = run_compiled_pipeline(compiled_yaml, arguments, workdir / "kfp", mounts=[workdir])
-    print(f"\ncontainer run: {len(tasks)} tasks in {time.monotonic() - started:.0f} s")
-    return workdir, job_dir, tasks
+    server = ["mlflow", "server", "--host", "127.0.0.1", "--port", str(MLFLOW_PORT), "--workers", "1",
+              "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
+              "--artifacts-destination", str(workdir / "mlartifacts"), "--serve-artifacts"]
+    health = ["python", "-c", f"import urllib.request as u; u.urlopen('http://127.0.0.1:{MLFLOW_PORT}/health')"]
+    # MLflow serves from a container with no network; the tasks share only its loopback
+    with services_container(f"{registry}/labpipe-evaluation:{tag}", server, mounts=[workdir], ready=health) as svc:
+        arguments = {
+            "taxonomy": str(prepare_sample_taxonomy(workdir / "taxonomy")), "base": "empty", "base_model": model,
+            "teacher": model, "judge": model, "mlflow_tracking_uri": f"http://127.0.0.1:{MLFLOW_PORT}",
+            **SMOKE_DEFAULTS,
+        }
+        started = time.monotonic()
+        job_dir, tasks = run_compiled_pipeline(compiled_yaml, arguments, workdir / "kfp", mounts=[workdir],
+                                               network=f"container:{svc}")
+        print(f"\ncontainer run: {len(tasks)} tasks in {time.monotonic() - started:.0f} s")
+    yield workdir, job_dir, tasks
 
 
 def _dag_executor_tasks(compiled_yaml: Path) -> dict[str, str]:
@@ -60,7 +72,7 @@ def test_tasks_ran_as_the_arbitrary_uid(container_run):
     workdir, job_dir, _ = container_run
     owners = {p.stat().st_uid for p in job_dir.glob("*/executor_output.json")}
     assert owners == {1000650000}
-    assert (workdir / "mlflow.db").stat().st_uid == 1000650000
+    assert (workdir / "mlflow.db").stat().st_uid == 1000650000  # the server's store, written by the same UID
 
 
 def test_artifacts_and_lineage(container_run):
@@ -79,7 +91,7 @@ def test_artifacts_and_lineage(container_run):
     evaluation = arts[("mt-bench-eval", "decision")]
     decision = json.loads(Path(evaluation.uri).read_text())
     assert "publish" in decision and decision.get("reasons")  # MT-Bench ran on the image's baked questions
-    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"  # what the tasks logged over HTTP, read from the server's store
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(tracking.DEFAULT_EXPERIMENT)
     parents = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get(tracking.ROLE_TAG) == "pipeline"]

@@ -121,3 +121,28 @@ def run_compiled_pipeline(yaml_path: Path, arguments: dict[str, Any], pipeline_r
         os.umask(old_umask)
     new = sorted((p for p in pipeline_root.iterdir() if p.name not in before), key=lambda p: p.stat().st_mtime)
     return (new[-1] if new else pipeline_root), log
+
+
+@contextmanager
+def services_container(image: str, command: Sequence[str], *, mounts: Sequence[Path] = (), user: str = ARBITRARY_UID,
+                       ready: Sequence[str] = (), timeout: float = 240.0) -> Iterator[str]:
+    """A container with no network of its own running the local test servers (e.g. `mlflow server` on
+    127.0.0.1); tasks join its loopback with `network=f"container:{name}"` and reach nothing else.
+    `ready`: a command run inside it (podman exec) until it succeeds. Yields the container's name."""
+    import time
+
+    name = f"labpipe-services-{uuid.uuid4().hex[:12]}"
+    cmd = ["run", "-d", "--rm", f"--name={name}", "--pull=never", f"--user={user}", "--network=none"]
+    for path in map(str, mounts):
+        cmd += ["-v", f"{path}:{path}:rw"]
+    podman(*cmd, image, *command)
+    try:
+        deadline = time.monotonic() + timeout
+        while ready and podman("exec", name, *ready, check=False).returncode != 0:
+            if time.monotonic() > deadline or podman("container", "exists", name, check=False).returncode != 0:
+                logs = podman("logs", name, check=False).stdout[-3000:]
+                raise RuntimeError(f"the services container did not become ready:\n{logs}")
+            time.sleep(2)
+        yield name
+    finally:
+        podman("rm", "-f", "-t", "2", name, check=False)
