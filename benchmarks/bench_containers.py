@@ -1,10 +1,16 @@
-"""The whole pipeline in its containers vs kfp.local subprocesses, side by side, same arguments.
+"""The whole pipeline in its containers next to the same pipeline through kfp.local, run side by side.
 
-Needs the images of `make test-containers` (localhost/labpipe/*:ci) and podman (CONTAINERS_CONF as
-scripts/test-containers.sh sets it). Runs the compiled pipeline once each way and prints wall times, the
-ratio, and the image sizes and build times recorded by scripts/build-images.sh --timings.
+Both run at the same time on the same machine, so both see the same load (a shared 2-core machine's load
+moves by minutes; concurrent runs compare under the same conditions, sequential ones do not):
+- containers: tests/containers/test_pipeline_in_containers.py (the compiled YAML, each task in its image as
+  UID 1000650000 without network, MLflow server in a network-less container), its "container run" line;
+- kfp.local: `labpipe run` (subprocesses of this environment, tiny model, sample taxonomy, SQLite MLflow),
+  its "pipeline ... finished in N s" line.
+Then the image sizes and build times that scripts/build-images.sh --timings recorded.
 
-  python benchmarks/bench_containers.py [--images localhost/labpipe:ci] [--timings .ci-cache/containers/timings.jsonl]
+Needs the images of `make test-containers` (localhost/labpipe/*:ci) and CONTAINERS_CONF as
+scripts/test-containers.sh sets it.
+  python benchmarks/bench_containers.py [--timings .ci-cache/containers/timings.jsonl]
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -19,7 +26,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
@@ -27,45 +33,33 @@ def main() -> int:
     parser.add_argument("--images", default="localhost/labpipe:ci")
     parser.add_argument("--timings", default=str(ROOT / ".ci-cache" / "containers" / "timings.jsonl"))
     args = parser.parse_args()
-
-    from kfp import local
-    from kfp.local import pipeline_orchestrator
-
-    from labpipe.commands.pipeline import SMOKE_DEFAULTS
-    from labpipe.models.tiny import build_tiny_model
-    from labpipe.taxonomy.sample import prepare_sample_taxonomy
-    from tests.support.container_runner import load_pipeline_spec, run_compiled_pipeline
-
-    registry, _, tag = args.images.rpartition(":")
     work = Path(tempfile.mkdtemp(prefix="bench-containers-"))
-    compiled = work / "lab_pipeline.yaml"
-    subprocess.run([str(Path(sys.executable).with_name("labpipe")), "compile", "--out", str(compiled)], check=True,
-                   env={**os.environ, "LABPIPE_IMAGE_REGISTRY": registry, "LABPIPE_IMAGE_TAG": tag})
+    env = {**os.environ, "LABPIPE_TEST_IMAGES": args.images}
+    env.pop("MLFLOW_TRACKING_URI", None)
     mt_bench = ROOT.parent / "shared" / "data" / "mt_bench"
 
-    def arguments(workdir: Path, questions: str) -> dict:
-        model = str(build_tiny_model(workdir / "models" / "tiny"))
-        return {"taxonomy": str(prepare_sample_taxonomy(workdir / "taxonomy")), "base": "empty",
-                "base_model": model, "teacher": model, "judge": model, "questions": questions,
-                "mlflow_tracking_uri": f"sqlite:///{workdir / 'mlflow.db'}", **SMOKE_DEFAULTS}
-
-    # baseline: kfp.local subprocesses in this environment (what `labpipe run` does), the same compiled spec
-    base_dir = work / "subprocess"
-    base_args = arguments(base_dir, str(mt_bench))
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(base_dir / "kfp"), raise_on_error=True)
     started = time.monotonic()
-    pipeline_orchestrator.run_local_pipeline(pipeline_spec=load_pipeline_spec(compiled), arguments=base_args)
-    subprocess_s = time.monotonic() - started
-
-    cont_dir = work / "containers"
-    cont_args = arguments(cont_dir, "")  # the evaluation image's baked MT-Bench copy
-    started = time.monotonic()
-    _, tasks = run_compiled_pipeline(compiled, cont_args, cont_dir / "kfp", mounts=[cont_dir])
-    container_s = time.monotonic() - started
-
-    print(f"\nwhole pipeline, {len(tasks)} tasks: kfp.local subprocesses {subprocess_s:.0f} s, "
-          f"containers (podman, UID 1000650000, no network) {container_s:.0f} s, "
-          f"ratio {container_s / subprocess_s:.2f}x")
+    containers = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+         "tests/containers/test_pipeline_in_containers.py"],
+        cwd=ROOT, env=env, stdout=open(work / "containers.log", "w"), stderr=subprocess.STDOUT)
+    local = subprocess.Popen(
+        [str(Path(sys.executable).with_name("labpipe")), "run", "--workdir", str(work / "local"),
+         "--param", f"questions={mt_bench}"],
+        cwd=ROOT, env={**env, "LABPIPE_CACHE": str(work / "cache")},
+        stdout=open(work / "local.log", "w"), stderr=subprocess.STDOUT)
+    rc_local, rc_containers = local.wait(), containers.wait()
+    print(f"both done in {time.monotonic() - started:.0f} s; logs in {work}")
+    if rc_local or rc_containers:
+        print(f"FAILED: labpipe run rc={rc_local}, container test rc={rc_containers}")
+        return 1
+    local_s = float(re.search(r"pipeline \S+ finished in (\d+) s", (work / "local.log").read_text()).group(1))
+    found = re.search(r"container run: (\d+) tasks in (\d+) s", (work / "containers.log").read_text())
+    tasks, container_s = int(found.group(1)), float(found.group(2))
+    print(f"\n| run (side by side) | tasks | wall s | ratio |\n|---|---:|---:|---:|\n"
+          f"| kfp.local subprocesses (`labpipe run`) | {tasks} | {local_s:.0f} | 1.00 |\n"
+          f"| containers (podman, UID 1000650000, no network) | {tasks} | {container_s:.0f} | "
+          f"{container_s / local_s:.2f} |")
     timings = Path(args.timings)
     if timings.exists():
         print("\n| image | build s | size MB |\n|---|---:|---:|")
