@@ -20,6 +20,8 @@
 #                           sha256 either way
 #     --push REGISTRY       push the stage images to REGISTRY and write REGISTRY/name@sha256:... into
 #                           components/images.lock.json
+#     --push-insecure       the push registry speaks plain HTTP or has a self-signed certificate (a local one)
+#     --skip-build          push (and pin) images built earlier with the same --registry and --tag
 #     --timings FILE        append one JSON line per image: name, build seconds, size in bytes
 #
 # Examples: scripts/build-images.sh --push quay.io/myorg
@@ -28,6 +30,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ENGINE="" REGISTRY="quay.io/labpipe" TAG="" CA_BUNDLE="" PUSH="" TIMINGS=""
+PUSH_TLS=true SKIP_BUILD=0
 TORCH_INDEX_URL_GPU="https://download.pytorch.org/whl/cu128" CPU_TRAINING=0 LOCAL_BASE=0 WHEELS="" MT_BENCH=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -41,6 +44,8 @@ while [ $# -gt 0 ]; do
     --torch-wheels) WHEELS=$(cd "$2" && pwd); shift 2 ;;
     --mt-bench) MT_BENCH=$(cd "$2" && pwd); shift 2 ;;
     --push) PUSH=${2%/}; shift 2 ;;
+    --push-insecure) PUSH_TLS=false; shift ;;
+    --skip-build) SKIP_BUILD=1; shift ;;
     --timings) TIMINGS=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "build-images.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -68,6 +73,7 @@ SECRET=${CA_BUNDLE:-$(mktemp)}
 
 build() {  # build TAG CONTAINERFILE [extra build args...]
   local image=$1 file=$2; shift 2
+  [ "$SKIP_BUILD" = 0 ] || return 0
   local args=(-f "$file" -t "$image" --secret "id=ca,src=$SECRET"
               --build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" --build-arg "SOURCE=$SOURCE" "$@")
   local start end
@@ -93,7 +99,7 @@ mounts=()
 python_args=()
 if [ "$LOCAL_BASE" = 1 ]; then
   [ "$ENGINE" != buildah ] || { echo "build-images.sh: --local-base imports a rootfs: podman or docker" >&2; exit 1; }
-  if ! "$ENGINE" image inspect localhost/debian-base:bookworm >/dev/null 2>&1; then
+  if [ "$SKIP_BUILD" = 0 ] && ! "$ENGINE" image inspect localhost/debian-base:bookworm >/dev/null 2>&1; then
     rootfs=$(mktemp -d)
     mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
     echo "==> debootstrap bookworm from ${mirror:-http://deb.debian.org/debian}"
@@ -131,7 +137,7 @@ if [ -n "$PUSH" ]; then
     local_ref="$REGISTRY/labpipe-$stage:$TAG" remote="$PUSH/labpipe-$stage:$TAG"
     digestfile=$(mktemp)
     case "$ENGINE" in
-      podman|buildah) "$ENGINE" push --digestfile "$digestfile" "$local_ref" "docker://$remote" ;;
+      podman|buildah) "$ENGINE" push --tls-verify="$PUSH_TLS" --digestfile "$digestfile" "$local_ref" "docker://$remote" ;;
       docker) docker tag "$local_ref" "$remote" && docker push "$remote" &&
               docker image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$remote" |
               sed -n "s|^$PUSH/labpipe-$stage@||p" | head -1 > "$digestfile" ;;
