@@ -24,3 +24,8 @@ lint: setup
 
 compile: setup
 	$(VENV)/bin/labpipe compile
+
+# Build the images locally and run the whole compiled pipeline in them (podman; see images/README.md).
+.PHONY: test-containers
+test-containers: setup
+	VENV=$(VENV) ./scripts/test-containers.sh $(PYTEST_ARGS)

@@ -63,6 +63,22 @@ def sha256_file(path: str | Path, chunk: int = 2**20) -> str:
     return h.hexdigest()
 
 
+def _readable_as_usual(path: Path) -> None:
+    """Give an output the read (and directory search) bits an ordinary open()/mkdir() would (the umask's).
+
+    Temporary files (mkstemp) and some writers (safetensors) make files owner-only (0600): another UID in the
+    same group, such as the next pipeline task on OpenShift (arbitrary UID, group 0), could not read them.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    if path.is_symlink():
+        return
+    mode = path.stat().st_mode
+    wanted = (0o555 if path.is_dir() else 0o444) & ~mask
+    if mode & wanted != wanted:
+        path.chmod(mode | wanted)
+
+
 @contextmanager
 def atomic_path(dest: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to `dest`; rename it onto `dest` only if the block succeeds."""
@@ -73,6 +89,7 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _readable_as_usual(tmp_path)
         os.replace(tmp_path, dest)
     finally:
         if tmp_path.exists():
@@ -88,6 +105,8 @@ def atomic_dir(dest: str | Path) -> Iterator[Path]:
     tmp.chmod(0o755)
     try:
         yield tmp
+        for path in (tmp, *tmp.rglob("*")):
+            _readable_as_usual(path)
         if dest.exists():
             old = dest.with_name(f".{dest.name}.old")
             shutil.rmtree(old, ignore_errors=True)

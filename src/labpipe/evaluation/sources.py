@@ -8,6 +8,7 @@ Downloads are cached under $LABPIPE_CACHE/mt_bench, so a machine that fetched on
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from labpipe import storage
 from labpipe.errors import Problem, UserError
 
 FASTCHAT_COMMIT = "0e6d3e4beaab66f4d3f93db72541a4abab8af28d"
+DATA_ENV = "LABPIPE_MT_BENCH_DATA"  # a folder laid out like FastChat's data/mt_bench (the evaluation image's copy)
 _RAW = f"https://raw.githubusercontent.com/lm-sys/FastChat/{FASTCHAT_COMMIT}/fastchat/llm_judge/data"
 
 
@@ -47,7 +49,9 @@ def is_url(source: str) -> bool:
 
 
 def resolve(source: str, pinned: PinnedFile, data_dir: str = "") -> str:
-    """The location of one file: `source` if given, else inside `data_dir`, else the pinned URL."""
+    """The location of one file: `source` if given, else inside `data_dir`, else inside $LABPIPE_MT_BENCH_DATA
+    (the evaluation image bakes the pinned files there), else the pinned URL."""
+    data_dir = data_dir or os.environ.get(DATA_ENV, "")
     if source:
         if not is_url(source) and not source.endswith(".jsonl") and _is_dir(source):
             return storage.join(source, pinned.name)
