@@ -15,6 +15,9 @@ def seed_extraction(
     seeds: Output[Dataset],
 ):
     """One seed record per changed leaf; `tokenizer` (model dir / s3:// URI, or "") budgets the chunks."""
+    from labpipe.errors import clean_user_errors
+
+    clean_user_errors()  # a UserError prints its problems, no traceback
     from labpipe.taxonomy.stage import SeedExtractionConfig, run_seed_extraction
 
     meta = run_seed_extraction(

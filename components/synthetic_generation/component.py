@@ -23,6 +23,9 @@ def synthetic_generation(
     TEACHER_API_KEY (by the pipeline, with kfp-kubernetes); the key never passes through a parameter.
     gate=False records the in-flow judge scores without dropping (the offline smoke run).
     """
+    from labpipe.errors import clean_user_errors
+
+    clean_user_errors()  # a UserError prints its problems, no traceback
     from labpipe.generation.stage import GenerationConfig, run_generation
 
     meta = run_generation(
