@@ -104,6 +104,7 @@ def run_local(arguments: dict[str, Any], pipeline_root: Path, view=None) -> tupl
             stack.enter_context(_environ(LABPIPE_PROGRESS="1", PYTHONUNBUFFERED="1"))
             stack.enter_context(contextlib.redirect_stdout(view))
             stack.enter_context(contextlib.redirect_stderr(view))
+            stack.enter_context(_root_logging_to(view))
             stack.callback(view.close)
         try:
             lab_pipeline(**arguments)
@@ -116,6 +117,20 @@ def run_local(arguments: dict[str, Any], pipeline_root: Path, view=None) -> tupl
             raise failed_run_error(view, str(exc)) from None
     job = job_dir()
     return job.name, collect_artifacts(job)
+
+
+@contextmanager
+def _root_logging_to(stream) -> Iterator[None]:
+    """kfp.local logs some lines (e.g. workspace clean-up) through the root logger's own handlers."""
+    import logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers[:] = [logging.StreamHandler(stream)]
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved
 
 
 @contextmanager

@@ -76,13 +76,14 @@ def progress_figure(event: dict[str, Any]) -> str:
     """A key figure from a LABPIPE_PROGRESS event (known stages specifically, others generically)."""
     stage = event.get("stage", "")
     if stage == "synthetic_generation" and "total" in event:
-        return (f"{event.get('done', 0)}/{event['total']} requests ({event.get('cached', 0)} reused), "
-                f"{event.get('kept', 0)} kept")
+        return f"{event.get('done', 0)}/{event['total']} requests ({event.get('cached', 0)} reused)"
     if stage == "training" and "step" in event:
         loss = f", loss {_num(event['loss'], '.3f')}" if event.get("loss") is not None else ""
         return f"{event.get('phase', '')} step {event['step']}/{event.get('max_steps', '?')}{loss}".strip()
     if stage == "mt_bench_eval" and "done" in event:
-        return f"{event.get('what', 'answers')} {event.get('model', '')}: {event['done']}/{event.get('total', '?')}"
+        who = f" by {event['model']}" if event.get("what") == "judged" and event.get("model") else \
+            f" for {event['model']}" if event.get("model") else ""
+        return f"turns {event.get('what', 'done')}{who}: {event['done']}/{event.get('total', '?')}"
     return generic_figure({k: v for k, v in event.items() if k != "stage"})
 
 
@@ -301,3 +302,42 @@ def read_executor_outputs(task_dir: Path) -> dict[str, dict[str, Any]]:
             found[name] = dict(art.get("metadata") or {})
     found["_params"] = dict(data.get("parameterValues") or {})
     return found
+
+
+def summary_lines(view: RunView, artifacts: list, *, job_dir: Path, seconds: float, report: Path | None,
+                  pipeline_run_id: str, tracking_uri: str) -> list[str]:
+    """The end-of-run summary a person reads in ten seconds (scores, gate, version, where things are)."""
+    counts = {s: sum(1 for st in view.stages.values() if st.status == s) for s in ("done", "skipped")}
+    lines = [f"\npipeline finished in {seconds:.0f} s: {counts['done']} tasks done, {counts['skipped']} skipped"]
+    by_component = {st.info.component: st for st in view.stages.values()}
+    evaluation = by_component.get("mt-bench-eval")
+    decision: dict[str, Any] = {}
+    for art in artifacts:
+        if art.name == "decision" and Path(art.uri).is_file():
+            try:
+                decision = json.loads(Path(art.uri).read_text())
+            except (OSError, ValueError):
+                decision = dict(art.metadata)
+    if evaluation is not None and evaluation.metadata:
+        scores = evaluation.metadata.get("metrics", {})
+        production = decision.get("production")
+        lines.append(f"  MT-Bench   candidate {_num(scores.get('candidate.overall'), '.2f')} | base "
+                     f"{_num(scores.get('base.overall'), '.2f')} | production "
+                     f"{_num(production, '.2f') if production is not None else 'none'}")
+    if decision:
+        verdict = "PUBLISH" if decision.get("publish") else "HOLD"
+        reasons = decision.get("reasons") or []
+        lines.append(f"  gate       {verdict}" + "".join(f"\n             - {r}" for r in reasons))
+    publish = by_component.get("publish-model")
+    if publish is not None and publish.status == "done":
+        version = publish.metadata.get("_params", {}).get("Output", "?")
+        lines.append(f"  published  version {version}, aliased production")
+    elif publish is not None:
+        lines.append("  published  nothing (the gate held the candidate)")
+    lines += [f"  artifacts  {job_dir}", f"  logs       {view.logs_dir}"]
+    if report is not None:
+        lines.append(f"  report     {report}")
+    if pipeline_run_id:
+        lines += [f"  lineage    labpipe lineage --pipeline-run {pipeline_run_id} --tracking-uri {tracking_uri}",
+                  f"  browse     mlflow ui --backend-store-uri {tracking_uri}"]
+    return lines
