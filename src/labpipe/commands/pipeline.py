@@ -167,18 +167,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     verbose = bool(getattr(args, "stream_logs", False) or getattr(args, "verbose", False))
     live = sys.stdout.isatty() and not verbose and not getattr(args, "plain", False)
     view = RunView(runner.pipeline_stages(), workdir / "logs", sys.stdout, live=live, verbose=verbose)
+    report = workdir / "report.html"
     try:
         job, artifacts = runner.run_local(arguments, workdir / "kfp", view=view)
-    except BaseException:
-        _finish_tracking(tracking_uri, started, "FAILED")
+    except UserError:
+        try:
+            if _finish_tracking(tracking_uri, started, "FAILED", view, report):
+                print(f"report of the failed run: {report}")
+        except Exception as exc:  # the task's own problems matter more than a report of them
+            print(f"no report of the failed run: {str(exc).splitlines()[0][:200]}")
         raise
-    _finish_tracking(tracking_uri, started, "FINISHED")
-    pipeline_run_id = _latest_pipeline_run(tracking_uri, started)
-    report = workdir / "report.html"
-    if pipeline_run_id:
-        from labpipe.report import write_report
-
-        write_report(tracking_uri, str(report), pipeline_run_id=pipeline_run_id, log_to_mlflow=True)
+    pipeline_run_id = _finish_tracking(tracking_uri, started, "FINISHED", view, report)
     from labpipe.runview import summary_lines
 
     print("\n".join(summary_lines(view, artifacts, job_dir=workdir / "kfp" / job, seconds=time.time() - started,
@@ -187,13 +186,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _finish_tracking(tracking_uri: str, started: float, status: str) -> None:
-    """Close the MLflow pipeline run (FAILED when a task failed), so the UI and the report show its end."""
+def _finish_tracking(tracking_uri: str, started: float, status: str, view, report: Path) -> str:
+    """Close the MLflow pipeline run, record the tasks' times on it, write the report; the run id or ""."""
     from labpipe import tracking
+    from labpipe.report import write_report
 
     pipeline_run_id = _latest_pipeline_run(tracking_uri, started)
-    if pipeline_run_id:
-        tracking.finish_pipeline_run(tracking_uri, pipeline_run_id, status=status)
+    if not pipeline_run_id:
+        return ""
+    mlflow_run_id = tracking.finish_pipeline_run(tracking_uri, pipeline_run_id, status=status)
+    if mlflow_run_id:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=tracking_uri)
+        for stage in view.stages.values():
+            client.set_tag(mlflow_run_id, f"labpipe.task.{stage.info.task}", json.dumps({
+                "label": stage.info.label, "status": stage.status, "figure": stage.figure,
+                "start_ms": int(stage.started * 1000) if stage.started else None,
+                "end_ms": int(stage.ended * 1000) if stage.ended else None}))
+    write_report(tracking_uri, str(report), pipeline_run_id=pipeline_run_id, log_to_mlflow=True)
+    return pipeline_run_id
 
 
 def validate_taxonomy_first(arguments: dict[str, Any]) -> None:

@@ -57,6 +57,7 @@ class RunData:
     branch: dict[str, Any] = field(default_factory=dict)
     lineage: lineage_mod.Lineage | None = None
     published: dict[str, str] = field(default_factory=dict)
+    tasks: list[dict[str, Any]] = field(default_factory=list)  # pipeline tasks as `labpipe run` saw them
 
 
 def _download_json(client, run_id: str, path: str) -> Any:
@@ -80,6 +81,10 @@ def collect(tracking_uri: str, *, pipeline_run_id: str = "", run_id: str = "") -
     parent = client.get_run(info.mlflow_run_id)
     data = RunData(info.pipeline_run_id, info.mlflow_run_id, info.status, tracking_uri,
                    parent.info.start_time, parent.info.end_time, lineage=info)
+    for key, value in parent.data.tags.items():  # written by `labpipe run` (kfp.local) at the end
+        if key.startswith("labpipe.task."):
+            data.tasks.append({"task": key.removeprefix("labpipe.task."), **json.loads(value)})
+    data.tasks.sort(key=lambda t: (t.get("start_ms") or float("inf"), t.get("label", "")))
     exp = client.get_experiment_by_name(tracking.DEFAULT_EXPERIMENT)
     runs = client.search_runs([exp.experiment_id],
                               filter_string=f"tags.`{tracking.PIPELINE_RUN_TAG}` = '{info.pipeline_run_id}' "

@@ -29,7 +29,8 @@ section{background:#fff;border:1px solid #e5e7eb;border-radius:8px;padding:16px 
 .card .k{color:#6b7280;font-size:12px;text-transform:uppercase;letter-spacing:.04em}
 .card .v{font-size:24px;font-weight:600}
 .card .v.small{font-size:16px;padding-top:6px;overflow-wrap:anywhere}
-td.stage{white-space:nowrap;font-weight:600} td.leaf{min-width:190px}
+td.stage{white-space:nowrap;font-weight:600} td.leaf{min-width:190px;max-width:260px} td.reasons{min-width:220px}
+td.leaf code{font-size:11px}
 table{border-collapse:collapse;width:100%;table-layout:auto}
 th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #f0f0f0;vertical-align:top;overflow-wrap:anywhere}
 th{color:#374151;font-weight:600;background:#f9fafb}
@@ -69,6 +70,7 @@ def _dur(seconds: float | None) -> str:
 
 def _status_badge(status: str) -> str:
     cls = "ok" if status in ("FINISHED", "done") else "bad" if status in ("FAILED", "KILLED", "failed") else "muted"
+    status = {"FINISHED": "finished", "done": "done"}.get(status, status)
     return f'<span class="badge {cls}">{escape(status.lower())}</span>'
 
 
@@ -115,7 +117,32 @@ def _cards(data: RunData) -> str:
     ]) + "</div>"
 
 
+def _tasks(data: RunData) -> str:
+    """The pipeline's tasks with the times and key figures `labpipe run` saw."""
+    starts = [t["start_ms"] for t in data.tasks if t.get("start_ms")]
+    t0 = min(starts) if starts else 0
+    t1 = max([t.get("end_ms") or t.get("start_ms") or t0 for t in data.tasks] + [t0])
+    span = max(t1 - t0, 1)
+    rows = []
+    for t in data.tasks:
+        start, end = t.get("start_ms"), t.get("end_ms")
+        took = (end - start) / 1000 if start and end else None
+        bar = ""
+        if start:
+            left, width = (start - t0) / span * 100, max(((end or t1) - start) / span * 100, 0.8)
+            bar = f"<div class=\"bar\"><span style=\"left:{left:.1f}%;width:{width:.1f}%\"></span></div>"
+        rows.append(
+            f"<tr><td class=\"stage\">{escape(t.get('label') or t['task'])}</td><td>{_status_badge(t['status'])}</td>"
+            f"<td class=\"n\">{f'+{(start - t0) / 1000:.0f} s' if start else '—'}</td><td class=\"n\">{_dur(took)}</td>"
+            f"<td>{escape(t.get('figure') or '')}</td><td style=\"width:22%\">{bar}</td></tr>")
+    return ("<section id=\"stages\"><h2>Stages</h2><table><tr><th>stage</th><th>status</th><th class=\"n\">start"
+            "</th><th class=\"n\">took</th><th>key figure</th><th>timeline</th></tr>" + "".join(rows) +
+            "</table></section>")
+
+
 def _stages(data: RunData) -> str:
+    if data.tasks:
+        return _tasks(data)
     if not data.stages:
         return "<section id=\"stages\"><h2>Stages</h2><p class=\"muted\">no stage recorded a run</p></section>"
     t0 = min(s.start_ms for s in data.stages if s.start_ms) or 0
@@ -155,13 +182,15 @@ def _funnel(data: RunData) -> str:
         seeds = steps[0]["in"] if steps else None
         chain = " → ".join(f"{escape(s['step'])} {s['out']}" for s in steps)
         gen_dropped = {f"{s['step']}: {k}": v for s in steps for k, v in (s.get("dropped") or {}).items()}
+        if gen_dropped:
+            chain += f"<br><span class=\"muted\">dropped: {_reasons(gen_dropped)}</span>"
         generated, kept = info.get("generated", 0), info.get("kept", 0)
         pct = kept / generated * 100 if generated else 0
         rows.append(
             f"<tr><td class=\"leaf\"><code>{escape(leaf)}</code><br><span class=\"muted\">{escape(str(info.get('kind', '')))}"
             f"</span></td><td class=\"n\">{_fmt(seeds)}</td><td>{chain or '—'}</td>"
-            f"<td>{_reasons(gen_dropped)}</td><td class=\"n\">{generated}</td>"
-            f"<td>{_reasons(info.get('dropped') or {})}</td><td class=\"n\">{kept}</td>"
+            f"<td class=\"n\">{generated}</td>"
+            f"<td class=\"reasons\">{_reasons(info.get('dropped') or {})}</td><td class=\"n\">{kept}</td>"
             f"<td style=\"width:14%\"><div class=\"bar\"><span style=\"left:0;width:{pct:.0f}%\"></span></div>"
             f"<span class=\"muted\">{pct:.0f}%</span></td></tr>")
     filters = "".join(
@@ -174,7 +203,7 @@ def _funnel(data: RunData) -> str:
         f"(yield {_fmt((totals.get('yield') or 0) * 100, 0)}%): knowledge set {_fmt(totals.get('knowledge_set'))},"
         f" skills set {_fmt(totals.get('skills_set'))}, knowledge replay {_fmt(totals.get('knowledge_replay'))}."
         "</p><table><tr><th>leaf</th><th class=\"n\">seed items</th><th>generation steps (out)</th>"
-        "<th>generation drops</th><th class=\"n\">generated</th><th>dropped by filters</th>"
+        "<th class=\"n\">generated</th><th>dropped by filters</th>"
         "<th class=\"n\">kept</th><th>yield</th></tr>" + "".join(rows) + "</table>"
         "<h2 style=\"margin-top:14px\">What each filter removed</h2><table><tr><th>filter</th>"
         "<th class=\"n\">checked</th><th class=\"n\">dropped</th><th>reasons</th></tr>" + filters + "</table></section>")
