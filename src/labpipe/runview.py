@@ -125,6 +125,8 @@ def final_figure(component: str, metadata: dict[str, dict[str, Any]]) -> str:
             verdict = "publish" if dec.get("publish") else "hold"
             return (f"candidate {_num(s.get('candidate.overall'), '.2f')} vs base "
                     f"{_num(s.get('base.overall'), '.2f')}: gate says {verdict}")
+        if component == "run-report":
+            return "report page written (KFP HTML artifact, report.html in MLflow)"
         if component == "publish-model":
             return f"version {m('_params').get('Output', '?')} aliased production"
     except (KeyError, TypeError, ValueError):

@@ -138,3 +138,24 @@ def write_report(tracking_uri: str, out: str, *, pipeline_run_id: str = "", run_
             local.write_text(html, encoding="utf-8")
             MlflowClient(tracking_uri=tracking_uri).log_artifact(data.mlflow_run_id, str(local))
     return data
+
+
+def write_pipeline_report(out: str, *, pipeline_run_id: str, tracking_uri: str = "") -> dict[str, Any]:
+    """The pipeline's own report task: the page, attached to the MLflow run; returns the artifact metadata.
+
+    Without a tracking URI (argument or MLFLOW_TRACKING_URI) nothing was recorded to report on: the page
+    says so instead of failing the run at its very end.
+    """
+    import os
+
+    from labpipe import storage
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri:
+        storage.write_text(out, render_html(RunData(pipeline_run_id, "", "no tracking", "")))
+        return {"pipeline_run_id": pipeline_run_id, "tracking": False}
+    data = write_report(uri, out, pipeline_run_id=pipeline_run_id, log_to_mlflow=True)
+    scores = {f"{m}.overall": s["overall"] for m, s in data.scores.items() if "overall" in s}
+    return {"pipeline_run_id": pipeline_run_id, "mlflow_run_id": data.mlflow_run_id,
+            "publish": data.decision.get("publish"), **scores}
+
