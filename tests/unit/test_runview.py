@@ -122,3 +122,21 @@ def test_stage_list_follows_the_compiled_dag():
         for dep in deps & set(order):
             assert order.index(dep) < order.index(task), (dep, task)
     assert all(s.label for s in stages)
+
+
+def test_a_failed_task_with_a_bug_shows_its_traceback_and_log(tmp_path, capsys):
+    from labpipe.pipelines.runner import failed_run_error
+
+    view = RunView(STAGES, tmp_path / "logs", io.StringIO(), live=False)
+    for line in [f"Executing task {CYAN}'sft'{RESET}", "    loading data", "    Traceback (most recent call last):",
+                 '      File "stage.py", line 3, in run', "    ZeroDivisionError: division by zero",
+                 f"Task {CYAN}'sft'{RESET} finished with status {RED}FAILURE{RESET}"]:
+        view.feed(line)
+    view.close()
+    err = failed_run_error(view, "Task sft finished with status FAILURE")
+    printed = capsys.readouterr().err
+    assert printed.startswith("Traceback (most recent call last):") and "ZeroDivisionError" in printed
+    [problem] = err.problems
+    assert problem.where == "task sft (5 knowledge SFT)"
+    assert problem.message == "failed: ZeroDivisionError: division by zero"
+    assert str(tmp_path / "logs" / "sft.log") in problem.fix
