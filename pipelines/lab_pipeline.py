@@ -129,9 +129,10 @@ def lab_pipeline(
         published = publish_model(candidate=skills.outputs["model"], decision=evaluation.outputs["decision"],
                                   production_model_name=production_model_name, run_id=RUN_ID,
                                   tracking_uri=mlflow_tracking_uri).set_display_name("publish")
-        run_report(run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).after(published).set_display_name("run report")
+        run_report(run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).after(published).set_display_name(
+            "run report (published)")
     with dsl.Else(name="gate held"):  # the run report is the last task either way
-        run_report(run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).set_display_name("run report")
+        run_report(run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).set_display_name("run report (gate held)")
 
 
 def pipeline_parameters() -> dict[str, object]:
