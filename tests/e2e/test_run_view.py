@@ -159,6 +159,13 @@ def test_report_page_in_headless_chromium(run):
     taken = _chromium("--window-size=1280,4000", f"--screenshot={shot}", report.as_uri())
     assert taken.returncode == 0 and shot.stat().st_size > 10_000, taken.stderr[-2000:]
     # No sideways scrolling at 1280 px: the document is no wider than the viewport.
+    pdf = artifacts / "run-report.pdf"  # printable: the browser's own print path
+    printed = _chromium("--no-pdf-header-footer", f"--print-to-pdf={pdf}", report.as_uri())
+    assert printed.returncode == 0, printed.stderr[-2000:]
+    from pypdf import PdfReader
+
+    pages = PdfReader(pdf).pages
+    assert len(pages) >= 2 and ids["pipeline-run-id"] in pages[0].extract_text()
     probe = _chromium("--window-size=1280,900", "--dump-dom", _width_probe(report).as_uri())
     found = re.search(r'data-scroll-width="(\d+)"', probe.stdout)
     assert found and int(found.group(1)) <= 1280, probe.stdout[-300:]

@@ -107,7 +107,7 @@ def collect(tracking_uri: str, *, pipeline_run_id: str = "", run_id: str = "") -
         elif name == "quality_gate":
             data.decision = _download_json(client, run.info.run_id, "gate/decision") or {}
         elif name.startswith("branch"):
-            data.branch = _download_json(client, run.info.run_id, "branch/comparison.json") or {}
+            data.branch = _download_json(client, run.info.run_id, "branch.json") or {}
     if not data.decision and "mt_bench_eval" in info.stages:  # the decision as recorded in the lineage
         meta = info.stages["mt_bench_eval"]
         if "metadata.publish" in meta:

@@ -36,7 +36,7 @@ th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #f0f0f0;vertical-a
 th{color:#374151;font-weight:600;background:#f9fafb}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .ok{color:#15803d;font-weight:600} .bad{color:#b91c1c;font-weight:600} .muted{color:#6b7280}
-.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;white-space:nowrap}
 .badge.ok{background:#dcfce7} .badge.bad{background:#fee2e2} .badge.muted{background:#f3f4f6}
 .bar{height:10px;background:#e5e7eb;border-radius:3px;position:relative;min-width:120px}
 .bar span{position:absolute;top:0;bottom:0;background:#60a5fa;border-radius:3px}
@@ -107,9 +107,9 @@ def _cards(data: RunData) -> str:
     totals = data.yield_report.get("totals", {})
     published = f"{escape(data.published['name'])} v{escape(data.published['version'])}" if data.published else "—"
     return "<div class=\"cards\">" + "".join([
-        card("candidate MT-Bench", _fmt(overall.get("candidate")), "score-candidate"),
-        card("base MT-Bench", _fmt(overall.get("base")), "score-base"),
-        card("production MT-Bench", _fmt(overall.get("production")) if overall.get("production") is not None
+        card("candidate score", _fmt(overall.get("candidate")), "score-candidate"),
+        card("base score", _fmt(overall.get("base")), "score-base"),
+        card("production score", _fmt(overall.get("production")) if overall.get("production") is not None
              else "none", "score-production"),
         card("gate", gate, "gate-decision", "ok" if publish else "bad" if publish is False else ""),
         card("examples kept", f"{_fmt(totals.get('kept'))} / {_fmt(totals.get('generated'))}", "kept-total"),
@@ -297,16 +297,34 @@ def _scores(data: RunData) -> str:
 
 
 def _branch(data: RunData) -> str:
+    """Branch evaluation (labpipe.evaluation.branch's branch.json): per leaf, improved / regressed / new."""
     b = data.branch
     if not b:
         return ("<section id=\"branch\"><h2>Branch evaluation</h2><p class=\"muted\">not part of this pipeline run "
-                "(run <code>labpipe eval branch</code> for the changed leaves' own questions)</p></section>")
+                "(<code>labpipe evaluate branch</code> judges the changed leaves' own seed questions)</p></section>")
+    kinds = ("improvements", "regressions", "new", "unchanged", "excluded")
+    per_leaf: dict[str, dict[str, Any]] = {}
+    for kind in kinds:
+        for row in b.get(kind) or []:
+            leaf = per_leaf.setdefault(row.get("leaf", "?"), {k: 0 for k in kinds} | {"c": [], "b": []})
+            leaf[kind] += 1
+            if row.get("candidate") is not None and row.get("base") is not None:
+                leaf["c"].append(row["candidate"])
+                leaf["b"].append(row["base"])
+
+    def mean(values: list[float]) -> float | None:
+        return sum(values) / len(values) if values else None
+
     rows = "".join(
-        f"<tr><td><code>{escape(leaf)}</code></td><td class=\"n\">{_fmt(v.get('base'))}</td>"
-        f"<td class=\"n\">{_fmt(v.get('candidate'))}</td></tr>" for leaf, v in (b.get("per_leaf") or {}).items())
-    counts = ", ".join(f"{k}: {len(b.get(k) or [])}" for k in ("improvements", "regressions", "new"))
+        f"<tr><td class=\"leaf\"><code>{escape(leaf)}</code></td>"
+        + "".join(f"<td class=\"n\">{v[k]}</td>" for k in kinds[:4])
+        + f"<td class=\"n\">{_fmt(mean(v['b']))}</td><td class=\"n\">{_fmt(mean(v['c']))}</td></tr>"
+        for leaf, v in sorted(per_leaf.items()))
+    counts = ", ".join(f"{k}: {len(b.get(k) or [])}" for k in kinds[:3])
     return (f"<section id=\"branch\"><h2>Branch evaluation</h2><p>{escape(counts)}</p><table><tr><th>leaf</th>"
-            f"<th class=\"n\">base</th><th class=\"n\">candidate</th></tr>{rows}</table></section>")
+            "<th class=\"n\">improved</th><th class=\"n\">regressed</th><th class=\"n\">new</th>"
+            "<th class=\"n\">unchanged</th><th class=\"n\">base mean</th><th class=\"n\">candidate mean</th></tr>"
+            f"{rows}</table></section>")
 
 
 def _gate(data: RunData) -> str:
@@ -333,7 +351,17 @@ def render_lineage(lineage: Lineage | None) -> str:
     """
     if lineage is None or not lineage.stages:
         return "<section id=\"lineage\"><h2>Lineage</h2><p class=\"muted\">no lineage recorded</p></section>"
+    import posixpath
+
     from labpipe.lineage import _order
+
+    produced = [v for tags in lineage.stages.values() for k, v in tags.items()
+                if k.startswith("outputs.") and (v.startswith("/") or v.startswith("s3://"))]
+    root = posixpath.commonpath(produced) if len(produced) > 1 and len({p[:5] for p in produced}) == 1 else ""
+    root = root if root.count("/") >= 3 else ""
+
+    def short(value: str) -> str:
+        return "…" + value[len(root):] if root and value.startswith(root + "/") else value
 
     rows = []
     for stage in sorted(lineage.stages, key=_order):
@@ -344,12 +372,13 @@ def render_lineage(lineage: Lineage | None) -> str:
                 if k.startswith("metadata.") and any(h in k for h in DIGEST_HINTS) and v]
 
         def cell(items: list[tuple[str, str]]) -> str:
-            return "<br>".join(f"<span class=\"muted\">{escape(k)}</span> <code>{escape(_short(v))}</code>"
+            return "<br>".join(f"<span class=\"muted\">{escape(k)}</span> <code>{escape(_short(short(v)))}</code>"
                                for k, v in items) or "—"
 
         rows.append(f"<tr><td class=\"stage\">{escape(stage)}</td><td>{cell(ins)}</td><td>{cell(outs)}</td>"
                     f"<td>{cell(pins)}</td></tr>")
-    return ("<section id=\"lineage\"><h2>Lineage chain</h2><table><tr><th>stage</th><th>consumed</th>"
+    note = f"<p class=\"muted\">… stands for <code>{escape(root)}</code></p>" if root else ""
+    return (f"<section id=\"lineage\"><h2>Lineage chain</h2>{note}<table><tr><th>stage</th><th>consumed</th>"
             "<th>produced</th><th>digests and versions</th></tr>" + "".join(rows) + "</table></section>")
 
 
