@@ -108,6 +108,9 @@ def local_arguments(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     validate_taxonomy_first({"taxonomy": taxonomy, "base": base, **params})  # before any model is built
     base_model = args.base_model
     if not base_model:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Writing model shards" bars above the stage view
         base_model = str(build_tiny_model(workdir / "models" / "tiny"))
         print(f"base model: a tiny random model built at {base_model}")
     teacher = args.teacher or base_model
