@@ -337,9 +337,9 @@ def summary_lines(view: RunView, artifacts: list, *, job_dir: Path, seconds: flo
     elif publish is not None:
         lines.append("  published  nothing (the gate held the candidate)")
     lines += [f"  artifacts  {job_dir}", f"  logs       {view.logs_dir}"]
-    if report is not None:
-        lines.append(f"  report     {report}")
     if pipeline_run_id:
         lines += [f"  lineage    labpipe lineage --pipeline-run {pipeline_run_id} --tracking-uri {tracking_uri}",
                   f"  browse     mlflow ui --backend-store-uri {tracking_uri}"]
+    if report is not None:
+        lines.append(f"  report     {report}")  # the last line: the one page to open
     return lines

@@ -71,7 +71,7 @@ def test_summary_names_scores_gate_report_and_commands(run):
     tail = proc.stdout[proc.stdout.index("pipeline finished in"):]
     assert re.search(r"MT-Bench   candidate [\d.]+ \| base [\d.]+ \| production (none|[\d.]+)", tail)
     assert re.search(r"gate       (PUBLISH|HOLD)\n\s+- candidate", tail)
-    assert f"report     {workdir / 'report.html'}" in tail
+    assert tail.rstrip().splitlines()[-1] == f"  report     {workdir / 'report.html'}"  # ends with the page
     assert "labpipe lineage --pipeline-run " in tail and "mlflow ui --backend-store-uri sqlite:///" in tail
 
 

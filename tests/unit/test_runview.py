@@ -140,3 +140,14 @@ def test_a_failed_task_with_a_bug_shows_its_traceback_and_log(tmp_path, capsys):
     assert problem.where == "task sft (5 knowledge SFT)"
     assert problem.message == "failed: ZeroDivisionError: division by zero"
     assert str(tmp_path / "logs" / "sft.log") in problem.fix
+
+
+def test_verbose_streams_raw_output_as_well(tmp_path):
+    out = io.StringIO()
+    view = RunView(STAGES, tmp_path / "logs", out, live=False, verbose=True)
+    view.feed(f"Executing task {CYAN}'sft'{RESET}")
+    view.feed("    [KFP Executor] Got executor_input: {}")
+    view.close()
+    text = out.getvalue()
+    assert "    [KFP Executor] Got executor_input: {}" in text and "▶ 5 knowledge SFT: started" in text
+    assert "Got executor_input" in (tmp_path / "logs" / "sft.log").read_text()
