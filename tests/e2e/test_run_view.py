@@ -197,3 +197,15 @@ def test_report_command_by_mlflow_run_id(run, tmp_path):
                              timeout=300)
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert "pipeline run nope: no MLflow record" in missing.stderr
+
+
+def test_pipeline_task_wrote_the_report_as_a_kfp_html_artifact(run):
+    workdir, _ = run
+    [job] = [p for p in (workdir / "kfp").iterdir() if p.is_dir()]
+    [task] = [p for p in job.iterdir() if p.name.startswith("run-report") and (p / "report").is_file()]
+    outputs = json.loads((task / "executor_output.json").read_text())
+    [artifact] = outputs["artifacts"]["report"]["artifacts"]
+    assert artifact["metadata"]["pipeline_run_id"] == artifact["metadata"]["pipeline_run_id"].strip() != ""
+    page = (task / "report").read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert f'id="pipeline-run-id">{artifact["metadata"]["pipeline_run_id"]}<' in page
