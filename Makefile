@@ -13,7 +13,7 @@ setup:
 MT_BENCH_DATA ?= $(wildcard ../shared/data/mt_bench)
 
 run: setup
-	LABPIPE_MT_BENCH_DATA=$(MT_BENCH_DATA) $(VENV)/bin/labpipe run
+	@LABPIPE_MT_BENCH_DATA=$(MT_BENCH_DATA) $(VENV)/bin/labpipe run
 
 test: setup
 	$(VENV)/bin/ruff check .

@@ -16,6 +16,7 @@ from labpipe.components.critique_filter.component import critique_filter
 from labpipe.components.knowledge_sft.component import knowledge_sft
 from labpipe.components.mt_bench_eval.component import mt_bench_eval
 from labpipe.components.publish_model.component import publish_model
+from labpipe.components.run_report.component import run_report
 from labpipe.components.seed_extraction.component import seed_extraction
 from labpipe.components.skill_sft.component import skill_sft
 from labpipe.components.synthetic_generation.component import synthetic_generation
@@ -214,9 +215,13 @@ def lab_pipeline(
     _with_endpoint(_with_s3(evaluation, s3_secret), "judge", judge_secret)
 
     with dsl.If(evaluation.outputs["Output"] == True, name="gate passed"):  # noqa: E712 - a KFP condition
-        publish_model(candidate=skills.outputs["model"], decision=evaluation.outputs["decision"],
-                      production_model_name=production_model_name, run_id=RUN_ID,
-                      tracking_uri=mlflow_tracking_uri).set_display_name("publish")
+        published = publish_model(candidate=skills.outputs["model"], decision=evaluation.outputs["decision"],
+                                  production_model_name=production_model_name, run_id=RUN_ID,
+                                  tracking_uri=mlflow_tracking_uri).set_display_name("publish")
+        run_report(run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).after(published).set_display_name(
+            "run report (published)")
+    with dsl.Else(name="gate held"):  # the run report is the last task either way
+        run_report(run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).set_display_name("run report (gate held)")
 
     _every_task(_with_network)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,24 +41,135 @@ class ProducedArtifact:
     metadata: dict[str, Any]
 
 
-def run_local(arguments: dict[str, Any], pipeline_root: Path) -> tuple[str, list[ProducedArtifact]]:
-    """Run the whole DAG with kfp.local in subprocesses of this environment; returns (job dir, artifacts)."""
+def pipeline_stages() -> list:
+    """The tasks of the compiled DAG in dependency order (condition groups flattened), for the stage view."""
+    from labpipe.pipelines.lab_pipeline import lab_pipeline
+
+    from labpipe.runview import StageInfo
+
+    spec = lab_pipeline.pipeline_spec
+    found: dict[str, tuple[StageInfo, set[str]]] = {}
+
+    def walk(dag, outer_deps: set[str]) -> None:
+        for key, task in sorted(dag.tasks.items()):
+            comp = task.component_ref.name
+            deps = set(task.dependent_tasks) | outer_deps
+            inner = spec.components[comp].dag if comp in spec.components else None
+            if inner is not None and inner.tasks:  # a dsl.If / ParallelFor group: show its tasks
+                walk(inner, deps)
+                continue
+            component = re.sub(r"-\d+$", "", comp.removeprefix("comp-"))
+            found[key] = (StageInfo(key, task.task_info.name or key, component), deps)
+
+    walk(spec.root.dag, set())
+    groups = {key for key, task in spec.root.dag.tasks.items() if key not in found}
+    ordered: list[StageInfo] = []
+    done: set[str] = set()
+    while len(ordered) < len(found):
+        ready = [k for k, (_, deps) in found.items()
+                 if k not in done and all(d in done or d in groups or d not in found for d in deps)]
+        if not ready:  # a cycle cannot happen in a compiled DAG; keep going rather than hang
+            ready = [k for k in found if k not in done]
+        for key in ready[:1]:
+            ordered.append(found[key][0])
+            done.add(key)
+    return ordered
+
+
+def run_local(arguments: dict[str, Any], pipeline_root: Path, view=None) -> tuple[str, list[ProducedArtifact]]:
+    """Run the whole DAG with kfp.local in subprocesses of this environment; returns (job dir, artifacts).
+
+    With a `view` (labpipe.runview.RunView), everything kfp.local and the tasks print goes to the view
+    (stage lines, per-task log files) instead of the terminal, and the tasks emit progress events.
+    """
+    import contextlib
+
     from kfp import local
     from labpipe.pipelines.lab_pipeline import lab_pipeline
 
     pipeline_root.mkdir(parents=True, exist_ok=True)
     before = {p.name for p in pipeline_root.iterdir()}
+
+    def job_dir() -> Path:
+        new = sorted((p for p in pipeline_root.iterdir() if p.name not in before), key=lambda p: p.stat().st_mtime)
+        return new[-1] if new else pipeline_root
+
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
                raise_on_error=True)
+    with contextlib.ExitStack() as stack:
+        if view is not None:
+            from labpipe.runview import read_executor_outputs
+
+            view.task_outputs = lambda task: read_executor_outputs(job_dir() / task)
+            stack.enter_context(_environ(LABPIPE_PROGRESS="1", PYTHONUNBUFFERED="1"))
+            stack.enter_context(contextlib.redirect_stdout(view))
+            stack.enter_context(contextlib.redirect_stderr(view))
+            stack.enter_context(_root_logging_to(view))
+            stack.callback(view.close)
+        try:
+            lab_pipeline(**arguments)
+        except RuntimeError as exc:
+            if view is None:
+                raise UserError(f"the local pipeline run failed: {str(exc).splitlines()[0]}",
+                                fix="read the failing task's log above; each stage can be rerun alone with its "
+                                    "labpipe command") from None
+            stack.close()
+            raise failed_run_error(view, str(exc)) from None
+    job = job_dir()
+    return job.name, collect_artifacts(job)
+
+
+@contextmanager
+def _root_logging_to(stream) -> Iterator[None]:
+    """kfp.local logs some lines (e.g. workspace clean-up) through the root logger's own handlers."""
+    import logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers[:] = [logging.StreamHandler(stream)]
     try:
-        lab_pipeline(**arguments)
-    except RuntimeError as exc:
-        raise UserError(f"the local pipeline run failed: {str(exc).splitlines()[0]}",
-                        fix="read the failing task's log above; each stage can be rerun alone with its labpipe command"
-                        ) from None
-    new = sorted((p for p in pipeline_root.iterdir() if p.name not in before), key=lambda p: p.stat().st_mtime)
-    job_dir = new[-1] if new else pipeline_root
-    return job_dir.name, collect_artifacts(job_dir)
+        yield
+    finally:
+        root.handlers[:] = saved
+
+
+@contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def failed_run_error(view, message: str) -> UserError:
+    """The failing task named, its own problems repeated, its log pointed to; a bug's traceback tail shown."""
+    import sys
+
+    from labpipe.errors import Problem
+
+    failed = view.failed()
+    if not failed:
+        return UserError(f"the local pipeline run failed: {message.splitlines()[0] if message else '?'}",
+                         fix=f"read the logs in {view.logs_dir}")
+    stage = failed[0]
+    log = stage.log_path or view.logs_dir
+    if stage.problems:
+        head = Problem(where=f"task {stage.info.task} ({stage.info.label})", rule="task-failed",
+                       message=f"stopped on {len(stage.problems)} problem(s) in the input", fix=f"full log: {log}")
+        return UserError([head, *stage.problems])
+    tail = list(stage.tail)
+    start = max((i for i, line in enumerate(tail) if line.startswith("Traceback")), default=max(0, len(tail) - 12))
+    print("\n".join(tail[start:]), file=sys.stderr)
+    last = next((line for line in reversed(tail) if line.strip()), "no output")
+    return UserError(Problem(where=f"task {stage.info.task} ({stage.info.label})", rule="task-failed",
+                             message=f"failed: {last.strip()[:300]}",
+                             fix=f"the traceback above is the end of {log}; this looks like a bug in labpipe"))
 
 
 def collect_artifacts(job_dir: Path) -> list[ProducedArtifact]:

@@ -16,23 +16,32 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
-"${pip[@]}" install -q --upgrade "pip>=24" "setuptools>=69" wheel
+# pip's and the build backend's chatter is shown only when a step fails.
+quiet() {
+  local log rc=0
+  log=$(mktemp)
+  "$@" >"$log" 2>&1 || rc=$?
+  if [ "$rc" -ne 0 ]; then cat "$log" >&2; fi
+  rm -f "$log"
+  return "$rc"
+}
+quiet "${pip[@]}" install -q --upgrade "pip>=24" "setuptools>=77" wheel
 
 # torch first and pinned: anything that lets pip choose torch itself pulls several GB of CUDA wheels.
 if ! "$VENV/bin/python" -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("2.13.0") else 1)' 2>/dev/null; then
   echo "==> installing torch==2.13.0"
   if [ -n "${TORCH_INDEX_URL:-}" ]; then
-    "${pip[@]}" install -q "torch==2.13.0" --index-url "$TORCH_INDEX_URL"
+    quiet "${pip[@]}" install -q "torch==2.13.0" --index-url "$TORCH_INDEX_URL"
   else
-    "${pip[@]}" install -q "torch==2.13.0"
+    quiet "${pip[@]}" install -q "torch==2.13.0"
   fi
 fi
 
 echo "==> installing labpipe (editable) with dev tools under constraints.txt"
-"${pip[@]}" install -q -c constraints.txt -e ".[dev]"
+quiet "${pip[@]}" install -q -c constraints.txt -e ".[dev]"
 if [ -f requirements-nodeps.txt ]; then
   # Packages whose declared dependencies are heavier than what labpipe uses (see the file's comments).
-  "${pip[@]}" install -q --no-deps -c constraints.txt -r requirements-nodeps.txt
+  quiet "${pip[@]}" install -q --no-deps -c constraints.txt -r requirements-nodeps.txt
 fi
 # xgrammar declares triton (GPU kernels, ~1 GB) which CPU decoding never imports: the one accepted gap.
 if ! out=$("${pip[@]}" check 2>&1); then

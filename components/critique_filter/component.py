@@ -29,6 +29,9 @@ def critique_filter(
     judge_secret names the Kubernetes secret mounted as JUDGE_ENDPOINT / JUDGE_MODEL / JUDGE_API_KEY.
     knowledge_set.path and skills_set.path are messages-JSONL files; report.path is the yield report.
     """
+    from labpipe.errors import clean_user_errors
+
+    clean_user_errors()  # a UserError prints its problems, no traceback
     import tempfile
 
     from labpipe.critique.stage import CritiqueConfig, run_critique

@@ -28,6 +28,9 @@ def mt_bench_eval(
 
     judge_secret names the Kubernetes secret mounted as JUDGE_ENDPOINT / JUDGE_MODEL / JUDGE_API_KEY.
     """
+    from labpipe.errors import clean_user_errors
+
+    clean_user_errors()  # a UserError prints its problems, no traceback
     import shutil
 
     from labpipe.evaluation.candidate import CandidateEvalConfig, evaluate_candidate

@@ -14,6 +14,9 @@ def publish_model(
     tracking_uri: str,
 ) -> str:
     """Register the candidate as a new version of `production_model_name`; return the version."""
+    from labpipe.errors import clean_user_errors
+
+    clean_user_errors()  # a UserError prints its problems, no traceback
     from labpipe.evaluation.candidate import published_model_dir
     from labpipe.evaluation.publish import publish_model as publish
     from labpipe.lineage import record

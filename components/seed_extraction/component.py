@@ -20,6 +20,9 @@ def seed_extraction(
 
     Also plans the generation fan-out: `shard_plan` splits the records into at most `shards` parts of
     about equal planned requests; returns the shard indices the pipeline's ParallelFor runs over."""
+    from labpipe.errors import clean_user_errors
+
+    clean_user_errors()  # a UserError prints its problems, no traceback
     from labpipe.taxonomy.stage import SeedExtractionConfig, run_seed_extraction
 
     meta = run_seed_extraction(

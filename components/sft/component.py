@@ -22,6 +22,9 @@ def sft(
     base_model is a local path or s3:// URI; max_steps <= 0 keeps the preset's epochs. model.path is the
     training output directory: model/ (the HF model), checkpoints/checkpoint-<step>/, training_summary.json.
     """
+    from labpipe.errors import clean_user_errors
+
+    clean_user_errors()  # a UserError prints its problems, no traceback
     from labpipe.training.config import TrainingConfig
     from labpipe.training.passthrough import skip_empty_knowledge_phase
     from labpipe.training.stage import run_training

@@ -28,6 +28,9 @@ def synthetic_generation(
     gate=False records the in-flow judge scores without dropping (the offline smoke run).
     shard_plan/shard (the pipeline's fan-out): generate only that shard of the seed records.
     """
+    from labpipe.errors import clean_user_errors
+
+    clean_user_errors()  # a UserError prints its problems, no traceback
     from labpipe.generation.stage import GenerationConfig, run_generation
 
     meta = run_generation(

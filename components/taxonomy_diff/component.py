@@ -10,6 +10,9 @@ def taxonomy_diff(
     taxonomy: str, taxonomy_ref: str, base: str, run_id: str, tracking_uri: str, diff: Output[Dataset]
 ):
     """Diff `taxonomy` (dir or git URL, at `taxonomy_ref`) against `base` ("empty": every leaf); validate."""
+    from labpipe.errors import clean_user_errors
+
+    clean_user_errors()  # a UserError prints its problems, no traceback
     from labpipe.taxonomy.stage import TaxonomyDiffConfig, run_taxonomy_diff
 
     meta = run_taxonomy_diff(

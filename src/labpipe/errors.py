@@ -5,7 +5,11 @@ The CLI prints a UserError as one line per problem and exits 1, never with a tra
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import sys
+from dataclasses import asdict, dataclass
+
+PROBLEMS_PREFIX = "LABPIPE_PROBLEMS "
 
 
 @dataclass(frozen=True)
@@ -35,3 +39,39 @@ class UserError(Exception):
             problems = [problems]
         self.problems = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def clean_user_errors() -> None:
+    """Inside a pipeline component: an uncaught UserError prints its problems and exits 1, no traceback.
+
+    Components call this as the first line of their body (KFP embeds only the function body, so it
+    cannot be a decorator). It installs a `sys.excepthook`, so the KFP executor's own code path is
+    untouched: any other exception (a genuine bug) keeps its traceback. Under `labpipe run`
+    (LABPIPE_PROGRESS=1) the problems are also printed as one `LABPIPE_PROBLEMS [...]` JSON line that
+    the runner repeats at the end of the run.
+    """
+    previous = sys.excepthook
+
+    def hook(exc_type, exc, tb):
+        if not isinstance(exc, UserError):
+            return previous(exc_type, exc, tb)
+        for problem in exc.problems:
+            print(str(problem), file=sys.stderr)
+        from labpipe.progress import enabled
+
+        if enabled():
+            print(PROBLEMS_PREFIX + json.dumps([asdict(p) for p in exc.problems]), file=sys.stderr)
+        sys.stderr.flush()
+
+    sys.excepthook = hook
+
+
+def parse_problems(line: str) -> list[Problem] | None:
+    """The problems in a `LABPIPE_PROBLEMS [...]` output line, else None."""
+    at = line.find(PROBLEMS_PREFIX)
+    if at < 0:
+        return None
+    try:
+        return [Problem(**p) for p in json.loads(line[at + len(PROBLEMS_PREFIX):])]
+    except (json.JSONDecodeError, TypeError):
+        return None

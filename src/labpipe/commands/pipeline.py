@@ -27,7 +27,16 @@ def register(sub) -> None:
                                        "(default: runs/<timestamp>)")
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                      help="any other pipeline parameter (see pipelines/README.md); repeatable")
+    run.add_argument("--verbose", dest="stream_logs", action="store_true",
+                     help="stream kfp.local's output and every task's log (they always go to <workdir>/logs)")
+    run.add_argument("--plain", action="store_true", help="one line per stage transition even on a terminal")
     run.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("report", help="one self-contained HTML page for a pipeline run (from MLflow)")
+    rep.add_argument("run", metavar="RUN", help="a pipeline run id (the KFP job id) or an MLflow run id of the run")
+    rep.add_argument("--out", default="report.html", help="output file or s3:// URI (default: report.html)")
+    rep.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)")
+    rep.set_defaults(func=cmd_report)
 
     comp = sub.add_parser("compile", help="compile the pipeline to KFP IR YAML")
     comp.add_argument("--out", help="output file (default: pipelines/lab_pipeline.yaml)")
@@ -95,8 +104,13 @@ def local_arguments(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         from labpipe.taxonomy.sample import prepare_sample_taxonomy
 
         taxonomy, base = str(prepare_sample_taxonomy(workdir / "taxonomy")), args.base or "empty"
+    params = parse_params(args.param)
+    validate_taxonomy_first({"taxonomy": taxonomy, "base": base, **params})  # before any model is built
     base_model = args.base_model
     if not base_model:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Writing model shards" bars above the stage view
         base_model = str(build_tiny_model(workdir / "models" / "tiny"))
         print(f"base model: a tiny random model built at {base_model}")
     teacher = args.teacher or base_model
@@ -109,7 +123,7 @@ def local_arguments(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         arguments.update(SMOKE_DEFAULTS)  # the tiny model: few samples, few steps, few questions
     if os.environ.get("LABPIPE_MT_BENCH_DATA"):
         arguments["questions"] = os.environ["LABPIPE_MT_BENCH_DATA"]
-    arguments.update(parse_params(args.param))
+    arguments.update(params)
     _check_mt_bench_data(arguments.get("questions", ""))
     return arguments
 
@@ -140,29 +154,77 @@ SMOKE_DEFAULTS: dict[str, Any] = {
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from labpipe import lineage, tracking
+    import sys
+
+    from labpipe import tracking
     from labpipe.pipelines import runner
+    from labpipe.runview import RunView
 
     workdir = Path(args.workdir or Path("runs") / time.strftime("%Y%m%d-%H%M%S")).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri = tracking.default_tracking_uri(workdir)
     os.environ.setdefault("LABPIPE_CACHE", str(workdir / "cache"))
     arguments = local_arguments(args, workdir)
-    print(f"labpipe run: workdir {workdir}\n  MLflow: {tracking_uri}")
+    print(f"labpipe run: workdir {workdir}\n  MLflow: {tracking_uri}", flush=True)
     started = time.time()
-    job, artifacts = runner.run_local(arguments, workdir / "kfp")
+    verbose = bool(getattr(args, "stream_logs", False) or getattr(args, "verbose", False))
+    live = sys.stdout.isatty() and not verbose and not getattr(args, "plain", False)
+    view = RunView(runner.pipeline_stages(), workdir / "logs", sys.stdout, live=live, verbose=verbose)
+    report = workdir / "report.html"
+    try:
+        job, artifacts = runner.run_local(arguments, workdir / "kfp", view=view)
+    except UserError:
+        try:
+            if _finish_tracking(tracking_uri, started, "FAILED", view, report):
+                print(f"report of the failed run: {report}")
+        except Exception as exc:  # the task's own problems matter more than a report of them
+            print(f"no report of the failed run: {str(exc).splitlines()[0][:200]}")
+        raise
+    pipeline_run_id = _finish_tracking(tracking_uri, started, "FINISHED", view, report)
+    from labpipe.runview import summary_lines
+
+    print("\n".join(summary_lines(view, artifacts, job_dir=workdir / "kfp" / job, seconds=time.time() - started,
+                                  report=report if pipeline_run_id else None, pipeline_run_id=pipeline_run_id,
+                                  tracking_uri=tracking_uri)))
+    return 0
+
+
+def _finish_tracking(tracking_uri: str, started: float, status: str, view, report: Path) -> str:
+    """Close the MLflow pipeline run, record the tasks' times on it, write the report; the run id or ""."""
+    from labpipe import tracking
+    from labpipe.report import write_report
 
     pipeline_run_id = _latest_pipeline_run(tracking_uri, started)
-    print(f"\npipeline {job} finished in {time.time() - started:.0f} s; artifacts:")
-    for art in artifacts:
-        meta = ", ".join(f"{k}={_short(v)}" for k, v in list(art.metadata.items())[:6])
-        print(f"  {art.task}/{art.name}: {art.uri}" + (f"\n      {meta}" if meta else ""))
-    if pipeline_run_id:
-        tracking.finish_pipeline_run(tracking_uri, pipeline_run_id)
-        print(f"\nMLflow pipeline run: {pipeline_run_id}  (browse: mlflow ui --backend-store-uri {tracking_uri})")
-        print(f"lineage: labpipe lineage --pipeline-run {pipeline_run_id} --tracking-uri {tracking_uri}")
-        lineage.describe(tracking_uri, pipeline_run_id=pipeline_run_id)  # fails loudly if nothing was recorded
-    return 0
+    if not pipeline_run_id:
+        return ""
+    mlflow_run_id = tracking.finish_pipeline_run(tracking_uri, pipeline_run_id, status=status)
+    if mlflow_run_id:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=tracking_uri)
+        for stage in view.stages.values():
+            client.set_tag(mlflow_run_id, f"labpipe.task.{stage.info.task}", json.dumps({
+                "label": stage.info.label, "status": stage.status, "figure": stage.figure,
+                "start_ms": int(stage.started * 1000) if stage.started else None,
+                "end_ms": int(stage.ended * 1000) if stage.ended else None}))
+    write_report(tracking_uri, str(report), pipeline_run_id=pipeline_run_id, log_to_mlflow=True)
+    return pipeline_run_id
+
+
+def validate_taxonomy_first(arguments: dict[str, Any]) -> None:
+    """A broken leaf fails here in a second, not after the pipeline started (same checks as the diff stage)."""
+    from labpipe.taxonomy.stage import _local_dir
+
+    if arguments.get("taxonomy_ref") or _local_dir(str(arguments.get("taxonomy", ""))) is None:
+        return  # a git URL or a ref: the taxonomy-diff task clones and validates it
+    from labpipe.taxonomy.diff import taxonomy_diff
+    from labpipe.taxonomy.validate import validate_taxonomy
+
+    root = _local_dir(str(arguments["taxonomy"]))
+    diff = taxonomy_diff(root, str(arguments.get("base") or "origin/main"))
+    report = validate_taxonomy(root, paths=[c.path for c in diff.changed])
+    report.problems = diff.warnings + report.problems
+    report.raise_for_errors()
 
 
 def _latest_pipeline_run(tracking_uri: str, since: float) -> str:
@@ -225,3 +287,18 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from labpipe.report import write_report
+
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        raise UserError("no MLflow tracking server given", fix="pass --tracking-uri or set MLFLOW_TRACKING_URI")
+    run_id, pipeline_run_id = (args.run, "") if _looks_like_mlflow_run(args.run) else ("", args.run)
+    data = write_report(uri, args.out, pipeline_run_id=pipeline_run_id, run_id=run_id)
+    print(f"report of pipeline run {data.pipeline_run_id}: {args.out}")
+    return 0
+
+
+def _looks_like_mlflow_run(run: str) -> bool:
+    """MLflow run ids are 32 hex digits; KFP job ids are UUIDs (with dashes) or kfp.local's short numbers."""
+    return len(run) == 32 and all(c in "0123456789abcdef" for c in run)

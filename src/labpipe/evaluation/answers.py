@@ -14,6 +14,7 @@ import logging
 from labpipe.evaluation.fastchat_io import Answer
 from labpipe.evaluation.questions import Question
 from labpipe.evaluation.ratings import ERROR_TEXT
+from labpipe.progress import emit
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ def generate_answers(
             else:
                 log.warning("question %s turn %d: answer failed: %s", q.question_id, turn + 1, result.error)
                 a.errors.append(f"turn {turn + 1}: {result.error}")
+        emit("mt_bench_eval", what="answered", model=model_id, done=sum(len(a.turns) for a in answers),
+             total=sum(len(q.turns) for q in questions), final=True)
     for q, a in zip(questions, answers, strict=True):  # failed turns and the turns after them
         a.turns += [ERROR_TEXT] * (len(q.turns) - len(a.turns))
     return answers

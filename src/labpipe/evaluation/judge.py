@@ -20,6 +20,7 @@ from labpipe.evaluation.fastchat_io import Answer, Judgment
 from labpipe.evaluation.prompts import JudgePrompt, judge_messages, structured_judge
 from labpipe.evaluation.questions import Question
 from labpipe.evaluation.ratings import ERROR_TEXT, NO_RATING, format_structured, parse_rating
+from labpipe.progress import emit
 
 log = logging.getLogger(__name__)
 REFERENCE_MAX_TOKENS = 2048  # fastchat/llm_judge/common.py: run_judge_single
@@ -110,6 +111,8 @@ def judge_answers(
             if j.score == NO_RATING:
                 retry.append((j, messages))
         pending = retry
+        emit("mt_bench_eval", what="judged", model=judge_name, done=len(run.judgments) - len(pending),
+             total=len(run.judgments), final=True)
     for j, _ in pending:
         reason = "judge_error" if j.judgment == ERROR_TEXT else "no_rating"
         run.excluded[reason] += 1

@@ -38,6 +38,7 @@ from labpipe.errors import Problem, UserError
 from labpipe.generation.checkpoint import CallStats, Checkpoint, complete
 from labpipe.generation.client import ChatClient, ChatRequest, ChatResult, resolve_model_spec
 from labpipe.generation.flow import KINDS, Flow, apply, load_flows, plan, start_items
+from labpipe.progress import emit
 
 log = logging.getLogger(__name__)
 GENERATED = "generated.jsonl"
@@ -146,15 +147,18 @@ class _Progress:
             for i, leaf in enumerate(leaves)
         }
         self.sent = self.done = self.retries = self.kept = 0
+        self.seen = self.total = self.cached = 0  # for labpipe.progress events (tqdm counts nothing when disabled)
 
     def expect(self, per_leaf: dict[str, int], to_send: int) -> None:
         self.sent += to_send
+        self.total += sum(per_leaf.values())
         self.overall.total = (self.overall.total or 0) + sum(per_leaf.values())
         for leaf, n in per_leaf.items():
             self.leaf[leaf].total = (self.leaf[leaf].total or 0) + n
         self._refresh()
 
     def result(self, leaf: str, result, cached: bool) -> None:
+        self.seen, self.cached = self.seen + 1, self.cached + bool(cached)
         if not cached:
             self.done += 1
             self.retries += max(0, result.attempts - 1)
@@ -164,6 +168,7 @@ class _Progress:
         self._refresh()
 
     def _refresh(self) -> None:
+        emit("synthetic_generation", done=self.seen, total=self.total, cached=self.cached, kept=self.kept)
         if self.enabled:
             in_flight = min(self.concurrency, self.sent - self.done)
             self.overall.set_postfix(in_flight=in_flight, retries=self.retries, kept=self.kept, refresh=False)
@@ -325,6 +330,7 @@ def _run_depth(
         )
         s.items = outcome.items
     progress.kept = sum(len(s.items) for s in active.values())
+    progress._refresh()
 
 
 class _Stream:

@@ -174,6 +174,9 @@ class MlflowStepMetrics(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs and "loss" in logs:
+            from labpipe.progress import emit
+
+            emit("training", step=state.global_step, max_steps=state.max_steps, loss=logs["loss"])
             self.run.log_metrics(
                 {k: logs[k] for k in METRICS if isinstance(logs.get(k), int | float)}, step=state.global_step
             )

@@ -1,0 +1,345 @@
+"""The stage view of `labpipe run`: one line per pipeline task with status, elapsed time and key figure.
+
+The runner feeds every line kfp.local prints (its own messages and the tasks' streamed output) into
+`RunView.feed`. The view recognises kfp.local's task boundaries (`Executing task 'x'`, `Task 'x'
+finished with status ...`), writes each task's output to `<logs>/<task>.log` (everything else to
+`<logs>/kfp.log`), reads `LABPIPE_PROGRESS {json}` events (labpipe.progress) and `LABPIPE_PROBLEMS
+[...]` lines (labpipe.errors.clean_user_errors) from the task output, and, when a task ends, its
+artifact metadata from the task's executor_output.json. It shows:
+
+- on a terminal, a live table (rich) that redraws as figures change;
+- otherwise (CI logs, pipes), one plain line per stage transition.
+
+The stage list comes from the compiled DAG (`StageInfo` per task, in dependency order); known component
+names get specific key figures, any other task a generic one. This module never imports kfp.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from labpipe.errors import Problem, parse_problems
+from labpipe.progress import parse as parse_progress
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+EXECUTING = re.compile(r"Executing task '([^']+)'")
+FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
+PIPELINE_DONE = re.compile(r"Pipeline '([^']+)' finished with status (\w+)")
+
+SYMBOL = {"pending": "·", "running": "▶", "done": "✓", "failed": "✗", "skipped": "–"}
+PLAIN_WORD = {"running": "started", "done": "done", "failed": "FAILED", "skipped": "skipped"}
+STYLE = {"pending": "dim", "running": "bold cyan", "done": "green", "failed": "bold red", "skipped": "dim"}
+
+
+@dataclass
+class StageInfo:
+    """One task of the compiled DAG: its KFP task name, display name and component (e.g. `sft`)."""
+
+    task: str
+    label: str
+    component: str
+
+
+@dataclass
+class Stage:
+    info: StageInfo
+    status: str = "pending"
+    started: float | None = None
+    ended: float | None = None
+    figure: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)  # artifact name -> metadata; "_params" outputs
+    problems: list[Problem] = field(default_factory=list)
+    tail: deque = field(default_factory=lambda: deque(maxlen=40))
+    log_path: Path | None = None
+
+    def elapsed(self, now: float | None = None) -> float:
+        if self.started is None:
+            return 0.0
+        return (self.ended or now or time.time()) - self.started
+
+
+def _num(value: Any, fmt: str = "g") -> str:
+    try:
+        return format(float(value), fmt)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def progress_figure(event: dict[str, Any]) -> str:
+    """A key figure from a LABPIPE_PROGRESS event (known stages specifically, others generically)."""
+    stage = event.get("stage", "")
+    if stage == "synthetic_generation" and "total" in event:
+        return f"{event.get('done', 0)}/{event['total']} requests ({event.get('cached', 0)} reused)"
+    if stage == "training" and "step" in event:
+        loss = f", loss {_num(event['loss'], '.3f')}" if event.get("loss") is not None else ""
+        return f"{event.get('phase', '')} step {event['step']}/{event.get('max_steps', '?')}{loss}".strip()
+    if stage == "mt_bench_eval" and "done" in event:
+        who = f" by {event['model']}" if event.get("what") == "judged" and event.get("model") else \
+            f" for {event['model']}" if event.get("model") else ""
+        return f"turns {event.get('what', 'done')}{who}: {event['done']}/{event.get('total', '?')}"
+    return generic_figure({k: v for k, v in event.items() if k != "stage"})
+
+
+def generic_figure(values: dict[str, Any], limit: int = 3) -> str:
+    parts = [f"{k}={_num(v)}" for k, v in values.items()
+             if isinstance(v, int | float | str) and not isinstance(v, bool) and len(str(v)) < 40]
+    return ", ".join(parts[:limit])
+
+
+def final_figure(component: str, metadata: dict[str, dict[str, Any]]) -> str:
+    """The key figure of a finished task from its output artifacts' metadata (see collect in runner)."""
+    def m(artifact: str) -> dict[str, Any]:
+        return metadata.get(artifact) or {}
+
+    try:
+        if component == "taxonomy-diff":
+            d = m("diff")
+            return (f"{d['leaves']} changed leaves ({d.get('leaves_added', 0)} added, "
+                    f"{d.get('leaves_modified', 0)} modified, {d.get('leaves_deleted', 0)} deleted)")
+        if component == "seed-extraction":
+            d = m("seeds")
+            return f"{d['records']} seed records, {d.get('seed_examples', 0)} examples, {d.get('chunks', 0)} chunks"
+        if component == "synthetic-generation":
+            d = m("generated")
+            return (f"{d['records']} generated from {d['requests_sent']} requests "
+                    f"({d.get('requests_cached', 0)} reused, {d.get('requests_failed', 0)} failed)")
+        if component == "critique-filter":
+            d = m("report")
+            return (f"{d['kept']}/{d['generated']} kept ({_num(d['yield'], '.0%')}); "
+                    f"knowledge {d.get('knowledge_set', 0)}, skills {d.get('skills_set', 0)}")
+        if component == "sft":
+            d = m("model")
+            if d.get("first_loss") is None:
+                return f"{d.get('phase', '')}: {generic_figure(d)}"
+            return (f"{d.get('phase', '')}: {int(float(d.get('steps', 0)))} steps, loss "
+                    f"{_num(d['first_loss'], '.3f')} → {_num(d['final_loss'], '.3f')}")
+        if component == "mt-bench-eval":
+            s, dec = m("metrics"), m("decision")
+            verdict = "publish" if dec.get("publish") else "hold"
+            return (f"candidate {_num(s.get('candidate.overall'), '.2f')} vs base "
+                    f"{_num(s.get('base.overall'), '.2f')}: gate says {verdict}")
+        if component == "run-report":
+            return "report page written (KFP HTML artifact, report.html in MLflow)"
+        if component == "publish-model":
+            return f"version {m('_params').get('Output', '?')} aliased production"
+    except (KeyError, TypeError, ValueError):
+        pass
+    return generic_figure({k: v for art in metadata.values() for k, v in art.items()})
+
+
+class RunView:
+    """Consumes kfp.local's output lines; renders live (terminal) or plainly (one line per transition)."""
+
+    def __init__(self, stages: list[StageInfo], logs_dir: Path, out: TextIO, *, live: bool,
+                 verbose: bool = False, task_outputs: Callable[[str], dict[str, dict[str, Any]]] | None = None):
+        self.stages = {s.task: Stage(s) for s in stages}
+        self.logs_dir = Path(logs_dir)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.out = out
+        self.verbose = verbose
+        self.task_outputs = task_outputs
+        self.started = time.time()
+        self.current: Stage | None = None
+        self._log: TextIO | None = None
+        self._kfp_log = open(self.logs_dir / "kfp.log", "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._partial = ""
+        self._live = None
+        self.pipeline_status = ""
+        if live:
+            from rich.console import Console
+            from rich.live import Live
+
+            self.console = Console(file=out)
+            self._live = Live(self, console=self.console, refresh_per_second=4, transient=False,
+                              redirect_stdout=False, redirect_stderr=False)
+            self._live.start()
+
+    # -- input ---------------------------------------------------------------------------------------
+    def write(self, text: str) -> int:
+        """File-like: accepts any chunk of output, processes complete lines."""
+        self._partial += text
+        while "\n" in self._partial:
+            line, self._partial = self._partial.split("\n", 1)
+            self.feed(line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def feed(self, raw: str) -> None:
+        line = ANSI.sub("", raw).rstrip("\r")
+        if self.verbose:
+            print(raw, file=self.out, flush=True)
+        if m := EXECUTING.search(line):
+            self._start(m.group(1))
+            self._kfp_log.write(line + "\n")
+            return
+        if m := FINISHED.search(line):
+            self._finish(m.group(1), "done" if m.group(2) == "SUCCESS" else "failed")
+            self._kfp_log.write(line + "\n")
+            return
+        if m := PIPELINE_DONE.search(line):
+            self.pipeline_status = m.group(2)
+        stage = self.current
+        if stage is None or self._log is None:
+            self._kfp_log.write(line + "\n")
+            self._kfp_log.flush()
+            return
+        text = line[4:] if line.startswith("    ") else line  # kfp.local indents streamed task logs
+        self._log.write(text + "\n")
+        self._log.flush()
+        stage.tail.append(text)
+        if (event := parse_progress(text)) is not None:
+            stage.figure = progress_figure(event)
+            self._refresh()
+        elif (problems := parse_problems(text)) is not None:
+            stage.problems.extend(problems)
+
+    # -- transitions ---------------------------------------------------------------------------------
+    def _stage(self, task: str) -> Stage:
+        if task not in self.stages:  # a task the DAG description did not list: show it anyway
+            self.stages[task] = Stage(StageInfo(task, task, re.sub(r"-\d+$", "", task)))
+        return self.stages[task]
+
+    def _start(self, task: str) -> None:
+        stage = self._stage(task)
+        stage.status, stage.started = "running", time.time()
+        stage.log_path = self.logs_dir / f"{task}.log"
+        if self._log:
+            self._log.close()
+        self._log = open(stage.log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed at the task's end
+        self.current = stage
+        self._transition(stage)
+
+    def _finish(self, task: str, status: str) -> None:
+        stage = self._stage(task)
+        stage.status, stage.ended = status, time.time()
+        if self._log:
+            self._log.close()
+            self._log = None
+        self.current = None
+        if status == "done" and self.task_outputs is not None:
+            try:
+                stage.metadata = self.task_outputs(task)
+            except (OSError, ValueError):
+                stage.metadata = {}
+            stage.figure = final_figure(stage.info.component, stage.metadata) or stage.figure
+        elif status == "failed":
+            stage.figure = (f"{len(stage.problems)} problem(s)" if stage.problems else "error") + \
+                f": see {stage.log_path}"
+        self._transition(stage)
+
+    def close(self) -> None:
+        """End of run: tasks never started were skipped (a condition, or an earlier failure)."""
+        for stage in self.stages.values():
+            if stage.status == "pending":
+                stage.status = "skipped"
+                self._transition(stage)
+            elif stage.status == "running":  # the pipeline stopped under it
+                stage.status, stage.ended = "failed", time.time()
+                self._transition(stage)
+        if self._partial:
+            self.feed(self._partial)
+            self._partial = ""
+        if self._live is not None:
+            self._live.refresh()
+            self._live.stop()
+            self._live = None
+        if self._log:
+            self._log.close()
+        self._kfp_log.close()
+
+    def _transition(self, stage: Stage) -> None:
+        if self._live is not None:
+            self._live.refresh()
+            return
+        word = PLAIN_WORD.get(stage.status, stage.status)
+        took = f" in {stage.elapsed():.0f}s" if stage.status in ("done", "failed") else ""
+        figure = f"  {stage.figure}" if stage.figure and stage.status != "running" else ""
+        print(f"[{time.time() - self.started:6.0f}s] {SYMBOL[stage.status]} {stage.info.label}: {word}{took}{figure}",
+              file=self.out, flush=True)
+
+    def _refresh(self) -> None:
+        if self._live is not None:
+            self._live.refresh()
+
+    # -- rich renderable -----------------------------------------------------------------------------
+    def __rich__(self):
+        from rich.table import Table
+
+        table = Table(box=None, show_header=False, padding=(0, 1), expand=False)
+        table.add_column(width=1)
+        table.add_column(no_wrap=True)
+        table.add_column(justify="right", no_wrap=True)
+        table.add_column(overflow="ellipsis", no_wrap=True)
+        now = time.time()
+        for stage in list(self.stages.values()):
+            elapsed = f"{stage.elapsed(now):.0f}s" if stage.started else ""
+            table.add_row(SYMBOL[stage.status], stage.info.label, elapsed, stage.figure,
+                          style=STYLE[stage.status])
+        table.caption = f"elapsed {now - self.started:.0f}s; logs in {self.logs_dir}"
+        return table
+
+    # -- after the run -------------------------------------------------------------------------------
+    def failed(self) -> list[Stage]:
+        return [s for s in self.stages.values() if s.status == "failed"]
+
+
+def read_executor_outputs(task_dir: Path) -> dict[str, dict[str, Any]]:
+    """artifact name -> metadata (and "_params" -> output parameters) from a task's executor_output.json."""
+    data = json.loads((Path(task_dir) / "executor_output.json").read_text())
+    found: dict[str, dict[str, Any]] = {}
+    for name, arts in data.get("artifacts", {}).items():
+        for art in arts.get("artifacts", []):
+            found[name] = dict(art.get("metadata") or {})
+    found["_params"] = dict(data.get("parameterValues") or {})
+    return found
+
+
+def summary_lines(view: RunView, artifacts: list, *, job_dir: Path, seconds: float, report: Path | None,
+                  pipeline_run_id: str, tracking_uri: str) -> list[str]:
+    """The end-of-run summary a person reads in ten seconds (scores, gate, version, where things are)."""
+    counts = {s: sum(1 for st in view.stages.values() if st.status == s) for s in ("done", "skipped")}
+    lines = [f"\npipeline finished in {seconds:.0f} s: {counts['done']} tasks done, {counts['skipped']} skipped"]
+    by_component = {st.info.component: st for st in view.stages.values()}
+    evaluation = by_component.get("mt-bench-eval")
+    decision: dict[str, Any] = {}
+    for art in artifacts:
+        if art.name == "decision" and Path(art.uri).is_file():
+            try:
+                decision = json.loads(Path(art.uri).read_text())
+            except (OSError, ValueError):
+                decision = dict(art.metadata)
+    if evaluation is not None and evaluation.metadata:
+        scores = evaluation.metadata.get("metrics", {})
+        production = decision.get("production")
+        lines.append(f"  MT-Bench   candidate {_num(scores.get('candidate.overall'), '.2f')} | base "
+                     f"{_num(scores.get('base.overall'), '.2f')} | production "
+                     f"{_num(production, '.2f') if production is not None else 'none'}")
+    if decision:
+        verdict = "PUBLISH" if decision.get("publish") else "HOLD"
+        reasons = decision.get("reasons") or []
+        lines.append(f"  gate       {verdict}" + "".join(f"\n             - {r}" for r in reasons))
+    publish = by_component.get("publish-model")
+    if publish is not None and publish.status == "done":
+        version = publish.metadata.get("_params", {}).get("Output", "?")
+        lines.append(f"  published  version {version}, aliased production")
+    elif publish is not None:
+        lines.append("  published  nothing (the gate held the candidate)")
+    lines += [f"  artifacts  {job_dir}", f"  logs       {view.logs_dir}"]
+    if pipeline_run_id:
+        lines += [f"  lineage    labpipe lineage --pipeline-run {pipeline_run_id} --tracking-uri {tracking_uri}",
+                  f"  browse     mlflow ui --backend-store-uri {tracking_uri}"]
+    if report is not None:
+        lines.append(f"  report     {report}")  # the last line: the one page to open
+    return lines
