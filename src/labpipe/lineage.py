@@ -55,11 +55,62 @@ def record(
     from mlflow.entities import RunTag
     from mlflow.tracking import MlflowClient
 
+    stage = tracking.canonical_stage(stage)
     client = MlflowClient(tracking_uri=uri)
     parent = tracking.pipeline_run(client, tracking._experiment_id(client, experiment), pipeline_run_id)
+    metadata = {**metadata, **_summaries(stage, outputs or {})}
+    datasets = stage_datasets(stage, metadata, inputs or {}, outputs or {})
+    metadata.update({f"dataset.{d.name}.sha256": d.digest for d in datasets if d.digest})
     tags = flatten({"metadata": dict(metadata), "inputs": dict(inputs or {}), "outputs": dict(outputs or {})},
                    f"{LINEAGE_PREFIX}{stage}.")
     client.log_batch(parent, tags=[RunTag(k, v) for k, v in tags.items()])
+    tracking.log_datasets(stage, datasets, pipeline_run_id=pipeline_run_id, tracking_uri=uri, experiment=experiment)
+
+
+# Artifact names that are datasets, per direction: name in record()'s inputs/outputs -> MLflow context.
+DATASET_INPUTS = {"diff": "input", "seeds": "input", "generated": "input", "data": "training",
+                  "questions": "evaluation"}
+DATASET_OUTPUTS = {"diff", "seeds", "generated", "knowledge_set", "skills_set"}
+TRAINING_SET = {"knowledge_sft": "knowledge_set", "skill_sft": "skills_set"}  # what `data` is, per phase
+PINNED_QUESTIONS = "fastchat:data/mt_bench/question.jsonl (pinned in labpipe.evaluation.sources)"
+
+
+def stage_datasets(stage: str, metadata: Mapping[str, Any], inputs: Mapping[str, str],
+                   outputs: Mapping[str, str]) -> list[tracking.DatasetRef]:
+    """The datasets `stage` read and wrote (with digests) from its record() inputs/outputs."""
+    refs = []
+    if inputs.get("taxonomy"):
+        refs.append(tracking.DatasetRef("taxonomy", inputs["taxonomy"], str(metadata.get("taxonomy_commit", "")),
+                                        "input", source_type="git"))
+    for name, context in DATASET_INPUTS.items():
+        if name not in inputs:
+            continue
+        uri = inputs[name]
+        label = TRAINING_SET.get(stage, name) if name == "data" else name
+        digest = ""
+        if name == "questions":
+            digest = str(metadata.get("questions_sha256", ""))
+            uri = uri or PINNED_QUESTIONS
+        refs.append(tracking.DatasetRef(label, uri, digest or tracking.dataset_digest(uri), context))
+    for name in DATASET_OUTPUTS & set(outputs):
+        refs.append(tracking.DatasetRef(name, outputs[name], tracking.dataset_digest(outputs[name]), "output"))
+    return refs
+
+
+def _summaries(stage: str, outputs: Mapping[str, str]) -> dict[str, Any]:
+    """What the chain needs that a stage's metadata lacks: the changed leaf ids of the taxonomy diff."""
+    if stage != "taxonomy_diff" or "diff" not in outputs:
+        return {}
+    path = tracking.local_view(outputs["diff"])
+    if path is None or not (path / "diff.json").is_file():
+        return {}
+    doc = json.loads((path / "diff.json").read_text())
+    ids = [f"{e['leaf_id']}" + ("" if e.get("status") in (None, "added", "modified") else f" ({e['status']})")
+           for e in doc.get("leaves", [])]
+    text = ", ".join(ids)
+    if len(text) > 4000:
+        text = text[:4000].rsplit(", ", 1)[0] + f", ... ({len(ids)} in all)"
+    return {"leaf_ids": text, "head_commit": doc.get("head_commit", "")}
 
 
 @dataclass
