@@ -268,6 +268,7 @@ def format_text(lineage: Lineage) -> str:
 # --- The chain ------------------------------------------------------------------------------------
 CHAIN_STEPS = ["taxonomy", "changed_leaves", "seeds", "generated", "kept", "training_sets", "knowledge_model",
                "skills_model", "mt_bench", "gate", "registered"]
+CHAIN_LABELS = {"mt_bench": "MT-Bench"}
 
 
 def _short_digest(value: str | None) -> str:
@@ -380,7 +381,8 @@ def format_chain(lin: Lineage) -> str:
     width = max(len(s) for s in CHAIN_STEPS)
     lines = [head]
     for i, step in enumerate(chain(lin)):
-        lines.append(f"{'   ' if i == 0 else ' -> '}{step['step'].replace('_', ' '):<{width}}  {step['text']}")
+        label = CHAIN_LABELS.get(step["step"], step["step"].replace("_", " "))
+        lines.append(f"{'    ' if i == 0 else ' -> '}{label:<{width}}  {step['text']}")
     return "\n".join(lines)
 
 
