@@ -33,6 +33,10 @@ S3_SECRET_KEYS = {
     "AWS_DEFAULT_REGION": "AWS_DEFAULT_REGION",
 }
 RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+# The MLflow server of a cluster (docs/mlflow-lineage.md): every key optional; a plain server needs only the URI,
+# OpenShift AI's MLflow takes MLFLOW_TRACKING_AUTH=kubernetes-namespaced (the pod's service-account token).
+MLFLOW_SECRET_KEYS = {k: k for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_AUTH",
+                                     "MLFLOW_WORKSPACE")}
 
 
 def _with_s3(task: dsl.PipelineTask, s3_secret) -> dsl.PipelineTask:
@@ -42,6 +46,10 @@ def _with_s3(task: dsl.PipelineTask, s3_secret) -> dsl.PipelineTask:
 def _with_endpoint(task: dsl.PipelineTask, role: str, secret) -> dsl.PipelineTask:
     return kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env=ENDPOINT_SECRET_KEYS[role],
                                         optional=True)
+
+
+def _with_mlflow(task: dsl.PipelineTask, secret) -> dsl.PipelineTask:
+    return kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env=MLFLOW_SECRET_KEYS, optional=True)
 
 
 def _on_gpus(task: dsl.PipelineTask, gpus, node_selector, tolerations) -> dsl.PipelineTask:
@@ -82,6 +90,8 @@ def lab_pipeline(
     production_model_name: str = "labpipe-model",
     gate_tolerance: float = 0.0,
     mlflow_tracking_uri: str = "",
+    mlflow_secret: str = "labpipe-mlflow",
+    model_registry: str = "",
 ):
     diff = taxonomy_diff(taxonomy=taxonomy, taxonomy_ref=taxonomy_ref, base=base,
                          run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).set_display_name("1 taxonomy diff")
@@ -125,9 +135,14 @@ def lab_pipeline(
     _with_endpoint(_with_s3(evaluation, s3_secret), "judge", judge_secret)
 
     with dsl.If(evaluation.outputs["Output"] == True, name="gate passed"):  # noqa: E712 - a KFP condition
-        publish_model(candidate=skills.outputs["model"], decision=evaluation.outputs["decision"],
-                      production_model_name=production_model_name, run_id=RUN_ID,
-                      tracking_uri=mlflow_tracking_uri).set_display_name("publish")
+        published = publish_model(candidate=skills.outputs["model"], decision=evaluation.outputs["decision"],
+                                  production_model_name=production_model_name, run_id=RUN_ID,
+                                  tracking_uri=mlflow_tracking_uri, pipeline_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                                  model_registry=model_registry).set_display_name("publish")
+
+    for task in (diff, seeds, generated, critique, knowledge, skills, evaluation, published):
+        _with_mlflow(task, mlflow_secret)  # the tracking URI (and token) from the labpipe-mlflow secret
+
 
 
 def pipeline_parameters() -> dict[str, object]:

@@ -319,7 +319,7 @@ def chain(lin: Lineage) -> list[dict[str, Any]]:
     leaf_ids = td.get("metadata.leaf_ids", "")
     add("changed_leaves", bool(td), f"{_int(td.get('metadata.leaves'))} leaves: {leaf_ids or '(ids not recorded)'}",
         count=_num(td.get("metadata.leaves")), leaf_ids=[x for x in leaf_ids.split(", ") if x])
-    seeds_digest = se.get("metadata.dataset.seeds.sha256", "")
+    seeds_digest = se.get("metadata.dataset.seeds.sha256") or sg.get("metadata.dataset.seeds.sha256", "")
     add("seeds", bool(se), f"{_int(se.get('metadata.records', se.get('metadata.seeds')))} records, "
         f"sha256 {_short_digest(seeds_digest)}", uri=se.get("outputs.seeds", ""), sha256=seeds_digest)
     gen_digest = sg.get("metadata.dataset.generated.sha256", "")
@@ -346,8 +346,8 @@ def chain(lin: Lineage) -> list[dict[str, Any]]:
     add("skills_model", bool(ss), f"{_int(ss.get('metadata.steps'))} steps -> {ss.get('outputs.model', '?')}"
         + (f", chosen checkpoint {checkpoint}" if checkpoint else ""),
         uri=ss.get("outputs.model", ""), steps=_num(ss.get("metadata.steps")), checkpoint=checkpoint)
-    labels = sorted({k.split(".")[2] for k in ev if k.startswith("metadata.scores.") and k.endswith(".overall")})
-    scores = {label: _num(ev.get(f"metadata.scores.{label}.overall")) for label in labels}
+    scores = {m.group(1): _num(v) for k, v in sorted(ev.items())  # metrics are flat: <label>.overall
+              if (m := re.fullmatch(r"metadata\.(?:scores\.)?([^.]+)\.overall", k))}
     add("mt_bench", bool(ev), ", ".join(f"{label} {score:.2f}" if score is not None else f"{label} ?"
                                        for label, score in scores.items()) or "no scores (evaluation invalid?)",
         scores=scores, questions_sha256=ev.get("metadata.questions_sha256", ""), judge=ev.get("metadata.judge", ""))

@@ -52,7 +52,7 @@ def _simulate_stages(tmp_path, uri: str, pid: str) -> dict[str, str]:
         ("knowledge_sft", {"steps": 5}, {"base": "s3://models/granite", "data": knowledge_set},
          {"model": str(k_model)}),
         ("skills_sft", {"steps": 6}, {"base": str(k_model), "data": skills_set}, {"model": str(s_model)}),
-        ("mt_bench_eval", {"scores": {"candidate": {"overall": 6.5}, "base": {"overall": 5.25}},
+        ("mt_bench_eval", {"candidate": "candidate", "base": "base", "candidate.overall": 6.5, "base.overall": 5.25,
                            "questions_sha256": "9" * 64, "publish": True,
                            "reasons": ["candidate 6.500 beats base 5.250 (tolerance 0)"],
                            "candidate_subpath": "checkpoints/checkpoint-6"},

@@ -152,7 +152,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     arguments = local_arguments(args, workdir)
     print(f"labpipe run: workdir {workdir}\n  MLflow: {tracking_uri}")
     started = time.time()
-    job, artifacts = runner.run_local(arguments, workdir / "kfp")
+    try:
+        job, artifacts = runner.run_local(arguments, workdir / "kfp")
+    except UserError as err:  # close the MLflow parent run FAILED, naming the failing stage (as the exit task does)
+        if pipeline_run_id := _latest_pipeline_run(tracking_uri, started):
+            tracking.close_pipeline_run(tracking_uri, pipeline_run_id, state="FAILED", error=str(err.problems[0]))
+        raise
 
     pipeline_run_id = _latest_pipeline_run(tracking_uri, started)
     print(f"\npipeline {job} finished in {time.time() - started:.0f} s; artifacts:")
@@ -160,7 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         meta = ", ".join(f"{k}={_short(v)}" for k, v in list(art.metadata.items())[:6])
         print(f"  {art.task}/{art.name}: {art.uri}" + (f"\n      {meta}" if meta else ""))
     if pipeline_run_id:
-        tracking.finish_pipeline_run(tracking_uri, pipeline_run_id)
+        tracking.close_pipeline_run(tracking_uri, pipeline_run_id, state="SUCCEEDED")
         print(f"\nMLflow pipeline run: {pipeline_run_id}  (browse: mlflow ui --backend-store-uri {tracking_uri})")
         print(f"lineage: labpipe lineage --pipeline-run {pipeline_run_id} --tracking-uri {tracking_uri}")
         lineage.describe(tracking_uri, pipeline_run_id=pipeline_run_id)  # fails loudly if nothing was recorded
