@@ -83,3 +83,13 @@ def test_runs_from_the_pipeline_server_with_mlflow_details(three_runs, mlflow_se
 def test_runs_needs_a_source(capsys):
     assert main(["runs"]) == 1
     assert "--host" in capsys.readouterr().err
+
+
+def test_the_chain_of_a_failed_run_says_where_it_stopped(three_runs, mlflow_server_url):
+    info = lineage.describe_any(mlflow_server_url, three_runs["failed"])
+    assert info.status == "FAILED"
+    steps = {s["step"]: s for s in lineage.chain(info)}
+    assert steps["taxonomy"]["recorded"] and steps["generated"]["recorded"]
+    assert steps["kept"] == {"step": "kept", "recorded": False, "text": "not reached: critique_filter failed",
+                             "data": {}}
+    assert steps["registered"]["text"] == "not reached: critique_filter failed"
