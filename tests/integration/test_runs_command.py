@@ -93,3 +93,16 @@ def test_the_chain_of_a_failed_run_says_where_it_stopped(three_runs, mlflow_serv
     assert steps["kept"] == {"step": "kept", "recorded": False, "text": "not reached: critique_filter failed",
                              "data": {}}
     assert steps["registered"]["text"] == "not reached: critique_filter failed"
+
+
+def test_runs_of_one_kfp_experiment(monkeypatch, capsys):
+    with FakeKFPServer(token="t0ken") as kfp:
+        monkeypatch.setenv("KFP_TOKEN", "t0ken")
+        kfp.experiments["exp-9"] = {"experiment_id": "exp-9", "display_name": "weekly"}
+        kfp.runs = [{"run_id": "r-1", "display_name": "weekly-1", "state": "RUNNING",
+                     "created_at": "2026-12-01T03:00:00Z"}]
+        assert main(["runs", "--host", kfp.url, "--experiment", "weekly"]) == 0
+        [(_, query)] = [(p, q) for p, q in kfp.queries if p == "/apis/v2beta1/runs"]
+    assert query["experiment_id"] == "exp-9"
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split()[:4] == ["r-1", "weekly-1", "RUNNING", "2026-12-01"]  # no MLflow: the rest is "-"
