@@ -214,7 +214,8 @@ def describe(tracking_uri: str, *, pipeline_run_id: str = "", run_id: str = "", 
         if not pipeline_run_id:
             raise UserError(f"MLflow run {run_id} was not made by a labpipe pipeline (no {tracking.PIPELINE_RUN_TAG} tag)")
     if not pipeline_run_id:
-        raise UserError("say which run: --pipeline-run ID, --run MLFLOW_RUN_ID or --model NAME@ALIAS")
+        raise UserError("say which model or run: labpipe lineage NAME@ALIAS | models:/NAME/N | MLFLOW_RUN_ID | "
+                        "PIPELINE_RUN_ID", fix="e.g. labpipe lineage labpipe-model@production")
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs(
         [exp.experiment_id] if exp else [],

@@ -57,8 +57,9 @@ def register_version(
         mv = registry.get_model_version(name, version)
         artifact = registry.get_model_artifact(name, version)
     except StoreError as exc:
-        raise UserError(f"Model Registry {address}: {exc}", fix="use a new version name, or check the registry"
-                        ) from None
+        raise UserError(f"Model Registry {address}: {exc}",
+                        fix=f"a version name must be new; over https the registry needs a token ({TOKEN_ENV} or the "
+                            "pod's service account)") from None
     except UserError:
         raise
     except Exception as exc:  # connection refused, TLS, 401/403 from the generated client
