@@ -167,8 +167,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if pipeline_run_id:
         tracking.close_pipeline_run(tracking_uri, pipeline_run_id, state="SUCCEEDED")
         print(f"\nMLflow pipeline run: {pipeline_run_id}  (browse: mlflow ui --backend-store-uri {tracking_uri})")
-        print(f"lineage: labpipe lineage --pipeline-run {pipeline_run_id} --tracking-uri {tracking_uri}")
-        lineage.describe(tracking_uri, pipeline_run_id=pipeline_run_id)  # fails loudly if nothing was recorded
+        print(f"lineage: labpipe lineage {pipeline_run_id} --tracking-uri {tracking_uri}\n")
+        # fails loudly if nothing was recorded
+        print(lineage.format_chain(lineage.describe(tracking_uri, pipeline_run_id=pipeline_run_id)))
     return 0
 
 
