@@ -144,7 +144,6 @@ def lab_pipeline(
         _with_mlflow(task, mlflow_secret)  # the tracking URI (and token) from the labpipe-mlflow secret
 
 
-
 def pipeline_parameters() -> dict[str, object]:
     """Parameter name -> default (inspect.Parameter.empty when required)."""
     sig = inspect.signature(lab_pipeline.pipeline_func)
