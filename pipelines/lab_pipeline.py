@@ -49,6 +49,12 @@ PROXY_KEYS = {key: key for key in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")}
 LOOP_TEACHER_SECRET = "labpipe-teacher"
 LOOP_S3_SECRET = "labpipe-s3"
 GENERATION_PARALLELISM = int(os.environ.get("LABPIPE_GENERATION_PARALLELISM", "8"))
+# The MLflow server of a cluster, from the optional labpipe-mlflow secret on every task (a fixed name, as
+# above) (docs/mlflow-lineage.md); every key optional: a plain server needs only the URI,
+# OpenShift AI's MLflow takes MLFLOW_TRACKING_AUTH=kubernetes-namespaced (the pod's service-account token).
+MLFLOW_SECRET_KEYS = {k: k for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_AUTH",
+                                     "MLFLOW_WORKSPACE")}
+MLFLOW_SECRET = "labpipe-mlflow"
 
 
 def _with_s3(task: dsl.PipelineTask, s3_secret) -> dsl.PipelineTask:
@@ -60,11 +66,14 @@ def _with_endpoint(task: dsl.PipelineTask, role: str, secret) -> dsl.PipelineTas
                                         optional=True)
 
 
-def _with_network(task: dsl.PipelineTask) -> dsl.PipelineTask:
+def _with_cluster_config(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """What every task gets on a cluster: the optional CA bundle, proxy settings and MLflow secret."""
     kubernetes.use_secret_as_volume(task, secret_name=CA_SECRET, mount_path=CA_MOUNT, optional=True)
     task.set_env_variable("LABPIPE_CA_BUNDLE", f"{CA_MOUNT}/ca.crt")
-    return kubernetes.use_config_map_as_env(task, config_map_name=NETWORK_CONFIG, config_map_key_to_env=PROXY_KEYS,
-                                            optional=True)
+    kubernetes.use_config_map_as_env(task, config_map_name=NETWORK_CONFIG, config_map_key_to_env=PROXY_KEYS,
+                                     optional=True)
+    return kubernetes.use_secret_as_env(task, secret_name=MLFLOW_SECRET, secret_key_to_env=MLFLOW_SECRET_KEYS,
+                                        optional=True)
 
 
 def _every_task(apply) -> None:
@@ -176,6 +185,7 @@ def lab_pipeline(
     generation_shards: int = 1,
     request_timeout_s: float = 120.0,
     max_retries: int = 6,
+    model_registry: str = "",
 ):
     diff = taxonomy_diff(taxonomy=taxonomy, taxonomy_ref=taxonomy_ref, base=base,
                          run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).set_display_name("1 taxonomy diff")
@@ -217,13 +227,14 @@ def lab_pipeline(
     with dsl.If(evaluation.outputs["Output"] == True, name="gate passed"):  # noqa: E712 - a KFP condition
         published = publish_model(candidate=skills.outputs["model"], decision=evaluation.outputs["decision"],
                                   production_model_name=production_model_name, run_id=RUN_ID,
-                                  tracking_uri=mlflow_tracking_uri).set_display_name("publish")
+                                  tracking_uri=mlflow_tracking_uri, pipeline_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                                  model_registry=model_registry).set_display_name("publish")
         run_report(run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).after(published).set_display_name(
             "run report (published)")
     with dsl.Else(name="gate held"):  # the run report is the last task either way
         run_report(run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).set_display_name("run report (gate held)")
 
-    _every_task(_with_network)
+    _every_task(_with_cluster_config)
 
 
 def pipeline_parameters() -> dict[str, object]:

@@ -61,7 +61,9 @@ def register(sub) -> None:
             p.set_defaults(func=cmd_schedule)
 
     lin = sub.add_parser("lineage", help="show which taxonomy commit, data and runs produced a model")
-    which = lin.add_mutually_exclusive_group(required=True)
+    lin.add_argument("target", nargs="?", metavar="MODEL|RUN",
+                     help="NAME@ALIAS, models:/NAME/VERSION, an MLflow run id or a pipeline run id")
+    which = lin.add_mutually_exclusive_group()
     which.add_argument("--model", help="registered model as NAME@ALIAS or NAME/VERSION, e.g. labpipe-model@production")
     which.add_argument("--run", help="an MLflow run id of any stage")
     which.add_argument("--pipeline-run", help="the pipeline run id (the KFP job id)")
@@ -281,9 +283,14 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         raise UserError("no MLflow tracking server given", fix="pass --tracking-uri or set MLFLOW_TRACKING_URI")
-    result = lineage.describe(uri, pipeline_run_id=args.pipeline_run or "", run_id=args.run or "",
-                              model=args.model or "")
-    print(json.dumps(result.to_dict(), indent=2) if args.json else lineage.format_text(result))
+    if args.target and (args.model or args.run or args.pipeline_run):
+        raise UserError("give MODEL|RUN or one of --model/--run/--pipeline-run, not both")
+    if args.target:
+        result = lineage.describe_any(uri, args.target)
+    else:
+        result = lineage.describe(uri, pipeline_run_id=args.pipeline_run or "", run_id=args.run or "",
+                                  model=args.model or "")
+    print(json.dumps(result.to_dict(), indent=2) if args.json else lineage.format_chain(result))
     return 0
 
 
