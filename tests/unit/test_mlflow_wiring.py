@@ -32,8 +32,8 @@ def test_every_task_can_take_mlflow_from_the_secret():
 
 def test_publish_gets_the_run_name_and_model_registry():
     spec, _ = _docs()
-    gate = next(t for t in spec["root"]["dag"]["tasks"].values() if "triggerPolicy" in t)
-    inner = spec["components"][gate["componentRef"]["name"]]["dag"]["tasks"]["publish-model"]["inputs"]["parameters"]
+    [inner] = [task["inputs"]["parameters"] for comp in spec["components"].values()
+               for name, task in comp.get("dag", {}).get("tasks", {}).items() if name == "publish-model"]
     assert inner["pipeline_run_name"]["runtimeValue"]["constant"] == "{{$.pipeline_job_name}}"
     assert inner["model_registry"]["componentInputParameter"] == "pipelinechannel--model_registry"
 

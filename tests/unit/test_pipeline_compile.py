@@ -64,4 +64,5 @@ def test_generation_fans_out_without_secret_name_parameters_in_the_loop():
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     gen = executors["exec-synthetic-generation"]["secretAsEnv"]
     assert gen and all("componentInputParameter" not in s["secretNameParameter"] for s in gen)
-    assert {s["secretNameParameter"]["runtimeValue"]["constant"] for s in gen} == {"labpipe-teacher", "labpipe-s3"}
+    assert {s["secretNameParameter"]["runtimeValue"]["constant"] for s in gen} == {"labpipe-teacher", "labpipe-s3",
+                                                                                 "labpipe-mlflow"}
