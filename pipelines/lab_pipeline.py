@@ -9,6 +9,7 @@ kfp-kubernetes from pipeline parameters; kfp.local ignores them, so the same DAG
 
 
 import inspect
+import os
 
 from kfp import dsl, kubernetes
 from labpipe.components.critique_filter.component import critique_filter
@@ -33,6 +34,10 @@ S3_SECRET_KEYS = {
     "AWS_DEFAULT_REGION": "AWS_DEFAULT_REGION",
 }
 RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+# Optional per-run workspace volume (kfp >= 2.15) for training checkpoints: LABPIPE_WORKSPACE_SIZE=500Gi at
+# compile time (docs/training-at-scale.md). The checked-in YAML has none.
+WORKSPACE_SIZE = os.environ.get("LABPIPE_WORKSPACE_SIZE", "")
+PIPELINE_CONFIG = dsl.PipelineConfig(workspace=dsl.WorkspaceConfig(size=WORKSPACE_SIZE)) if WORKSPACE_SIZE else None
 
 
 def _with_s3(task: dsl.PipelineTask, s3_secret) -> dsl.PipelineTask:
@@ -51,7 +56,8 @@ def _on_gpus(task: dsl.PipelineTask, gpus, node_selector, tolerations) -> dsl.Pi
     return task
 
 
-@dsl.pipeline(name="lab-pipeline", description="LAB: taxonomy -> synthetic data -> phased SFT -> MT-Bench, gated")
+@dsl.pipeline(name="lab-pipeline", description="LAB: taxonomy -> synthetic data -> phased SFT -> MT-Bench, gated",
+              pipeline_config=PIPELINE_CONFIG)
 def lab_pipeline(
     taxonomy: str,
     base_model: str,
@@ -82,6 +88,10 @@ def lab_pipeline(
     production_model_name: str = "labpipe-model",
     gate_tolerance: float = 0.0,
     mlflow_tracking_uri: str = "",
+    training_nodes: int = 1,
+    training_backend: str = "pod",
+    training_runtime: str = "torch-distributed",
+    checkpoint_root: str = "",
 ):
     diff = taxonomy_diff(taxonomy=taxonomy, taxonomy_ref=taxonomy_ref, base=base,
                          run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).set_display_name("1 taxonomy diff")
@@ -103,15 +113,19 @@ def lab_pipeline(
     ).set_display_name("4 critique filtering")
     _with_endpoint(_with_s3(critique, s3_secret), "judge", judge_secret)
 
+    training_scale = dict(gpus=gpus, training_nodes=training_nodes, training_backend=training_backend,
+                          training_runtime=training_runtime, checkpoint_root=checkpoint_root,
+                          workspace=dsl.WORKSPACE_PATH_PLACEHOLDER if WORKSPACE_SIZE else "",
+                          node_selector=node_selector, tolerations=tolerations, s3_secret=s3_secret)
     knowledge = knowledge_sft(
         base_model=base_model, data=critique.outputs["knowledge_set"], preset=training_preset, max_steps=max_steps,
-        run_id=RUN_ID, tracking_uri=mlflow_tracking_uri,
+        run_id=RUN_ID, tracking_uri=mlflow_tracking_uri, **training_scale,
     ).set_display_name("5 knowledge SFT")
     _on_gpus(_with_s3(knowledge, s3_secret), gpus, node_selector, tolerations)
 
     skills = skill_sft(
         knowledge_model=knowledge.outputs["model"], data=critique.outputs["skills_set"], preset=training_preset,
-        max_steps=max_steps, run_id=RUN_ID, tracking_uri=mlflow_tracking_uri,
+        max_steps=max_steps, run_id=RUN_ID, tracking_uri=mlflow_tracking_uri, **training_scale,
     ).set_display_name("6 skill SFT")
     _on_gpus(_with_s3(skills, s3_secret), gpus, node_selector, tolerations)
 

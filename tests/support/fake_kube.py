@@ -32,6 +32,53 @@ class FakeKube:
         self.scenarios: dict[str, dict] = {}
         self.log_lines = ["step 1 loss 6.37", "step 2 loss 6.22", "training done"]
         self.lock = threading.Lock()
+        # Set `runner` to play the Trainer controller for TrainJobs: each node runs the job's command as a local
+        # process with the PET_* variables of the torch runtime, env from `runner["env"]` and `secrets`.
+        self.runner: dict | None = None
+        self.secrets: dict[str, dict[str, str]] = {}
+        self.node_logs: dict[str, Path] = {}
+        self.procs: dict[str, list] = {}
+
+    def start_nodes(self, job: dict) -> None:
+        import os
+        import subprocess
+        import sys
+
+        name, trainer = job["metadata"]["name"], job["spec"]["trainer"]
+        # a pod gets only what the job spec gives it: no S3 credentials from the test process
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | self.runner.get("env", {})
+        for var in trainer.get("env") or []:
+            if "value" in var:
+                env[var["name"]] = var["value"]
+            else:
+                ref = var["valueFrom"]["secretKeyRef"]
+                if ref["key"] in self.secrets.get(ref["name"], {}):
+                    env[var["name"]] = self.secrets[ref["name"]][ref["key"]]
+        command = trainer["command"]
+        if command[0] == "labpipe":
+            command = [sys.executable, "-m", "labpipe.cli", *command[1:]]
+        nodes, port = trainer["numNodes"], str(self.runner["port"])
+        procs = []
+        for rank in range(nodes):
+            log = Path(self.runner["workdir"]) / f"{name}-node-{rank}.log"
+            pet = {"PET_NNODES": str(nodes), "PET_NODE_RANK": str(rank), "PET_MASTER_ADDR": "127.0.0.1",
+                   "PET_MASTER_PORT": port, "PET_NPROC_PER_NODE": str(trainer.get("numProcPerNode", 1))}  # fmt: skip
+            node_env = {**env, **pet, "LABPIPE_CACHE": str(Path(self.runner["workdir"]) / f"node-{rank}-cache")}
+            procs.append(subprocess.Popen(command, env=node_env, stdout=log.open("w"), stderr=subprocess.STDOUT))
+            if rank == 0:
+                self.node_logs[name] = log
+        self.procs[name] = procs
+
+        def watch():
+            codes = [p.wait() for p in procs]
+            bad = [(r, c) for r, c in enumerate(codes) if c]
+            cond = ({"type": "Failed", "status": "True", "reason": "NodeFailed",
+                     "message": f"node {bad[0][0]} exited with code {bad[0][1]}"} if bad else
+                    {"type": "Complete", "status": "True", "reason": "JobSucceeded", "message": ""})  # fmt: skip
+            with self.lock:
+                job["status"] = {"conditions": [cond]}
+
+        threading.Thread(target=watch, daemon=True).start()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -66,6 +113,9 @@ class _Handler(BaseHTTPRequestHandler):
                     if key in fake.objects:
                         return self._status(409, "AlreadyExists", f"{key[2]} already exists")
                     fake.objects[key] = body
+                    if fake.runner is not None and m["plural"] == "trainjobs":
+                        fake.scenarios[key[2]] = {"outcome": "run"}  # the nodes decide
+                        fake.start_nodes(body)
                 return self._send(201, body)
             with fake.lock:
                 obj = fake.objects.get(key)
@@ -94,7 +144,11 @@ class _Handler(BaseHTTPRequestHandler):
                 exists = any(k[2] == job for k in fake.objects)
             items = [{"metadata": {"name": f"{job}-node-0-0", "namespace": m["ns"], "labels": labels}}] if exists else []
             return self._send(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
-        if LOG.match(url.path):
+        if m := LOG.match(url.path):
+            job = m["pod"].removesuffix("-node-0-0")
+            if job in fake.procs:  # follow: answer when node 0 has exited, with its whole log
+                fake.procs[job][0].wait()
+                return self._send(200, fake.node_logs[job].read_text(), content_type="text/plain")
             return self._send(200, "\n".join(fake.log_lines) + "\n", content_type="text/plain")
         return self._status(404, "NotFound", url.path)
 
