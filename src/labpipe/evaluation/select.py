@@ -138,4 +138,16 @@ def checkpoint_location(root: Path) -> tuple[str, Path | None]:
     durable = summary.get("checkpoint_dir") or ""
     if not durable:
         return "", None
+    if not storage.is_s3(durable) and not Path(durable).is_dir():
+        raise UserError(
+            Problem(
+                where=str(root / checkpoints.SUMMARY),
+                rule="checkpoint",
+                field="checkpoint_root",
+                message=f"the checkpoints were written to {durable}, which this pod cannot see (a pod-local "
+                "default location)",
+                fix="set the pipeline parameter checkpoint_root to an s3:// prefix (or compile with a KFP "
+                "workspace) for checkpoint_selection=best on a cluster; 'last' needs no checkpoints",
+            )
+        )
     return durable, checkpoints.materialize_checkpoints(durable, summary.get("checkpoints"))

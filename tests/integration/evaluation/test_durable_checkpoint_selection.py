@@ -65,3 +65,16 @@ def test_best_scores_durable_checkpoints_and_publish_resolves_the_uri(slim_outpu
     assert sorted(p.name for p in scored.iterdir()) == ["checkpoint-2", "checkpoint-4"]
     expected = str(out / "model") if result.selected == "model" else result.selected
     assert published_model_dir(str(out), str(decision_path)) == expected
+
+
+def test_checkpoints_in_a_location_this_pod_cannot_see_are_a_user_error(tmp_path, tiny_model, shared_data):
+    from labpipe.errors import UserError
+
+    out = tmp_path / "skills-out"
+    shutil.copytree(tiny_model, out / "model")
+    summary = {"checkpoint_dir": str(tmp_path / "other-pod" / "checkpoints" / "r" / "skills"),
+               "checkpoints": ["checkpoint-2"]}  # fmt: skip
+    (out / checkpoints.SUMMARY).write_text(json.dumps(summary))
+    with pytest.raises(UserError, match="set the pipeline parameter checkpoint_root to an s3:// prefix"):
+        select_checkpoint(SelectConfig(model_dir=str(out), out=str(tmp_path / "sel"), strategy="best",
+                                       eval=EvalConfig(model="", judge=str(tiny_model), out="")))  # fmt: skip
