@@ -25,6 +25,7 @@ def sft(
     node_selector: dict = {},  # noqa: B006 - KFP defaults are literals
     tolerations: list = [],  # noqa: B006
     s3_secret: str = "",
+    ca_bundle: str = "",
 ):
     """Train `phase` (knowledge | skills) from `base` (a previous phase's Model) if given, else `base_model`.
 
@@ -43,7 +44,7 @@ def sft(
         preset=preset, max_steps=max_steps, run_id=run_id, tracking_uri=tracking_uri, gpus=gpus,
         training_nodes=training_nodes, training_backend=training_backend, training_runtime=training_runtime,
         checkpoint_root=checkpoint_root, workspace=workspace, image=training_image("training"),
-        node_selector=node_selector, tolerations=tolerations, s3_secret=s3_secret,
+        node_selector=node_selector, tolerations=tolerations, s3_secret=s3_secret, ca_bundle=ca_bundle,
     ))  # fmt: skip
     model.metadata.update(meta)
     record(

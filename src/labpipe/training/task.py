@@ -96,6 +96,9 @@ def run_sft_task(cfg: SftTaskConfig) -> dict[str, Any]:
         return skipped
     if backend == "pod":
         return run_training(training)
+    # the batch arithmetic of the whole job, before anything is uploaded or submitted
+    where = training.config_file or training.preset
+    training.load_phase().gradient_accumulation(cfg.training_nodes * max(cfg.gpus, 1), where=where)
     return _run_as_job(cfg, training, durable, backend)
 
 

@@ -52,3 +52,13 @@ def test_multi_node_without_an_s3_checkpoint_root_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="unknown backend 'slurm'"):
         run_sft_task(SftTaskConfig(phase="skills", base_model="m", data="d", out=str(tmp_path / "o"),
                                    training_backend="slurm"))  # fmt: skip
+
+
+def test_a_job_whose_batch_does_not_divide_is_refused_before_submission(tmp_path, training_sets):
+    from labpipe.errors import UserError
+
+    # smoke: effective batch 4, per-device 2; 3 nodes x 1 GPU = 6 per step does not divide 4
+    with pytest.raises(UserError, match="not a multiple of per_device_batch_size 2 x world size 3"):
+        run_sft_task(SftTaskConfig(phase="knowledge", base_model="s3://b/m", data=str(training_sets[0]),
+                                   out=str(tmp_path / "o"), training_nodes=3, gpus=1,
+                                   checkpoint_root="s3://b/ckpt"))  # fmt: skip
