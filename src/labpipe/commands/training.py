@@ -57,7 +57,18 @@ def train_command(args: argparse.Namespace) -> int:
     from labpipe.training.config import TrainingConfig
     from labpipe.training.stage import run_training
 
-    overrides = json.loads(args.overrides) if args.overrides else {}
+    from labpipe.errors import Problem, UserError
+
+    try:
+        overrides = json.loads(args.overrides) if args.overrides else {}
+    except json.JSONDecodeError as exc:
+        raise UserError(
+            Problem("labpipe train", "overrides", f"not JSON: {exc}", 'write a JSON object, e.g. \'{"epochs": 2}\'',
+                    field="overrides")  # fmt: skip
+        ) from None
+    if not isinstance(overrides, dict):
+        raise UserError(Problem("labpipe train", "overrides", "not a JSON object", "write {\"key\": value}",
+                                field="overrides"))  # fmt: skip
     if args.max_steps:
         overrides["max_steps"] = args.max_steps
     summary = run_training(

@@ -94,3 +94,20 @@ def test_two_nodes_with_the_trainjob_environment_match_one_process(one_process, 
     _assert_same_training(one_process, tmp_path / "node0", 2)
     assert not (tmp_path / "node1" / "model").exists()  # only rank 0 writes the model
     assert '"node_rank": 1' in outputs[1]
+
+
+def test_two_processes_resume_from_a_durable_checkpoint_with_the_same_process_count(one_process, tiny_model,
+                                                                                     training_sets, tmp_path):
+    """A first attempt stops after step 4 (checkpoint-4 in the durable location, both ranks' RNG states); a second
+    attempt with a fresh output resumes there with 2 processes and ends where 1 uninterrupted process does."""
+    durable = tmp_path / "durable"
+    _finish(_train(tmp_path / "attempt-1", tiny_model, training_sets[0], "--nproc-per-node", "2",
+                   "--checkpoint-dir", str(durable), "--max-steps", "4"))  # fmt: skip
+    assert checkpoints.latest_checkpoint(durable).name == "checkpoint-4"
+    out = tmp_path / "attempt-2"
+    _finish(_train(out, tiny_model, training_sets[0], "--nproc-per-node", "2", "--checkpoint-dir", str(durable)))
+    summary = json.loads((out / checkpoints.SUMMARY).read_text())
+    assert summary["resumed_from_step"] == 4 and summary["steps"] == 6
+    assert sorted(p.name for p in out.iterdir()) == ["model", checkpoints.SUMMARY]  # checkpoints stay durable
+    a, b = _weights(one_process), _weights(out)
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= TOL
