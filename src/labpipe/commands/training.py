@@ -54,10 +54,9 @@ def register(sub) -> None:
 
 
 def train_command(args: argparse.Namespace) -> int:
+    from labpipe.errors import Problem, UserError
     from labpipe.training.config import TrainingConfig
     from labpipe.training.stage import run_training
-
-    from labpipe.errors import Problem, UserError
 
     try:
         overrides = json.loads(args.overrides) if args.overrides else {}
