@@ -21,6 +21,7 @@ PET_MASTER_PORT / PET_NPROC_PER_NODE into every node; `labpipe train` reads them
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import sys
 import threading
@@ -385,7 +386,8 @@ def kube_client():
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        config.load_kube_config()
+        # KUBECONFIG read now: the kubernetes package reads it once, at import, for its default
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None)
     return k8s.ApiClient()
 
 
@@ -396,7 +398,7 @@ def current_namespace(default: str = "default") -> str:
     try:
         from kubernetes import config
 
-        _, context = config.list_kube_config_contexts()
+        _, context = config.list_kube_config_contexts(config_file=os.environ.get("KUBECONFIG") or None)
         return context["context"].get("namespace") or default
     except Exception:
         return default
