@@ -55,6 +55,10 @@ GENERATION_PARALLELISM = int(os.environ.get("LABPIPE_GENERATION_PARALLELISM", "8
 MLFLOW_SECRET_KEYS = {k: k for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_AUTH",
                                      "MLFLOW_WORKSPACE")}
 MLFLOW_SECRET = "labpipe-mlflow"
+# Optional per-run workspace volume (kfp >= 2.15) for training checkpoints: LABPIPE_WORKSPACE_SIZE=500Gi at
+# compile time (docs/training-at-scale.md). The checked-in YAML has none.
+WORKSPACE_SIZE = os.environ.get("LABPIPE_WORKSPACE_SIZE", "")
+PIPELINE_CONFIG = dsl.PipelineConfig(workspace=dsl.WorkspaceConfig(size=WORKSPACE_SIZE)) if WORKSPACE_SIZE else None
 
 
 def _with_s3(task: dsl.PipelineTask, s3_secret) -> dsl.PipelineTask:
@@ -151,7 +155,8 @@ def generation_pipeline(
     )
 
 
-@dsl.pipeline(name="lab-pipeline", description="LAB: taxonomy -> synthetic data -> phased SFT -> MT-Bench, gated")
+@dsl.pipeline(name="lab-pipeline", description="LAB: taxonomy -> synthetic data -> phased SFT -> MT-Bench, gated",
+              pipeline_config=PIPELINE_CONFIG)
 def lab_pipeline(
     taxonomy: str,
     base_model: str,
@@ -186,6 +191,10 @@ def lab_pipeline(
     request_timeout_s: float = 120.0,
     max_retries: int = 6,
     model_registry: str = "",
+    training_nodes: int = 1,
+    training_backend: str = "pod",
+    training_runtime: str = "torch-distributed",
+    checkpoint_root: str = "",
 ):
     diff = taxonomy_diff(taxonomy=taxonomy, taxonomy_ref=taxonomy_ref, base=base,
                          run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).set_display_name("1 taxonomy diff")
@@ -203,15 +212,20 @@ def lab_pipeline(
         samples_per_skill_leaf=samples_per_skill_leaf, seed=seed, tracking_uri=mlflow_tracking_uri,
     )
 
+    training_scale = dict(gpus=gpus, training_nodes=training_nodes, training_backend=training_backend,
+                          training_runtime=training_runtime, checkpoint_root=checkpoint_root,
+                          workspace=dsl.WORKSPACE_PATH_PLACEHOLDER if WORKSPACE_SIZE else "",
+                          node_selector=node_selector, tolerations=tolerations, s3_secret=s3_secret,
+                          ca_bundle=CA_SECRET)
     knowledge = knowledge_sft(
         base_model=base_model, data=critique.outputs["knowledge_set"], preset=training_preset, max_steps=max_steps,
-        run_id=RUN_ID, tracking_uri=mlflow_tracking_uri,
+        run_id=RUN_ID, tracking_uri=mlflow_tracking_uri, **training_scale,
     ).set_display_name("5 knowledge SFT")
     _on_gpus(_with_s3(knowledge, s3_secret), gpus, node_selector, tolerations)
 
     skills = skill_sft(
         knowledge_model=knowledge.outputs["model"], data=critique.outputs["skills_set"], preset=training_preset,
-        max_steps=max_steps, run_id=RUN_ID, tracking_uri=mlflow_tracking_uri,
+        max_steps=max_steps, run_id=RUN_ID, tracking_uri=mlflow_tracking_uri, **training_scale,
     ).set_display_name("6 skill SFT")
     _on_gpus(_with_s3(skills, s3_secret), gpus, node_selector, tolerations)
 

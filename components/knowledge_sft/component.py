@@ -5,7 +5,7 @@ from labpipe.components.sft.component import sft
 
 
 def knowledge_sft(
-    *, base_model: str, data, preset: str, max_steps: int, run_id: str, tracking_uri: str
+    *, base_model: str, data, preset: str, max_steps: int, run_id: str, tracking_uri: str, **scale
 ) -> dsl.PipelineTask:
     """Add a knowledge-SFT task to the pipeline being defined; set GPUs / tolerations on the returned task."""
     task = sft(
@@ -16,6 +16,7 @@ def knowledge_sft(
         max_steps=max_steps,
         run_id=run_id,
         tracking_uri=tracking_uri,
+        **scale,  # gpus, training_nodes, training_backend, training_runtime, checkpoint_root, ... (sft component)
     )
     task.set_display_name("knowledge-sft")
     return task

@@ -16,33 +16,40 @@ def sft(
     tracking_uri: str,
     model: Output[Model],
     base: Input[Model] = None,
+    gpus: int = 1,
+    training_nodes: int = 1,
+    training_backend: str = "pod",
+    training_runtime: str = "torch-distributed",
+    checkpoint_root: str = "",
+    workspace: str = "",
+    node_selector: dict = {},  # noqa: B006 - KFP defaults are literals
+    tolerations: list = [],  # noqa: B006
+    s3_secret: str = "",
+    ca_bundle: str = "",
 ):
     """Train `phase` (knowledge | skills) from `base` (a previous phase's Model) if given, else `base_model`.
 
-    base_model is a local path or s3:// URI; max_steps <= 0 keeps the preset's epochs. model.path is the
-    training output directory: model/ (the HF model), checkpoints/checkpoint-<step>/, training_summary.json.
+    base_model is a local path or s3:// URI; max_steps <= 0 keeps the preset's epochs. model.path holds model/
+    (the HF model) and training_summary.json; checkpoints go to the durable location under checkpoint_root
+    (see labpipe.training.task). gpus > 1: one process per GPU; training_nodes > 1 or training_backend
+    trainjob | pytorchjob: a Kubeflow Trainer job on training_nodes x gpus.
     """
     from labpipe.errors import clean_user_errors
 
     clean_user_errors()  # a UserError prints its problems, no traceback
-    from labpipe.training.config import TrainingConfig
-    from labpipe.training.passthrough import skip_empty_knowledge_phase
-    from labpipe.training.stage import run_training
+    from labpipe.components.images import image_for as training_image
 
-    config = TrainingConfig(
-        phase=phase,
-        base_model=base.path if base is not None else base_model,
-        data=data.path,
-        out=model.path,
-        preset=preset,
-        overrides={"max_steps": max_steps} if max_steps > 0 else {},
-        run_id=run_id,
-        tracking_uri=tracking_uri,
-    )
-    meta = skip_empty_knowledge_phase(config) or run_training(config)  # skills-only change: no knowledge
-    model.metadata.update(meta)
     from labpipe.lineage import record
+    from labpipe.training.task import SftTaskConfig, run_sft_task
 
+    meta = run_sft_task(SftTaskConfig(
+        phase=phase, base_model=base.path if base is not None else base_model, data=data.path, out=model.path,
+        preset=preset, max_steps=max_steps, run_id=run_id, tracking_uri=tracking_uri, gpus=gpus,
+        training_nodes=training_nodes, training_backend=training_backend, training_runtime=training_runtime,
+        checkpoint_root=checkpoint_root, workspace=workspace, image=training_image("training"),
+        node_selector=node_selector, tolerations=tolerations, s3_secret=s3_secret, ca_bundle=ca_bundle,
+    ))  # fmt: skip
+    model.metadata.update(meta)
     record(
         "knowledge_sft" if phase == "knowledge" else "skill_sft",
         meta,

@@ -37,14 +37,39 @@ def register(sub) -> None:
     train.add_argument(
         "--tracking-uri", default="", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)"
     )
+    train.add_argument(
+        "--checkpoint-dir",
+        default="",
+        help="durable checkpoint location (directory or s3:// prefix); default: <out>/checkpoints",
+    )
+    train.add_argument(
+        "--nproc-per-node",
+        type=int,
+        default=0,
+        help="processes on this node, one per GPU (default: PET_NPROC_PER_NODE or 1); "
+        "nodes come from PET_NNODES / PET_NODE_RANK / PET_MASTER_ADDR / PET_MASTER_PORT",
+    )
+    train.add_argument("--overrides", default="", help="phase settings as a JSON object, e.g. '{\"max_steps\": 4}'")
     train.set_defaults(func=train_command)
 
 
 def train_command(args: argparse.Namespace) -> int:
+    from labpipe.errors import Problem, UserError
     from labpipe.training.config import TrainingConfig
     from labpipe.training.stage import run_training
 
-    overrides = {"max_steps": args.max_steps} if args.max_steps else {}
+    try:
+        overrides = json.loads(args.overrides) if args.overrides else {}
+    except json.JSONDecodeError as exc:
+        raise UserError(
+            Problem("labpipe train", "overrides", f"not JSON: {exc}", 'write a JSON object, e.g. \'{"epochs": 2}\'',
+                    field="overrides")  # fmt: skip
+        ) from None
+    if not isinstance(overrides, dict):
+        raise UserError(Problem("labpipe train", "overrides", "not a JSON object", "write {\"key\": value}",
+                                field="overrides"))  # fmt: skip
+    if args.max_steps:
+        overrides["max_steps"] = args.max_steps
     summary = run_training(
         TrainingConfig(
             phase=args.phase,
@@ -58,6 +83,8 @@ def train_command(args: argparse.Namespace) -> int:
             chat_template=args.chat_template,
             run_id=args.run_id,
             tracking_uri=args.tracking_uri,
+            checkpoint_dir=args.checkpoint_dir,
+            nproc_per_node=args.nproc_per_node,
         )
     )
     print(json.dumps(summary, indent=2))

@@ -1,7 +1,8 @@
 """The pipeline's evaluation step as one library call: pick the skill phase's checkpoint, run MT-Bench
 against the base, and let the gate decide. The KFP component only maps artifacts onto this.
 
-The chosen checkpoint is recorded in the decision as a path *relative to the training output*
+The chosen checkpoint is recorded in the decision as a path *relative to the training output* (or, for a
+checkpoint in the durable location of a slim Model artifact, its URI)
 (`model` or `checkpoints/checkpoint-<step>`): artifact paths differ from pod to pod in a cluster, so the
 publish step resolves it against its own copy of the Model artifact.
 """
@@ -46,7 +47,7 @@ class CandidateEvalResult:
     metrics: dict[str, Any]
     decision: dict[str, Any]
     report_html: Path
-    selected: str  # relative to training_out
+    selected: str  # relative to training_out, or the URI of a checkpoint in the durable location
 
 
 def evaluate_candidate(cfg: CandidateEvalConfig) -> CandidateEvalResult:
@@ -72,13 +73,16 @@ def evaluate_candidate(cfg: CandidateEvalConfig) -> CandidateEvalResult:
     )
     root = Path(cfg.training_out)
     model = resolve_model_dir(cfg.training_out)
+    chosen = ""  # set when the chosen checkpoint lies outside the training output (durable checkpoints)
     if cfg.checkpoint_selection == "best":
         selection = select_checkpoint(
             SelectConfig(
                 model_dir=cfg.training_out, out=str(work / "selection"), eval=eval_cfg, strategy="best"
             )
         )
-        model = Path(selection["selected"])
+        model = Path(selection["selected_local"])
+        if not model.is_relative_to(root):  # a checkpoint from the durable location: record its URI
+            chosen = selection["selected"]
     eval_cfg.model = str(model)
     metrics = run_mt_bench(eval_cfg)
     decision = run_gate(
@@ -91,7 +95,7 @@ def evaluate_candidate(cfg: CandidateEvalConfig) -> CandidateEvalResult:
             tracking_uri=cfg.tracking_uri,
         )
     )
-    selected = model.relative_to(root).as_posix() if model.is_relative_to(root) else str(model)
+    selected = chosen or (model.relative_to(root).as_posix() if model.is_relative_to(root) else str(model))
     decision = {
         **json.loads(storage.read_text(cfg.decision_out)),
         "candidate_subpath": selected,
@@ -105,4 +109,6 @@ def published_model_dir(training_out: str, decision_path: str) -> str:
     """The model directory the gate approved: the decision's checkpoint, resolved in this pod's copy."""
     decision = json.loads(storage.read_text(decision_path))
     sub = decision.get("candidate_subpath")
+    if sub and (storage.is_s3(sub) or Path(sub).is_absolute()):  # a checkpoint in the durable location
+        return sub
     return str(Path(training_out) / sub) if sub else str(resolve_model_dir(training_out))

@@ -1,8 +1,11 @@
 """Checkpoint selection: score the skill phase's checkpoints on MT-Bench and keep the best (or the last).
 
-Reads the training layout (labpipe.training.checkpoints): <model_dir>/checkpoints/checkpoint-<step>/ and
-<model_dir>/model/. Each scored checkpoint gets its own evaluation directory under `out`; selection.json
-names the winner. Ties go to the later step; invalid evaluations are never selected.
+Reads the training layout (labpipe.training.checkpoints): <model_dir>/model/, and the checkpoints
+checkpoint-<step>/ under <model_dir>/checkpoints/ or, for a slim Model artifact, under the durable location its
+training_summary.json records (`checkpoint_dir`: a directory or s3:// prefix; only the checkpoints the summary
+lists are fetched). Each scored checkpoint gets its own evaluation directory under `out`; selection.json names
+the winner (`selected`: its URI; `selected_local`: the local copy that was scored). Ties go to the later step;
+invalid evaluations are never selected.
 """
 
 from __future__ import annotations
@@ -33,11 +36,15 @@ class SelectConfig:
 
 
 def candidates(
-    model_dir: Path, steps: list[int], max_checkpoints: int, include_final: bool
+    model_dir: Path,
+    steps: list[int],
+    max_checkpoints: int,
+    include_final: bool,
+    checkpoint_root: Path | None = None,
 ) -> list[tuple[str, Path]]:
     from labpipe.training.checkpoints import MODEL, checkpoint_dirs
 
-    found = [(int(re.sub(r"\D", "", p.name)), p) for p in checkpoint_dirs(model_dir)]
+    found = [(int(re.sub(r"\D", "", p.name)), p) for p in checkpoint_dirs(checkpoint_root or model_dir)]
     if steps:
         missing = sorted(set(steps) - {s for s, _ in found})
         if missing:
@@ -75,7 +82,8 @@ def select_checkpoint(cfg: SelectConfig) -> dict:
     if cfg.strategy not in STRATEGIES:
         raise UserError(f"strategy must be one of {', '.join(STRATEGIES)}, not {cfg.strategy!r}")
     root = storage.materialize_dir(cfg.model_dir)
-    found = candidates(root, cfg.steps, cfg.max_checkpoints, cfg.include_final)
+    durable, ckpt_root = checkpoint_location(root)
+    found = candidates(root, cfg.steps, cfg.max_checkpoints, cfg.include_final, ckpt_root)
     scores: dict[str, float | None] = {}
     if cfg.strategy == "last":
         name, path = found[-1]
@@ -102,13 +110,15 @@ def select_checkpoint(cfg: SelectConfig) -> dict:
                 )
             )
         name, path = found[max(valid)[1]]
-    selected = (
-        storage.join(cfg.model_dir, path.relative_to(root).as_posix())
-        if storage.is_s3(cfg.model_dir)
-        else str(path)
-    )
+    if durable and path.is_relative_to(ckpt_root):  # a checkpoint in the durable location
+        selected = storage.join(durable, path.relative_to(ckpt_root).as_posix())
+    elif storage.is_s3(cfg.model_dir):
+        selected = storage.join(cfg.model_dir, path.relative_to(root).as_posix())
+    else:
+        selected = str(path)
     selection = {
         "selected": selected,
+        "selected_local": str(path),
         "name": name,
         "strategy": cfg.strategy,
         "scores": scores,
@@ -116,3 +126,28 @@ def select_checkpoint(cfg: SelectConfig) -> dict:
     }
     storage.write_text(storage.join(cfg.out, "selection.json"), json.dumps(selection, indent=2) + "\n")
     return selection
+
+
+def checkpoint_location(root: Path) -> tuple[str, Path | None]:
+    """(durable URI, local directory holding checkpoints/) of a training output, or ("", None) when its
+    checkpoints are inside it. Only the checkpoints the summary lists are fetched from an s3:// location."""
+    from labpipe.training import checkpoints
+
+    summary_path = root / checkpoints.SUMMARY
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    durable = summary.get("checkpoint_dir") or ""
+    if not durable:
+        return "", None
+    if not storage.is_s3(durable) and not Path(durable).is_dir():
+        raise UserError(
+            Problem(
+                where=str(root / checkpoints.SUMMARY),
+                rule="checkpoint",
+                field="checkpoint_root",
+                message=f"the checkpoints were written to {durable}, which this pod cannot see (a pod-local "
+                "default location)",
+                fix="set the pipeline parameter checkpoint_root to an s3:// prefix (or compile with a KFP "
+                "workspace) for checkpoint_selection=best on a cluster; 'last' needs no checkpoints",
+            )
+        )
+    return durable, checkpoints.materialize_checkpoints(durable, summary.get("checkpoints"))

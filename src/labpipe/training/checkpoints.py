@@ -57,3 +57,117 @@ def publish(staged: str | Path, out: str | Path, keep_last: int) -> Path:
         os.replace(old, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
     return dest
+
+
+# --- Durable checkpoints: a location that outlives the pod (an s3:// prefix, a workspace volume, a local dir) ---
+COMPLETE = ".labpipe-complete"  # on S3 (no atomic directories) a checkpoint counts only once this marker exists
+
+
+def _step(name: str) -> int:
+    return int(_NAME.match(name).group(1))
+
+
+def mirror_dir(uri: str) -> Path:
+    """The local directory that holds the checkpoints of `uri`: the path itself, or a cache mirror for s3://."""
+    import hashlib
+
+    from labpipe import storage
+
+    if not storage.is_s3(uri):
+        return Path(uri)
+    return storage.cache_dir() / "checkpoints" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+
+
+def remote_checkpoints(uri: str) -> list[str]:
+    """Names of the complete checkpoints under an s3:// location (`<uri>/checkpoints/checkpoint-<step>/`)."""
+    from labpipe import storage
+
+    bucket, key = storage.split_s3(storage.join(uri, CHECKPOINTS))
+    prefix = key.rstrip("/") + "/"
+    names = []
+    for page in storage.s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            name, _, rest = obj["Key"][len(prefix) :].partition("/")
+            if rest == COMPLETE and _NAME.match(name):
+                names.append(name)
+    return sorted(names, key=_step)
+
+
+def pull_latest(uri: str) -> Path | None:
+    """Bring the newest complete checkpoint of `uri` into its local mirror (when newer); returns the mirror's latest."""
+    from labpipe import storage
+
+    local = mirror_dir(uri)
+    if storage.is_s3(uri):
+        names = remote_checkpoints(uri)
+        have = latest_checkpoint(local)
+        if names and (have is None or _step(have.name) < _step(names[-1])):
+            _fetch(uri, names[-1], local)
+    return latest_checkpoint(local)
+
+
+def push(checkpoint: Path, uri: str, keep_last: int) -> None:
+    """Upload a complete local checkpoint to an s3:// location (marker last), then drop all but the last K there."""
+    from labpipe import storage
+
+    if not storage.is_s3(uri):
+        return  # a local location is written in place by `publish`
+    dest = storage.join(uri, CHECKPOINTS, checkpoint.name)
+    storage.upload_dir(checkpoint, dest)
+    storage.write_text(storage.join(dest, COMPLETE), checkpoint.name)
+    for old in remote_checkpoints(uri)[:-keep_last]:
+        delete_remote(storage.join(uri, CHECKPOINTS, old))
+
+
+def delete_remote(prefix: str) -> None:
+    """Delete an S3 checkpoint: its marker first, so no reader takes a half-deleted one for complete."""
+    from labpipe import storage
+
+    client = storage.s3_client()
+    bucket, key = storage.split_s3(prefix)
+    client.delete_object(Bucket=bucket, Key=f"{key}/{COMPLETE}")
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key + "/"):
+        for obj in page.get("Contents", []):
+            client.delete_object(Bucket=bucket, Key=obj["Key"])
+
+
+def materialize_checkpoints(uri: str, names: list[str] | None = None) -> Path:
+    """A local directory with `checkpoints/<name>/` for the complete checkpoints of `uri` (all, or `names`)."""
+    from labpipe import storage
+
+    local = mirror_dir(uri)
+    if not storage.is_s3(uri):
+        return local
+    for name in names if names is not None else remote_checkpoints(uri):
+        if not (local / CHECKPOINTS / name).is_dir():
+            _fetch(uri, name, local)
+    return local
+
+
+def _fetch(uri: str, name: str, local: Path) -> None:
+    """Download one S3 checkpoint into `local/checkpoints/<name>` (visible only when complete)."""
+    from labpipe import storage
+
+    staging = local / STAGING / f"pull-{name}"
+    shutil.rmtree(staging, ignore_errors=True)
+    storage.download_dir(storage.join(uri, CHECKPOINTS, name), staging)
+    (staging / COMPLETE).unlink(missing_ok=True)
+    (local / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+    os.replace(staging, local / CHECKPOINTS / name)
+
+
+def default_location(checkpoint_root: str, run_id: str, phase: str, *, workspace: str = "") -> str:
+    """The durable checkpoint location of one phase of one pipeline run.
+
+    `checkpoint_root` (an s3:// prefix or a directory) wins: `<root>/<run_id>/<phase>`. Without it: the run's KFP
+    workspace volume when one is mounted (`<workspace>/checkpoints/<phase>`, it outlives retried pods), else
+    `$LABPIPE_CACHE/checkpoints/<run_id>/<phase>` (a laptop: a rerun resumes; a pod: lost with the pod).
+    """
+    from labpipe import storage
+
+    run = run_id or "local"
+    if checkpoint_root:
+        return storage.join(checkpoint_root, run, phase)
+    if workspace and Path(workspace).is_dir():
+        return str(Path(workspace) / "checkpoints" / phase)
+    return str(storage.cache_dir() / "checkpoints" / run / phase)

@@ -85,6 +85,10 @@ class TrainingConfig:
     chat_template: str | None = None  # Jinja file; default: the base model's tokenizer template
     run_id: str = ""  # pipeline run id (MLflow parent)
     tracking_uri: str = ""
+    # Durable checkpoints (local dir or s3:// prefix, see checkpoints.default_location); "" = <out>/checkpoints.
+    # When set, <out> holds only model/ and training_summary.json (the slim Model artifact).
+    checkpoint_dir: str = ""
+    nproc_per_node: int = 0  # processes on this node (one per GPU); 0 = PET_NPROC_PER_NODE or 1 (launch.py)
 
     def load_phase(self) -> PhaseConfig:
         if self.phase not in PHASES:

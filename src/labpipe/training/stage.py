@@ -29,17 +29,44 @@ def run_training(config: TrainingConfig, *, callbacks: Sequence[Any] = ()) -> di
     `out` may be an s3:// prefix: training then runs in a local work directory (kept for resume) and the
     finished directory is uploaded. `callbacks` are extra transformers TrainerCallbacks.
     """
+    from labpipe.training import launch
+
     out = _work_dir(config.out)
     summary_path = out / checkpoints.SUMMARY
     if summary_path.exists():  # already complete: a rerun is a no-op
         summary = json.loads(summary_path.read_text())
         _publish(out, config.out)
         return summary
+    plan = launch.launch_plan(config.nproc_per_node)
+    if plan.world_size > 1 and not launch.in_worker():
+        # Check the batch arithmetic before starting workers, then run `labpipe train` once per process.
+        config.load_phase().gradient_accumulation(plan.world_size, where=config.config_file or config.preset)
+        launch.run_workers(plan, train_argv(config))
+        if summary_path.exists():
+            return json.loads(summary_path.read_text())
+        return {"phase": config.phase, "node_rank": plan.node_rank, "world_size": plan.world_size}
     phase = config.load_phase()
     prepared = _prepare(config, phase)
     summary = _train(config, phase, prepared, out, callbacks)
     _publish(out, config.out)
     return summary
+
+
+def train_argv(config: TrainingConfig) -> list[str]:
+    """`labpipe train` arguments that reproduce `config` in a worker process (launch.py)."""
+    argv = ["--phase", config.phase, "--model", config.base_model, "--data", config.data, "--out", config.out,
+            "--preset", config.preset, "--run-id", config.run_id, "--tracking-uri", config.tracking_uri]  # fmt: skip
+    for flag, value in (
+        ("--config", config.config_file),
+        ("--replay", config.replay),
+        ("--chat-template", config.chat_template),
+        ("--checkpoint-dir", config.checkpoint_dir),
+    ):
+        if value:
+            argv += [flag, value]
+    if config.overrides:
+        argv += ["--overrides", json.dumps(config.overrides)]
+    return argv
 
 
 def _work_dir(out: str) -> Path:
@@ -130,6 +157,7 @@ def sft_config(phase: PhaseConfig, *, output_dir: Path, grad_accum: int):
     )
     return SFTConfig(
         output_dir=str(output_dir),
+        use_cpu=not torch.cuda.is_available(),  # on CPU: DDP over gloo when several processes are launched
         num_train_epochs=phase.epochs,
         max_steps=phase.max_steps,
         learning_rate=phase.learning_rate,
@@ -176,10 +204,16 @@ def _train(
     )
 
     stats: data.DataStats = prepared["stats"]
+    # Checkpoints live in `ckpt` (the output itself, or a durable location mirrored locally when it is s3://).
+    ckpt = checkpoints.mirror_dir(config.checkpoint_dir) if config.checkpoint_dir else out
     if _is_main():
         checkpoints.clear_staging(out)
-    resume = checkpoints.latest_checkpoint(out)
-    args = sft_config(phase, output_dir=out / checkpoints.STAGING, grad_accum=prepared["grad_accum"])
+        checkpoints.clear_staging(ckpt)
+    args = sft_config(phase, output_dir=ckpt / checkpoints.STAGING, grad_accum=prepared["grad_accum"])
+    with args.main_process_first(local=True, desc="fetch the durable checkpoint"):
+        if config.checkpoint_dir and int(os.environ.get("LOCAL_RANK", "0")) == 0:
+            checkpoints.pull_latest(config.checkpoint_dir)  # a retried pod or a fresh node resumes from it
+    resume = checkpoints.latest_checkpoint(ckpt)
     model = AutoModelForCausalLM.from_pretrained(prepared["model_dir"], dtype=torch.float32)
     # Packed bins without flash-attention: attention per packed sequence, not over the whole bin (trainer.py).
     restore_attention = use_per_sequence_attention(model) if phase.packing else None
@@ -208,8 +242,9 @@ def _train(
             train_dataset=data.to_dataset(prepared["rows"]),
             processing_class=prepared["tokenizer"],
             callbacks=[SaveEveryEpoch(), MlflowStepMetrics(run), *callbacks],
-            lab_out=out,
+            lab_out=ckpt,
             keep_last=phase.keep_last,
+            durable=config.checkpoint_dir,
         )
         if resume:
             trainer.load_token_counts(resume)
@@ -244,6 +279,9 @@ def _train(
             "resumed_from_step": int(resume.name.split("-")[-1]) if resume else 0,
             "model_subpath": checkpoints.MODEL,
             "mlflow_run_id": run.run_id,
+            "world_size": prepared["world_size"],
+            "checkpoint_dir": config.checkpoint_dir,  # "" = <out>/checkpoints
+            "checkpoints": [p.name for p in checkpoints.checkpoint_dirs(ckpt)],
         }
         if _is_main():
             final = out / checkpoints.MODEL

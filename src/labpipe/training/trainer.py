@@ -28,10 +28,11 @@ class LabSFTTrainer(SFTTrainer):
     trained ones (with a loss label); totals survive resumes through token_counts.json in each checkpoint.
     """
 
-    def __init__(self, *args, lab_out: str | Path, keep_last: int, **kwargs):
+    def __init__(self, *args, lab_out: str | Path, keep_last: int, durable: str = "", **kwargs):
         super().__init__(*args, **kwargs)
         self.lab_out = Path(lab_out)
         self.keep_last = keep_last
+        self.durable = durable  # an s3:// checkpoint location: each published checkpoint is uploaded there
         self.totals = {"processed": 0, "real": 0, "trained": 0}
         self._pending = torch.zeros(3, dtype=torch.float64)  # local counts not yet reduced across processes
         self._last_log = (time.perf_counter(), 0)  # (time, real tokens) at the previous log
@@ -77,8 +78,10 @@ class LabSFTTrainer(SFTTrainer):
         if self.args.should_save:
             (staged / TOKEN_COUNTS).write_text(json.dumps(self.totals))
         self.accelerator.wait_for_everyone()  # every rank has written its shards
-        if self.args.should_save:
-            checkpoints.publish(staged, self.lab_out, self.keep_last)
+        if self.args.should_save:  # rank 0 alone
+            published = checkpoints.publish(staged, self.lab_out, self.keep_last)
+            if self.durable:
+                checkpoints.push(published, self.durable, self.keep_last)
         self.accelerator.wait_for_everyone()
 
 

@@ -4,6 +4,7 @@ No `from __future__ import annotations` here: kfp reads the component annotation
 """
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,9 @@ def test_knowledge_then_skill_sft_under_kfp_local(tmp_path, tiny_model, training
     assert k_summary["steps"] == s_summary["steps"] == 2
     assert Path(s_summary["base_model"]) == knowledge_out  # the skill phase starts from the knowledge Model
     assert (skills_out / "model" / "model.safetensors").exists()
+    # the slim Model artifact: no checkpoints inside; they are in the durable location (default: LABPIPE_CACHE)
+    for out, summary, phase in ((knowledge_out, k_summary, "knowledge"), (skills_out, s_summary, "skills")):
+        assert sorted(p.name for p in out.iterdir()) == ["model", "training_summary.json"]
+        durable = Path(os.environ["LABPIPE_CACHE"]) / "checkpoints" / "component-test" / phase
+        assert summary["checkpoint_dir"] == str(durable)
+        assert [p.name for p in (durable / "checkpoints").iterdir()] == ["checkpoint-2"] == summary["checkpoints"]

@@ -1,0 +1,146 @@
+"""`run_sft_task(SftTaskConfig) -> dict`: the SFT pipeline task as one library call.
+
+Decides where one phase trains and returns the Model artifact metadata:
+- `training_backend=pod` (default), `training_nodes=1`: in this pod; `gpus > 1` starts one process per GPU
+  (launch.py, FSDP via the shipped accelerate config).
+- `training_backend=trainjob` (also chosen for `pod` with `training_nodes > 1`) or `pytorchjob`: `labpipe train`
+  runs as a Kubeflow Trainer v2 TrainJob (or a legacy PyTorchJob) on `training_nodes` x `gpus` (jobs.py). Data,
+  base model and output travel through S3 under the durable checkpoint location (`<location>/handoff/`); this
+  task uploads its inputs there, waits for the job, and downloads the final model into the Model artifact.
+
+Checkpoints go to the durable location of the run and phase (checkpoints.default_location), never into the
+Model artifact: the artifact holds model/ and training_summary.json only, and the summary names the location.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from labpipe import storage
+from labpipe.errors import Problem, UserError
+from labpipe.training import checkpoints, jobs
+from labpipe.training.config import TrainingConfig
+
+
+@dataclass
+class SftTaskConfig:
+    phase: str
+    base_model: str  # local path or s3:// (skills: the knowledge task's Model artifact)
+    data: str  # messages JSONL
+    out: str  # the Model artifact's path
+    preset: str = "smoke"
+    max_steps: int = 0
+    run_id: str = ""
+    tracking_uri: str = ""
+    gpus: int = 1  # per node
+    training_nodes: int = 1
+    training_backend: str = "pod"  # pod | trainjob | pytorchjob
+    training_runtime: str = "torch-distributed"  # ClusterTrainingRuntime of the TrainJob
+    checkpoint_root: str = ""  # s3:// prefix or directory; "" = the KFP workspace when mounted, else LABPIPE_CACHE
+    workspace: str = ""  # the run's KFP workspace path, when the pipeline was compiled with one
+    image: str = ""  # the training image (jobs)
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+    s3_secret: str = ""
+    ca_bundle: str = ""  # secret with ca.crt (labpipe-ca) mounted into the job's pods
+    namespace: str = ""  # "" = the pod's own namespace
+
+
+def check(cfg: SftTaskConfig) -> str:
+    """The backend to use; UserError for settings that cannot work."""
+    problems = []
+    if cfg.training_backend not in jobs.BACKENDS:
+        problems.append(Problem("training_backend", "backend", f"unknown backend {cfg.training_backend!r}",
+                                f"use one of {', '.join(jobs.BACKENDS)}", field="training_backend"))  # fmt: skip
+    if cfg.training_nodes < 1:
+        problems.append(Problem("training_nodes", "value", f"{cfg.training_nodes} nodes", "use 1 or more",
+                                field="training_nodes"))  # fmt: skip
+    if cfg.gpus < 0:
+        problems.append(Problem("gpus", "value", f"{cfg.gpus} GPUs", "use 0 or more", field="gpus"))
+    backend = "trainjob" if cfg.training_backend == "pod" and cfg.training_nodes > 1 else cfg.training_backend
+    if backend in ("trainjob", "pytorchjob") and not storage.is_s3(cfg.checkpoint_root):
+        problems.append(Problem(
+            "checkpoint_root", "s3-required",
+            f"training_backend={backend} needs an s3:// checkpoint_root (got {cfg.checkpoint_root!r}): the job's "
+            "nodes read the data and base model and write checkpoints and the model there",
+            "pass checkpoint_root=s3://bucket/prefix (the S3 secret of the pipeline is mounted into the job)",
+            field="checkpoint_root",
+        ))  # fmt: skip
+    if problems:
+        raise UserError(problems)
+    return backend
+
+
+def run_sft_task(cfg: SftTaskConfig) -> dict[str, Any]:
+    from labpipe.training.passthrough import skip_empty_knowledge_phase
+    from labpipe.training.stage import run_training
+
+    backend = check(cfg)
+    durable = checkpoints.default_location(cfg.checkpoint_root, cfg.run_id, cfg.phase, workspace=cfg.workspace)
+    training = TrainingConfig(
+        phase=cfg.phase,
+        base_model=cfg.base_model,
+        data=cfg.data,
+        out=cfg.out,
+        preset=cfg.preset,
+        overrides={"max_steps": cfg.max_steps} if cfg.max_steps > 0 else {},
+        run_id=cfg.run_id,
+        tracking_uri=cfg.tracking_uri,
+        checkpoint_dir=durable,
+        nproc_per_node=cfg.gpus if cfg.gpus > 1 else 0,
+    )
+    skipped = skip_empty_knowledge_phase(training)  # a skills-only change: the base model passes through
+    if skipped:
+        return skipped
+    if backend == "pod":
+        return run_training(training)
+    # the batch arithmetic of the whole job, before anything is uploaded or submitted
+    where = training.config_file or training.preset
+    training.load_phase().gradient_accumulation(cfg.training_nodes * max(cfg.gpus, 1), where=where)
+    return _run_as_job(cfg, training, durable, backend)
+
+
+def _run_as_job(cfg: SftTaskConfig, training: TrainingConfig, durable: str, backend: str) -> dict[str, Any]:
+    from labpipe.models.loading import resolve_model_dir
+
+    handoff = storage.join(durable, "handoff")
+    out_uri = storage.join(handoff, "output")
+    summary_uri = storage.join(out_uri, checkpoints.SUMMARY)
+    if not storage.exists(summary_uri):  # else: a retried task whose job had finished; only the download is left
+        data_uri = cfg.data
+        if not storage.is_s3(data_uri):
+            data_uri = storage.join(handoff, "data.jsonl")
+            storage.upload_file(cfg.data, data_uri)
+        base_uri = cfg.base_model
+        if not storage.is_s3(base_uri):
+            base_uri = storage.join(handoff, "base")
+            storage.upload_dir(resolve_model_dir(cfg.base_model), base_uri)
+        remote = replace(training, base_model=base_uri, data=data_uri, out=out_uri, nproc_per_node=0)
+        from labpipe.training.stage import train_argv
+
+        jobs.run_job(
+            jobs.JobSpec(
+                name=jobs.job_name(cfg.run_id or "local", cfg.phase),
+                namespace=cfg.namespace or jobs.current_namespace(),
+                image=cfg.image,
+                train_argv=train_argv(remote),
+                nodes=cfg.training_nodes,
+                gpus_per_node=cfg.gpus,
+                backend=backend,
+                runtime=cfg.training_runtime,
+                node_selector=dict(cfg.node_selector or {}),
+                tolerations=list(cfg.tolerations or []),
+                s3_secret=cfg.s3_secret,
+                ca_bundle=cfg.ca_bundle,
+                labels={"app.kubernetes.io/part-of": "labpipe", "labpipe.io/phase": cfg.phase},
+            )
+        )
+    with storage.atomic_dir(cfg.out) as tmp:  # the slim Model artifact: model/ and the summary
+        storage.download_dir(storage.join(out_uri, checkpoints.MODEL), tmp / checkpoints.MODEL)
+        summary = json.loads(storage.read_text(summary_uri))
+        summary["backend"] = backend
+        summary["nodes"] = cfg.training_nodes
+        (tmp / checkpoints.SUMMARY).write_text(json.dumps(summary, indent=2))
+    return summary

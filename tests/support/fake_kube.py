@@ -1,0 +1,185 @@
+"""A fake Kubernetes API server on 127.0.0.1 for the training-job lifecycle tests.
+
+A FAKE, and said so: no controller runs the job. It speaks the real REST paths and JSON the `kubernetes` client
+uses (custom objects create/get/delete, pod list by label selector, pod log with follow), keeps the objects
+in memory, and moves a job to the outcome its scenario names after a few GETs, so that submit -> watch ->
+fail/succeed -> delete, a cancelled run and a leftover job can be driven over real HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+CUSTOM = re.compile(r"^/apis/(?P<group>[^/]+)/(?P<version>[^/]+)/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?$")
+PODS = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods$")
+LOG = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<pod>[^/]+)/log$")
+DONE = {"trainjobs": ("Complete", "Failed"), "pytorchjobs": ("Succeeded", "Failed")}
+
+
+class FakeKube:
+    def __init__(self):
+        self.objects: dict[tuple[str, str, str], dict] = {}  # (plural, ns, name) -> object
+        self.gets: dict[str, int] = {}
+        self.requests: list[tuple[str, str]] = []
+        self.deleted: list[str] = []
+        # name -> {"outcome": "succeed" | "fail" | "run", "after": GETs before the outcome, "reason", "message"}
+        self.scenarios: dict[str, dict] = {}
+        self.log_lines = ["step 1 loss 6.37", "step 2 loss 6.22", "training done"]
+        self.lock = threading.Lock()
+        # Set `runner` to play the Trainer controller for TrainJobs: each node runs the job's command as a local
+        # process with the PET_* variables of the torch runtime, env from `runner["env"]` and `secrets`.
+        self.runner: dict | None = None
+        self.secrets: dict[str, dict[str, str]] = {}
+        self.node_logs: dict[str, Path] = {}
+        self.procs: dict[str, list] = {}
+
+    def start_nodes(self, job: dict) -> None:
+        import os
+        import subprocess
+        import sys
+
+        name, trainer = job["metadata"]["name"], job["spec"]["trainer"]
+        # a pod gets only what the job spec gives it: no S3 credentials from the test process
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | self.runner.get("env", {})
+        for var in trainer.get("env") or []:
+            if "value" in var:
+                env[var["name"]] = var["value"]
+            else:
+                ref = var["valueFrom"]["secretKeyRef"]
+                if ref["key"] in self.secrets.get(ref["name"], {}):
+                    env[var["name"]] = self.secrets[ref["name"]][ref["key"]]
+        command = trainer["command"]
+        if command[0] == "labpipe":
+            command = [sys.executable, "-m", "labpipe.cli", *command[1:]]
+        nodes, port = trainer["numNodes"], str(self.runner["port"])
+        procs = []
+        for rank in range(nodes):
+            log = Path(self.runner["workdir"]) / f"{name}-node-{rank}.log"
+            pet = {"PET_NNODES": str(nodes), "PET_NODE_RANK": str(rank), "PET_MASTER_ADDR": "127.0.0.1",
+                   "PET_MASTER_PORT": port, "PET_NPROC_PER_NODE": str(trainer.get("numProcPerNode", 1))}  # fmt: skip
+            node_env = {**env, **pet, "LABPIPE_CACHE": str(Path(self.runner["workdir"]) / f"node-{rank}-cache")}
+            procs.append(subprocess.Popen(command, env=node_env, stdout=log.open("w"), stderr=subprocess.STDOUT))
+            if rank == 0:
+                self.node_logs[name] = log
+        self.procs[name] = procs
+
+        def watch():
+            codes = [p.wait() for p in procs]
+            bad = [(r, c) for r, c in enumerate(codes) if c]
+            cond = ({"type": "Failed", "status": "True", "reason": "NodeFailed",
+                     "message": f"node {bad[0][0]} exited with code {bad[0][1]}"} if bad else
+                    {"type": "Complete", "status": "True", "reason": "JobSucceeded", "message": ""})  # fmt: skip
+            with self.lock:
+                job["status"] = {"conditions": [cond]}
+
+        threading.Thread(target=watch, daemon=True).start()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeKube
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def _send(self, status: int, body, content_type="application/json"):
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _status(self, status: int, reason: str, message: str):
+        self._send(status, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason,
+                            "message": message, "code": status})  # fmt: skip
+
+    def _route(self, method: str):
+        url = urlparse(self.path)
+        fake = self.fake
+        with fake.lock:
+            fake.requests.append((method, url.path))
+        if m := CUSTOM.match(url.path):
+            key = (m["plural"], m["ns"], m["name"] or "")
+            if method == "POST":
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                key = (m["plural"], m["ns"], body["metadata"]["name"])
+                with fake.lock:
+                    if key in fake.objects:
+                        return self._status(409, "AlreadyExists", f"{key[2]} already exists")
+                    fake.objects[key] = body
+                    if fake.runner is not None and m["plural"] == "trainjobs":
+                        fake.scenarios[key[2]] = {"outcome": "run"}  # the nodes decide
+                        fake.start_nodes(body)
+                return self._send(201, body)
+            with fake.lock:
+                obj = fake.objects.get(key)
+            if obj is None:
+                return self._status(404, "NotFound", f"{key[2]} not found")
+            if method == "DELETE":
+                with fake.lock:
+                    del fake.objects[key]
+                    fake.deleted.append(key[2])
+                return self._send(200, {"kind": "Status", "status": "Success"})
+            with fake.lock:
+                fake.gets[key[2]] = fake.gets.get(key[2], 0) + 1
+                scenario = fake.scenarios.get(key[2], {"outcome": "succeed", "after": 2})
+                if scenario["outcome"] != "run" and fake.gets[key[2]] > scenario.get("after", 2):
+                    done, failed = DONE[m["plural"]]
+                    kind = done if scenario["outcome"] == "succeed" else failed
+                    obj["status"] = {"conditions": [{"type": "Created", "status": "True"}, {
+                        "type": kind, "status": "True", "reason": scenario.get("reason", ""),
+                        "message": scenario.get("message", "")}]}  # fmt: skip
+            return self._send(200, obj)
+        if m := PODS.match(url.path):
+            selector = parse_qs(url.query).get("labelSelector", [""])[0]
+            labels = dict(part.split("=", 1) for part in selector.split(",") if "=" in part)
+            job = labels.get("jobset.sigs.k8s.io/jobset-name") or labels.get("training.kubeflow.org/job-name")
+            with fake.lock:
+                exists = any(k[2] == job for k in fake.objects)
+            items = [{"metadata": {"name": f"{job}-node-0-0", "namespace": m["ns"], "labels": labels}}] if exists else []
+            return self._send(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
+        if m := LOG.match(url.path):
+            job = m["pod"].removesuffix("-node-0-0")
+            if job in fake.procs:  # follow: answer when node 0 has exited, with its whole log
+                fake.procs[job][0].wait()
+                return self._send(200, fake.node_logs[job].read_text(), content_type="text/plain")
+            return self._send(200, "\n".join(fake.log_lines) + "\n", content_type="text/plain")
+        return self._status(404, "NotFound", url.path)
+
+    def do_GET(self):
+        self._route("GET")
+
+    def do_POST(self):
+        self._route("POST")
+
+    def do_DELETE(self):
+        self._route("DELETE")
+
+
+@contextmanager
+def fake_kube_server(workdir: Path):
+    """Yields (FakeKube, kubeconfig path) for a server on 127.0.0.1; stops it afterwards."""
+    fake = FakeKube()
+    handler = type("Handler", (_Handler,), {"fake": fake})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    kubeconfig = workdir / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "clusters": [{"name": "fake", "cluster": {"server": url}}],
+        "users": [{"name": "fake", "user": {"token": "fake-token"}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": "lab"}}],
+    }))  # fmt: skip
+    try:
+        yield fake, kubeconfig
+    finally:
+        server.shutdown()
+        server.server_close()
