@@ -101,7 +101,10 @@ def test_a_job_without_cluster_extras_stays_minimal(shared_data):
     spec = jobs.JobSpec(name="labpipe-skills-x", namespace="lab", image="img", train_argv=["--phase", "skills"],
                         nodes=3, gpus_per_node=0)  # fmt: skip
     body = jobs.manifest(spec)
-    assert "runtimePatches" not in body["spec"] and "env" not in body["spec"]["trainer"]
+    assert "runtimePatches" not in body["spec"]
+    # only the optional cluster-wide settings every task gets (proxy ConfigMap, MLflow secret)
+    assert {e["name"] for e in body["spec"]["trainer"]["env"]} == {*jobs.PROXY_KEYS, *jobs.MLFLOW_KEYS}
+    assert all(e["valueFrom"][next(iter(e["valueFrom"]))]["optional"] for e in body["spec"]["trainer"]["env"])
     assert not list(_validator(shared_data, "trainer.kubeflow.org_trainjobs.yaml", "v1alpha1").iter_errors(body))
 
 
