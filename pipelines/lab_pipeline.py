@@ -82,6 +82,7 @@ def lab_pipeline(
     production_model_name: str = "labpipe-model",
     gate_tolerance: float = 0.0,
     mlflow_tracking_uri: str = "",
+    generation_cache: str = "",  # shared teacher/judge reply cache: an s3:// prefix on a cluster
 ):
     diff = taxonomy_diff(taxonomy=taxonomy, taxonomy_ref=taxonomy_ref, base=base,
                          run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).set_display_name("1 taxonomy diff")
@@ -93,13 +94,14 @@ def lab_pipeline(
     generated = synthetic_generation(
         seeds=seeds.outputs["seeds"], teacher=teacher, teacher_model=teacher_model, teacher_secret=teacher_secret,
         gate=generation_gate, concurrency=concurrency, run_id=RUN_ID, tracking_uri=mlflow_tracking_uri,
+        generation_cache=generation_cache,
     ).set_display_name("3 synthetic generation")
     _with_endpoint(_with_s3(generated, s3_secret), "teacher", teacher_secret)
 
     critique = critique_filter(
         generated=generated.outputs["generated"], judge=judge, judge_model=judge_model, judge_secret=judge_secret,
         profile=critique_profile, samples_per_skill_leaf=samples_per_skill_leaf, seed=seed,
-        run_id=RUN_ID, tracking_uri=mlflow_tracking_uri,
+        run_id=RUN_ID, tracking_uri=mlflow_tracking_uri, generation_cache=generation_cache,
     ).set_display_name("4 critique filtering")
     _with_endpoint(_with_s3(critique, s3_secret), "judge", judge_secret)
 
