@@ -84,13 +84,13 @@ def read_generated(uri: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 
 def run_critique(config: CritiqueConfig, client=None, cache=None) -> dict[str, Any]:
     """Filter, judge, mix; returns the artifact metadata (counts, yield, judge requests and tokens)."""
-    from labpipe.generation.cache import open_cache
     from labpipe.critique.dedup import near_duplicates
     from labpipe.critique.filters import format_problem, length_problem, score_problem
     from labpipe.critique.judge import run_judges
     from labpipe.critique.mixing import mix
     from labpipe.critique.profiles import load_profile
     from labpipe.critique.report import Ledger, to_markdown, yield_report
+    from labpipe.generation.cache import open_cache
     from labpipe.generation.checkpoint import CallStats, Checkpoint
     from labpipe.generation.client import make_client, resolve_model_spec
     from labpipe.generation.flow import load_flows
