@@ -1,7 +1,8 @@
 """Split document text into chunks of at most `budget` tokens: as few chunks as the budget allows,
 evenly filled, each cut on the strongest boundary available near the even split.
 
-Boundaries, strongest first: blank lines (paragraphs), line breaks, sentence ends, spaces. Tokens are
+Boundaries, strongest first: blank lines (paragraphs); sentence ends and line breaks before a
+heading, list item, table row or quote; other line breaks (hard-wrapped prose); spaces. Tokens are
 counted with the tokenizer of the model in use when one is given (a model directory or s3:// URI:
 only its tokenizer files are fetched), else with `labpipe.taxonomy.schema.approx_tokens` (one token
 per word or punctuation mark).
@@ -11,13 +12,14 @@ of whitespace runs), plus what the chunk's first word costs more without its lea
 what a chunk costs: exact for tokenizers that split on whitespace before merging (byte-level BPE),
 unlike joined pieces counted one by one (a BPE tokenizer merges across the joint, and a word costs
 differently with and without its leading space). With these costs:
-1. the number of chunks is the fewest that hold the text when each leaves room for half a typical
-   sentence of the document, or 10% of the budget if more (backward greedy over word boundaries:
-   optimal for additive costs). It never grows with the budget, and no chunk is split further than
-   the budget demands (no one-word chunks); the room lets the cuts fall on sentence ends;
-2. a forward pass cuts each chunk, within the full budget, at a position from which the rest still
-   fits in the chunks left, preferring the strongest boundary within a quarter budget of an even
-   split of what remains, so chunks are evenly full and never a small fragment.
+1. the number of chunks is the fewest that hold the text when each leaves some room: a typical
+   (median) sentence of the document, at least 10% and at most 25% of the budget (backward greedy over word
+   boundaries: optimal for additive costs). It never grows with the budget, and no chunk is split
+   further than the budget demands (no one-word chunks); the room lets cuts fall on sentence ends;
+2. a forward pass cuts each chunk, within the full budget, at a position from which the rest needs
+   exactly one chunk fewer with that room (so every cut keeps the same freedom), preferring the
+   strongest boundary within a quarter budget (and half a share) of an even split of what remains,
+   so chunks are evenly full and never a small fragment.
 Every chunk is finally counted as text on its own and pulled back a word if it overflows. A single
 word longer than the budget stays whole.
 """
@@ -33,6 +35,7 @@ from labpipe.taxonomy.schema import _TOKEN, approx_tokens
 Counter = Callable[[str], int]
 _CUT = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")
+_BLOCK_START = re.compile(r"#|[-*+>|] |\d+[.)] |```")
 TOLERANCE = 0.25  # of the budget: how far from an even split a stronger boundary may move a cut
 SLACK = 0.1  # the least room per chunk (of the budget) kept for moving cuts to sentence ends
 
@@ -128,20 +131,20 @@ def chunk_text(text: str, budget: int, count: Counter = APPROX) -> list[str]:
             chain.append(min(i, j - 1))
         return chain
 
-    # As many chunks as it takes when each leaves room for half a typical sentence (what packing
-    # whole sentences wastes on average) or 10% of the budget: the room lets cuts fall on sentence
-    # ends, and as the room does not depend on the budget, the count never grows with it. The cuts
-    # themselves use the full budget.
-    room = max(int(budget * SLACK), _median_sentence(tokens, strength) // 2)
-    remaining = len(backward(max(1, budget - room))) - 1
-    chain = backward(budget)
+    # As many chunks as it takes when each leaves room for a typical sentence (10% to 25% of the
+    # budget): the room lets cuts fall on sentence ends, and as budget - room never falls when the
+    # budget grows, neither does the count rise. The cuts themselves use the full budget.
+    room = min(budget // 4, max(int(budget * SLACK), _median_sentence(tokens, strength)))
+    chain = backward(max(1, budget - room))  # each cut leaves a rest that packs at budget - room
+    remaining = len(chain) - 1
     chunks: list[str] = []
     pos = 0
     while pos < last:
         if remaining <= 1:
             cut = last
         else:
-            lo, hi = chain[min(remaining - 1, len(chain) - 1)], reach(pos)
+            # from the cut, exactly one chunk fewer must hold the rest: no spare chunks pile up at the end
+            lo, hi = chain[remaining - 1], min(reach(pos), chain[remaining - 2] - 1)
             cut = _best_cut(pos, max(pos + 1, min(lo, hi)), hi, tokens, strength, budget, remaining)
         while cut > pos + 1 and counter(text[cuts[pos] : cuts[cut]].strip()) > budget:
             cut -= 1  # the chunk on its own costs a token or two more than its share: one word less
@@ -156,12 +159,14 @@ def _cuts(text: str) -> tuple[list[int], list[int]]:
     cuts, strength = [0], [4]
     for m in _CUT.finditer(text):
         space = m.group()
-        if "\n" in space and "\n" in space[space.index("\n") + 1 :]:
+        if space.count("\n") >= 2:
             level = 3  # a blank line: paragraph
+        elif _SENTENCE_END.search(text[max(0, m.start() - 4) : m.start()]) or (
+            "\n" in space and _BLOCK_START.match(text, m.end())
+        ):
+            level = 2  # a sentence end, or a line that starts a heading, list item, table row, quote
         elif "\n" in space:
-            level = 2
-        elif _SENTENCE_END.search(text[max(0, m.start() - 4) : m.start()]):
-            level = 1
+            level = 1  # a line break inside hard-wrapped prose
         else:
             level = 0
         cuts.append(m.start())
@@ -172,7 +177,7 @@ def _cuts(text: str) -> tuple[list[int], list[int]]:
 
 
 def _median_sentence(tokens: list[int], strength: list[int]) -> int:
-    ends = [t for t, level in zip(tokens, strength, strict=True) if level >= 1]
+    ends = [t for t, level in zip(tokens, strength, strict=True) if level >= 2]
     lengths = sorted(b - a for a, b in zip(ends, ends[1:], strict=False) if b > a)
     return lengths[len(lengths) // 2] if lengths else 0
 
@@ -181,8 +186,9 @@ def _best_cut(
     pos: int, lo: int, hi: int, tokens: list[int], strength: list[int], budget: int, need: int
 ) -> int:
     """The cut in [lo, hi] on the strongest boundary near an even split of the rest into `need`."""
-    target = tokens[pos] + (tokens[-1] - tokens[pos]) / need
-    window = TOLERANCE * budget
+    share = (tokens[-1] - tokens[pos]) / need
+    target = tokens[pos] + share
+    window = min(TOLERANCE * budget, share / 2)  # neither this chunk nor the rest below half a share
     best, best_key = hi, None
     for j in range(lo, hi + 1):
         off = abs(tokens[j] - target)
