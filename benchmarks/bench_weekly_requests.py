@@ -27,7 +27,12 @@ from labpipe.critique.stage import CritiqueConfig, run_critique
 from labpipe.generation.stage import MANIFEST, GenerationConfig, run_generation
 from labpipe.taxonomy import gitrepo
 from labpipe.taxonomy.sample import commit_all, sample_taxonomy_source
-from labpipe.taxonomy.stage import SeedExtractionConfig, TaxonomyDiffConfig, run_seed_extraction, run_taxonomy_diff
+from labpipe.taxonomy.stage import (
+    SeedExtractionConfig,
+    TaxonomyDiffConfig,
+    run_seed_extraction,
+    run_taxonomy_diff,
+)
 from labpipe.testing.fake_openai import FakeOpenAIServer
 
 SKILLS = (
