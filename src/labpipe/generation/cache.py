@@ -64,6 +64,8 @@ def model_identity(client: Any) -> str:
     spec = getattr(client, "spec", None)
     if spec is not None and not spec.is_endpoint:
         return "hf:" + _local_model_identity(spec.target)
+    if spec is not None and spec.model:  # named: no need to ask the endpoint (a cached run needs none)
+        return "model:" + spec.model
     return "model:" + str(getattr(client, "model_name", "") or "")
 
 

@@ -254,3 +254,18 @@ def test_kill_9_then_fresh_out_dir_with_same_cache_resends_nothing_answered(tmp_
     # only requests in flight at the kill (concurrency 4) are sent twice; nothing answered is
     assert len(set(first_log) & set(second_log)) <= 4
     assert (tmp_path / "fresh" / GENERATED).read_text() == (tmp_path / "ref" / GENERATED).read_text()
+
+
+def test_a_fully_cached_rerun_needs_no_teacher_when_the_model_is_named(tmp_path):
+    cache = str(tmp_path / "cache")
+    with FakeOpenAIServer() as server:
+        first = run_generation(_gen(server, tmp_path / "a", cache, teacher_model=server.model))
+        url = server.base_url
+    # the teacher is gone: every reply comes from the cache, nothing is sent, nothing fails
+    config = GenerationConfig(
+        seeds=str(SEEDS), out=str(tmp_path / "b"), teacher=url, teacher_model="fake-teacher",
+        progress=False, fan_out_scale=0.3, gate=False, generation_cache=cache,
+    )
+    again = run_generation(config)
+    assert again["requests_sent"] == 0 and again["requests_reused"] == first["requests_sent"] > 0
+    assert (tmp_path / "b" / GENERATED).read_text() == (tmp_path / "a" / GENERATED).read_text()

@@ -135,3 +135,24 @@ def test_default_location_is_under_labpipe_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LABPIPE_CACHE", str(tmp_path / "lc"))
     assert open_cache("").uri == str(tmp_path / "lc" / "generation")
     assert open_cache("off") is None
+
+
+def test_model_identity_endpoint_name_or_local_model_files(tmp_path):
+    from types import SimpleNamespace
+
+    from labpipe.generation.cache import model_identity
+    from labpipe.generation.client import ModelSpec
+
+    named = SimpleNamespace(spec=ModelSpec("http://a:8000/v1", model="granite"), model_name="unused")
+    other_url = SimpleNamespace(spec=ModelSpec("http://b:9000/v1", model="granite"), model_name="unused")
+    assert model_identity(named) == model_identity(other_url) == "model:granite"  # the URL is not the model
+    discovered = SimpleNamespace(spec=ModelSpec("http://a:8000/v1"), model_name="granite")
+    assert model_identity(discovered) == "model:granite"
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "model.safetensors").write_bytes(b"weights v1")
+    local = SimpleNamespace(spec=ModelSpec(str(model_dir)), model_name="model")
+    before = model_identity(local)
+    assert before.startswith(f"hf:{model_dir.resolve()}@")
+    (model_dir / "model.safetensors").write_bytes(b"weights v2, retrained")
+    assert model_identity(local) != before  # retrained in place: a new identity, no stale replies
