@@ -43,9 +43,11 @@ def is_tokenizer_file(relative: str) -> bool:
 def tokenizer_dir(uri: str | Path) -> Path:
     """A local directory holding the tokenizer of the model at `uri`. For s3:// only the tokenizer
     files are downloaded (cached by URI), never the weights."""
-    if not is_s3(str(uri)):
-        return resolve_model_dir(uri)
-    path = materialize_dir(str(uri), kind="tokenizers", include=is_tokenizer_file)
+    path = (
+        materialize_dir(str(uri), kind="tokenizers", include=is_tokenizer_file)
+        if is_s3(str(uri))
+        else materialize_dir(str(uri))  # a local model or tokenizer directory, as it is
+    )
     if (path / TRAINING_OUTPUT_MODEL / "config.json").is_file():
         path = path / TRAINING_OUTPUT_MODEL
     if not any((path / name).is_file() for name in TOKENIZER_FILES - {"config.json"}):
@@ -53,7 +55,7 @@ def tokenizer_dir(uri: str | Path) -> Path:
             Problem(
                 where=str(uri),
                 rule="tokenizer",
-                message="no tokenizer files (tokenizer.json, tokenizer_config.json, ...) under this prefix",
+                message="no tokenizer files here (tokenizer.json, tokenizer_config.json, ...)",
                 fix="save the tokenizer next to the model (tokenizer.save_pretrained)",
             )
         )
