@@ -269,3 +269,32 @@ def test_a_fully_cached_rerun_needs_no_teacher_when_the_model_is_named(tmp_path)
     again = run_generation(config)
     assert again["requests_sent"] == 0 and again["requests_reused"] == first["requests_sent"] > 0
     assert (tmp_path / "b" / GENERATED).read_text() == (tmp_path / "a" / GENERATED).read_text()
+
+
+def test_concurrent_runs_share_one_cache_without_breaking_it(tmp_path):
+    """Two `labpipe generate` processes at once on one cache: both outputs are right, every entry is
+    intact, and together they pay for at most two full runs (less when one finds the other's replies)."""
+    cache_dir = tmp_path / "cache"
+    with FakeOpenAIServer(latency_s=0.01) as server:
+        total = run_generation(_gen(server, tmp_path / "ref", "off"))["requests_sent"]
+        server.reset_counters()
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable, "-m", "labpipe.cli", "generate", "--seeds", str(SEEDS),
+                    "--out", str(tmp_path / name), "--teacher", server.base_url, "--concurrency", "4",
+                    "--fan-out-scale", "0.3", "--no-gate", "--quiet", "--cache", str(cache_dir),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            for name in ("a", "b")
+        ]
+        for proc in procs:
+            assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
+        sent = server.total_requests
+    reference = (tmp_path / "ref" / GENERATED).read_text()
+    assert (tmp_path / "a" / GENERATED).read_text() == reference == (tmp_path / "b" / GENERATED).read_text()
+    assert total <= sent <= 2 * total
+    assert _valid_entries(cache_dir) == len(list(cache_dir.rglob("*.json"))) == total
+    assert not list(cache_dir.rglob("*.tmp"))
