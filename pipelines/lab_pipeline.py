@@ -101,7 +101,8 @@ def lab_pipeline(
     critique = critique_filter(
         generated=generated.outputs["generated"], judge=judge, judge_model=judge_model, judge_secret=judge_secret,
         profile=critique_profile, samples_per_skill_leaf=samples_per_skill_leaf, seed=seed,
-        run_id=RUN_ID, tracking_uri=mlflow_tracking_uri, generation_cache=generation_cache,
+        run_id=RUN_ID, tracking_uri=mlflow_tracking_uri,
+        generation_cache=generation_cache,
     ).set_display_name("4 critique filtering")
     _with_endpoint(_with_s3(critique, s3_secret), "judge", judge_secret)
 
