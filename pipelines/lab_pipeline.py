@@ -97,7 +97,8 @@ def _on_gpus(task: dsl.PipelineTask, gpus, node_selector, tolerations) -> dsl.Pi
 
 def _generate_and_critique(seeds: dsl.PipelineTask, *, teacher, teacher_model, generation_gate, concurrency,
                            request_timeout_s, max_retries, judge, judge_model, judge_secret, s3_secret,
-                           critique_profile, samples_per_skill_leaf, seed, tracking_uri) -> dsl.PipelineTask:
+                           critique_profile, samples_per_skill_leaf, seed, tracking_uri,
+                           generation_cache) -> dsl.PipelineTask:
     """One generation task per shard of the seed extraction's plan, then critique over all of them."""
     with dsl.ParallelFor(items=seeds.outputs["Output"], parallelism=GENERATION_PARALLELISM,
                          name="generation shards") as shard:
@@ -105,14 +106,15 @@ def _generate_and_critique(seeds: dsl.PipelineTask, *, teacher, teacher_model, g
             seeds=seeds.outputs["seeds"], shard_plan=seeds.outputs["shard_plan"], shard=shard, teacher=teacher,
             teacher_model=teacher_model, teacher_secret=LOOP_TEACHER_SECRET, gate=generation_gate,
             concurrency=concurrency, timeout_s=request_timeout_s, max_retries=max_retries,
-            run_id=RUN_ID, tracking_uri=tracking_uri,
+            generation_cache=generation_cache, run_id=RUN_ID, tracking_uri=tracking_uri,
         ).set_display_name("3 synthetic generation")
         _with_endpoint(_with_s3(generated, LOOP_S3_SECRET), "teacher", LOOP_TEACHER_SECRET)
 
     critique = critique_filter(
         generated=dsl.Collected(generated.outputs["generated"]), judge=judge, judge_model=judge_model,
         judge_secret=judge_secret, profile=critique_profile, samples_per_skill_leaf=samples_per_skill_leaf,
-        seed=seed, timeout_s=request_timeout_s, max_retries=max_retries, run_id=RUN_ID, tracking_uri=tracking_uri,
+        seed=seed, timeout_s=request_timeout_s, max_retries=max_retries, generation_cache=generation_cache,
+        run_id=RUN_ID, tracking_uri=tracking_uri,
     ).set_display_name("4 critique filtering")
     _with_endpoint(_with_s3(critique, s3_secret), "judge", judge_secret)
     return critique
@@ -140,6 +142,7 @@ def generation_pipeline(
     samples_per_skill_leaf: int = 30,
     seed: int = 42,
     mlflow_tracking_uri: str = "",
+    generation_cache: str = "",
 ):
     diff = taxonomy_diff(taxonomy=taxonomy, taxonomy_ref=taxonomy_ref, base=base,
                          run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).set_display_name("1 taxonomy diff")
@@ -152,7 +155,9 @@ def generation_pipeline(
         request_timeout_s=request_timeout_s, max_retries=max_retries, judge=judge, judge_model=judge_model,
         judge_secret=judge_secret, s3_secret=s3_secret, critique_profile=critique_profile,
         samples_per_skill_leaf=samples_per_skill_leaf, seed=seed, tracking_uri=mlflow_tracking_uri,
+        generation_cache=generation_cache,
     )
+    _every_task(_with_cluster_config)
 
 
 @dsl.pipeline(name="lab-pipeline", description="LAB: taxonomy -> synthetic data -> phased SFT -> MT-Bench, gated",
@@ -195,6 +200,7 @@ def lab_pipeline(
     training_backend: str = "pod",
     training_runtime: str = "torch-distributed",
     checkpoint_root: str = "",
+    generation_cache: str = "",  # shared teacher/judge reply cache: an s3:// prefix on a cluster
 ):
     diff = taxonomy_diff(taxonomy=taxonomy, taxonomy_ref=taxonomy_ref, base=base,
                          run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).set_display_name("1 taxonomy diff")
@@ -210,6 +216,7 @@ def lab_pipeline(
         request_timeout_s=request_timeout_s, max_retries=max_retries, judge=judge, judge_model=judge_model,
         judge_secret=judge_secret, s3_secret=s3_secret, critique_profile=critique_profile,
         samples_per_skill_leaf=samples_per_skill_leaf, seed=seed, tracking_uri=mlflow_tracking_uri,
+        generation_cache=generation_cache,
     )
 
     training_scale = dict(gpus=gpus, training_nodes=training_nodes, training_backend=training_backend,

@@ -21,6 +21,7 @@ def critique_filter(
     profile: str = "lab",
     timeout_s: float = 120.0,
     max_retries: int = 6,
+    generation_cache: str = "",
 ):
     """Filter with `profile` (lab | smoke); empty judge/judge_model fall back to JUDGE_* env vars.
 
@@ -28,6 +29,7 @@ def critique_filter(
 
     judge_secret names the Kubernetes secret mounted as JUDGE_ENDPOINT / JUDGE_MODEL / JUDGE_API_KEY.
     knowledge_set.path and skills_set.path are messages-JSONL files; report.path is the yield report.
+    generation_cache: shared reply cache for judge calls (an s3:// prefix on a cluster; "" = local).
     """
     from labpipe.errors import clean_user_errors
 
@@ -44,6 +46,7 @@ def critique_filter(
             judge_model=judge_model,
             secret=judge_secret,
             profile=profile,
+            generation_cache=generation_cache,
             samples_per_skill_leaf=samples_per_skill_leaf,
             seed=seed,
             timeout_s=float(timeout_s),

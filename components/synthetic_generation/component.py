@@ -20,6 +20,7 @@ def synthetic_generation(
     shard: int = 0,
     timeout_s: float = 120.0,
     max_retries: int = 6,
+    generation_cache: str = "",
 ):
     """Run each leaf's flow on the teacher; empty teacher/teacher_model fall back to TEACHER_* env vars.
 
@@ -27,6 +28,7 @@ def synthetic_generation(
     TEACHER_API_KEY (by the pipeline, with kfp-kubernetes); the key never passes through a parameter.
     gate=False records the in-flow judge scores without dropping (the offline smoke run).
     shard_plan/shard (the pipeline's fan-out): generate only that shard of the seed records.
+    generation_cache: shared reply cache (an s3:// prefix on a cluster; "" = local, lost with the pod).
     """
     from labpipe.errors import clean_user_errors
 
@@ -46,6 +48,7 @@ def synthetic_generation(
             shard=int(shard),
             timeout_s=float(timeout_s),
             max_retries=int(max_retries),
+            generation_cache=generation_cache,
             progress=False,
             run_id=run_id,
             tracking_uri=tracking_uri,

@@ -54,6 +54,11 @@ def register(sub) -> None:
         "--no-gate", action="store_true", help="record in-flow judge scores but drop nothing (smoke runs)"
     )
     gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument(
+        "--cache",
+        default="",
+        help="shared reply cache: a directory or s3:// prefix (default: under $LABPIPE_CACHE; off: none)",
+    )
     gen.add_argument("--quiet", action="store_true", help="no progress bars")
     gen.set_defaults(func=generate)
 
@@ -91,6 +96,11 @@ def register(sub) -> None:
         "--flows", default=None, help="directory of flow YAML files (default: the shipped flows)"
     )
     client_options(crit)
+    crit.add_argument(
+        "--cache",
+        default="",
+        help="shared reply cache: a directory or s3:// prefix (default: under $LABPIPE_CACHE; off: none)",
+    )
     crit.set_defaults(func=critique)
 
 
@@ -139,6 +149,7 @@ def generate(args: argparse.Namespace) -> int:
             max_retries=args.max_retries,
             schema_retries=args.schema_retries,
             progress=not args.quiet,
+            generation_cache=args.cache,
         )
     )
     print(json.dumps(meta))
@@ -164,6 +175,7 @@ def critique(args: argparse.Namespace) -> int:
             timeout_s=args.timeout,
             max_retries=args.max_retries,
             schema_retries=args.schema_retries,
+            generation_cache=args.cache,
         )
     )
     print(json.dumps(meta))

@@ -19,6 +19,10 @@ Sharded (the pipeline's fan-out): `shard_plan` (written by seed extraction, see 
 `shard` select this task's leaves and knowledge chunks; the shards' outputs together equal the
 unsharded output, and critique collects them.
 
+With the shared generation cache (`generation_cache`: "" = local under $LABPIPE_CACHE, an s3://
+prefix on a cluster, "off"), a run in a fresh `out` also reuses every reply any run stored there
+(docs/generation-cache.md); `requests_sent` / `requests_reused` say what was paid for.
+
 Model resolution (teacher here, judge in critique): the flag/parameter, else the environment a
 Kubernetes secret is mounted as: TEACHER_ENDPOINT, TEACHER_MODEL, TEACHER_API_KEY (JUDGE_* for the
 judge). The API key is read from the variable named by `api_key_env` (default: TEACHER_API_KEY when
@@ -35,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from labpipe.errors import Problem, UserError
+from labpipe.generation.cache import model_identity
 from labpipe.generation.checkpoint import CallStats, Checkpoint, complete
 from labpipe.generation.client import ChatClient, ChatRequest, ChatResult, resolve_model_spec
 from labpipe.generation.flow import KINDS, Flow, apply, load_flows, plan, start_items
@@ -68,6 +73,7 @@ class GenerationConfig:
     progress: bool = True
     run_id: str = ""
     tracking_uri: str = ""
+    generation_cache: str = ""  # shared reply cache: "" = local under LABPIPE_CACHE, s3://..., "off"
 
 
 @dataclass
@@ -178,8 +184,11 @@ class _Progress:
             bar.close()
 
 
-def run_generation(config: GenerationConfig, client: ChatClient | None = None) -> dict[str, Any]:
-    """Run every leaf's flow up to its critique steps; returns the artifact metadata (counts, tokens)."""
+def run_generation(config: GenerationConfig, client: ChatClient | None = None, cache=None) -> dict[str, Any]:
+    """Run every leaf's flow up to its critique steps; returns the artifact metadata (counts, tokens).
+
+    `cache`: a GenerationCache to use instead of opening `config.generation_cache` (tests)."""
+    from labpipe.generation.cache import open_cache
     from labpipe.generation.client import make_client
     from labpipe.storage import atomic_path
     from labpipe.tracking import maybe_stage_run
@@ -222,6 +231,9 @@ def run_generation(config: GenerationConfig, client: ChatClient | None = None) -
     }
     if config.shard_plan:
         params["shard"] = int(config.shard)
+    own_cache = cache is None
+    cache = cache if cache is not None else open_cache(config.generation_cache)
+    params["generation_cache"] = cache.uri if cache is not None else "off"
     with maybe_stage_run(
         "synthetic_generation", pipeline_run_id=config.run_id, tracking_uri=config.tracking_uri, params=params
     ) as run:
@@ -233,10 +245,11 @@ def run_generation(config: GenerationConfig, client: ChatClient | None = None) -
         }
         progress = _Progress(list(states), config.progress, spec.concurrency)
         try:
-            with Checkpoint(out / CHECKPOINTS) as checkpoint:
+            with Checkpoint(out / CHECKPOINTS, cache=cache) as checkpoint:
                 replies: dict[str, ChatResult] = {}
                 if config.stream:
                     _Stream(states, client, checkpoint, stats, progress, config, replies).run()
+                    checkpoint.flush()  # every new reply is in the shared cache before the output appears
                 depth = 0
                 while True:  # streamed: assembles the records from `replies`, sending nothing
                     active = {leaf: s for leaf, s in states.items() if depth < len(s.flow.generate_steps)}
@@ -248,6 +261,8 @@ def run_generation(config: GenerationConfig, client: ChatClient | None = None) -
             progress.close()
             if own_client:
                 client.close()
+            if own_cache and cache is not None:
+                cache.close()
         generated = [_record(s.flow, item) for s in states.values() for item in s.items]
         with atomic_path(out / GENERATED) as tmp:
             tmp.write_text(
@@ -258,7 +273,10 @@ def run_generation(config: GenerationConfig, client: ChatClient | None = None) -
             "records": len(generated),
             "leaves": len(records),
             "requests_sent": stats.sent,
+            "requests_reused": stats.cached,
             "requests_cached": stats.cached,
+            "cache_hits": stats.cache_hits,
+            "cache_corrupt": cache.stats.corrupt if cache is not None else 0,
             "requests_failed": stats.failed,
             "retries": stats.retries,
             "prompt_tokens": stats.prompt_tokens,
@@ -268,6 +286,7 @@ def run_generation(config: GenerationConfig, client: ChatClient | None = None) -
         manifest = {
             **meta,
             "teacher": spec.describe(),
+            "generation_cache": params["generation_cache"],
             "gate": config.gate,
             "flows": {f.name: f.version for f in {s.flow.name: s.flow for s in states.values()}.values()},
             "per_leaf": {
@@ -348,6 +367,7 @@ class _Stream:
         self.waiting: dict[str, list[tuple[str, int, dict[str, Any], ChatRequest]]] = {}
         self.leaf_of: dict[str, str] = {}
         self.planned: set[tuple[str, int, str]] = set()
+        self.model = model_identity(client) if checkpoint.cache is not None else ""
 
     def run(self) -> None:
         pending = [r for leaf, s in self.states.items() for r in self.expand([(leaf, 0, i) for i in s.items])]
@@ -373,6 +393,36 @@ class _Stream:
         per_leaf: dict[str, int] = {}
         stack = list(reversed(nodes))
         while stack:
+            unresolved = self._walk(stack, per_leaf)
+            if unresolved:  # one batched lookup in the shared cache for the requests met in this round
+                self.checkpoint.lookup(unresolved, self.model)
+            for leaf, request in unresolved:
+                rid = request.request_id
+                hit = self.checkpoint.get(rid)
+                if hit is None:
+                    self.leaf_of[rid] = leaf
+                    to_send.append(request)
+                else:
+                    self._reuse(rid, leaf, hit, stack)
+        self.stats.sent += len(to_send)
+        if per_leaf:
+            self.progress.expect(per_leaf, len(to_send))
+        return to_send
+
+    def _reuse(self, rid: str, leaf: str, hit: ChatResult, stack: list) -> None:
+        """A reply already paid for (checkpoint or shared cache): its waiting items move on."""
+        self.stats.cached += 1
+        self.stats.cache_hits += 1 if self.checkpoint.from_cache(rid) else 0
+        self.progress.result(leaf, hit, True)
+        self.replies[rid] = hit
+        for w_leaf, w_depth, w_item, w_req in self.waiting.pop(rid):
+            children = self.children(w_leaf, w_depth, w_item, w_req)
+            stack.extend((w_leaf, w_depth + 1, c) for c in reversed(children))
+
+    def _walk(self, stack: list, per_leaf: dict[str, int]) -> list[tuple[str, ChatRequest]]:
+        """Plan down the stack; returns the first-seen requests with no checkpointed reply."""
+        unresolved: list[tuple[str, ChatRequest]] = []
+        while stack:
             leaf, depth, item = stack.pop()
             flow = self.states[leaf].flow
             steps = flow.generate_steps
@@ -395,19 +445,10 @@ class _Stream:
                     continue
                 hit = self.checkpoint.get(rid)
                 if hit is None:
-                    self.leaf_of[rid] = leaf
-                    to_send.append(request)
-                    continue
-                self.stats.cached += 1
-                self.progress.result(leaf, hit, True)
-                self.replies[rid] = hit
-                for w_leaf, w_depth, w_item, w_req in self.waiting.pop(rid):
-                    children = self.children(w_leaf, w_depth, w_item, w_req)
-                    stack.extend((w_leaf, w_depth + 1, c) for c in reversed(children))
-        self.stats.sent += len(to_send)
-        if per_leaf:
-            self.progress.expect(per_leaf, len(to_send))
-        return to_send
+                    unresolved.append((leaf, request))
+                else:
+                    self._reuse(rid, leaf, hit, stack)
+        return unresolved
 
     def children(
         self, leaf: str, depth: int, item: dict[str, Any], request: ChatRequest

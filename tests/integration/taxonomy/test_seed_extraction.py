@@ -198,3 +198,31 @@ def test_deleted_leaves_are_listed_never_extracted(shared_data, tmp_path):
     assert (
         all(e["status"] == "deleted" for e in doc["leaves"]) and not (tmp_path / "diff" / "leaves").exists()
     )
+
+
+def test_an_s3_base_model_is_read_for_its_tokenizer_files_only(
+    s2, tmp_path, tiny_model, s3_env, monkeypatch
+):
+    import boto3
+
+    from labpipe import storage
+    from labpipe.models.loading import TOKENIZER_FILES
+
+    boto3.client("s3").create_bucket(Bucket="seed-tokenizer")
+    uri = "s3://seed-tokenizer/models/tiny"
+    storage.upload_dir(tiny_model, uri)
+    weights = [p.name for p in tiny_model.iterdir() if p.suffix == ".safetensors"]
+    assert weights  # the prefix holds the weights too
+    session = boto3.session.Session()
+    fetched: list[str] = []
+    session.events.register(
+        "before-parameter-build.s3.GetObject", lambda params, **_: fetched.append(params["Key"])
+    )
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)  # storage's clients come from this session
+
+    _, meta, records = run_both(s2["taxonomy"], tmp_path / "s3", tokenizer=uri, chunk_tokens=256)
+    names = {key.rsplit("/", 1)[-1] for key in fetched}
+    assert names == {p.name for p in tiny_model.iterdir() if p.name in TOKENIZER_FILES}
+    assert not set(weights) & names and "config.json" in names and "tokenizer.json" in names
+    _, _, local = run_both(s2["taxonomy"], tmp_path / "local", tokenizer=str(tiny_model), chunk_tokens=256)
+    assert records == local  # the same chunks as with the model directory itself

@@ -1,0 +1,17 @@
+"""The compiled pipeline passes its `generation_cache` parameter to generation and critique."""
+
+from __future__ import annotations
+
+import yaml
+
+from labpipe.paths import pipelines_dir
+
+
+def test_generation_cache_is_a_pipeline_parameter_wired_to_both_paid_stages():
+    spec = next(yaml.safe_load_all((pipelines_dir() / "lab_pipeline.yaml").read_text()))
+    param = spec["root"]["inputDefinitions"]["parameters"]["generation_cache"]
+    assert param["defaultValue"] == "" and param["parameterType"] == "STRING"
+    tasks = spec["root"]["dag"]["tasks"]
+    for task in ("synthetic-generation", "critique-filter"):
+        given = tasks[task]["inputs"]["parameters"]["generation_cache"]
+        assert given == {"componentInputParameter": "generation_cache"}, task
