@@ -11,7 +11,8 @@ def test_generation_cache_is_a_pipeline_parameter_wired_to_both_paid_stages():
     spec = next(yaml.safe_load_all((pipelines_dir() / "lab_pipeline.yaml").read_text()))
     param = spec["root"]["inputDefinitions"]["parameters"]["generation_cache"]
     assert param["defaultValue"] == "" and param["parameterType"] == "STRING"
-    tasks = spec["root"]["dag"]["tasks"]
+    tasks = {name: task for comp in [spec["root"], *spec["components"].values()]
+             for name, task in comp.get("dag", {}).get("tasks", {}).items()}  # generation sits inside ParallelFor
     for task in ("synthetic-generation", "critique-filter"):
         given = tasks[task]["inputs"]["parameters"]["generation_cache"]
-        assert given == {"componentInputParameter": "generation_cache"}, task
+        assert given["componentInputParameter"] in ("generation_cache", "pipelinechannel--generation_cache"), task

@@ -136,12 +136,23 @@ def test_s3_lookups_are_one_parallel_batch_per_step(s3_env, tmp_path):
         calls["GetObject"] += 1
 
     cache.store.client.meta.events.register("before-call.s3.GetObject", seen)
-    with FakeOpenAIServer() as server:
-        meta = run_generation(_gen(server, tmp_path / "gen", uri), cache=cache)
+    with FakeOpenAIServer() as server:  # step by step: every request of a depth is known at once
+        meta = run_generation(_gen(server, tmp_path / "gen", uri, stream=False), cache=cache)
     steps = max(len(s["steps"]) for s in json.loads((tmp_path / "gen/manifest.json").read_text())["per_leaf"].values())
     assert cache.stats.lookup_batches <= steps  # one batch per depth, not one per request
     assert cache.stats.lookups == calls["GetObject"] == meta["requests_sent"]
     assert len(threads) > 1  # the GETs of a batch ran on a pool of threads
+
+    # streamed: the first step's requests are one batch; a follow-up is looked up when its reply is in
+    streamed = GenerationCache(f"{uri}-streamed")
+    with FakeOpenAIServer() as server:
+        meta = run_generation(_gen(server, tmp_path / "streamed", f"{uri}-streamed", stream=True), cache=streamed)
+    assert streamed.stats.lookups == meta["requests_sent"] and streamed.stats.hits == 0
+    assert streamed.stats.lookup_batches < streamed.stats.lookups  # the first step's requests came in one batch
+    with FakeOpenAIServer() as server:  # and a rerun in a fresh directory is served from the cache
+        again = run_generation(_gen(server, tmp_path / "streamed-2", f"{uri}-streamed", stream=True), cache=streamed)
+        assert server.total_requests == 0
+    assert again["requests_sent"] == 0 and again["cache_hits"] == meta["requests_sent"]
 
 
 def test_tampered_s3_entry_is_re_requested_and_replaced(s3_env, tmp_path):

@@ -22,8 +22,9 @@ pytestmark = pytest.mark.integration
 
 
 def _config(teacher: str, out: Path, **kw) -> GenerationConfig:
+    # no shared generation cache: these tests compare what each run sends
     return GenerationConfig(
-        seeds=str(SEEDS), out=str(out), teacher=teacher, progress=False, concurrency=8, **kw
+        seeds=str(SEEDS), out=str(out), teacher=teacher, progress=False, concurrency=8, generation_cache="off", **kw
     )
 
 
@@ -110,7 +111,7 @@ def test_two_endpoints_one_killed_half_way_nothing_lost_or_duplicated(tmp_path):
     back on B's port. The run completes from A, the dead endpoint is tried again after its cooldown and
     gets work once it is back; the records equal a one-endpoint run's: 0 lost, 0 duplicated."""
     port_b = free_port()
-    proc_b = _spawn_fake(port_b, 0.01)
+    proc_b = _spawn_fake(port_b, 0.1)  # as slow as A: both share the work until B is killed
     url_b = f"http://127.0.0.1:{port_b}/v1"
     revived: list[FakeOpenAIServer] = []
     revive_lock = threading.Lock()
@@ -216,7 +217,7 @@ def test_cli_shards_then_critique_of_all_shards_equals_one_run(tmp_path):
     plan = make_plan(records, 50)  # more shards than leaves: the knowledge leaf is split too
     assert any(p["chunks"] is not None for s in plan["shards"] for p in s["parts"])  # a split leaf
     (tmp_path / "plan.json").write_text(json.dumps(plan))
-    common = ["--fan-out-scale", "0.3", "--concurrency", "4", "--quiet", "--no-gate"]
+    common = ["--fan-out-scale", "0.3", "--concurrency", "4", "--quiet", "--no-gate", "--cache", "off"]
     with FakeOpenAIServer() as server:
         url = server.base_url
         assert (
