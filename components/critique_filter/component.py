@@ -25,14 +25,13 @@ def critique_filter(
     judge_secret names the Kubernetes secret mounted as JUDGE_ENDPOINT / JUDGE_MODEL / JUDGE_API_KEY.
     knowledge_set.path and skills_set.path are messages-JSONL files; report.path is the yield report.
     """
-    import tempfile
 
     from labpipe.critique.stage import CritiqueConfig, run_critique
 
     meta = run_critique(
         CritiqueConfig(
             generated=generated.path,
-            out=tempfile.mkdtemp(prefix="critique-"),
+            out="",  # a temporary directory, removed when done (the sets go to the artifact paths)
             judge=judge,
             judge_model=judge_model,
             secret=judge_secret,

@@ -49,6 +49,7 @@ def register(sub) -> None:
     )
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--quiet", action="store_true", help="no progress bars")
+    _dialect_options(gen, "teacher")
     gen.set_defaults(func=generate)
 
     crit = sub.add_parser("critique", help="judge, filter and mix generated examples into training sets")
@@ -78,7 +79,31 @@ def register(sub) -> None:
     crit.add_argument(
         "--flows", default=None, help="directory of flow YAML files (default: the shipped flows)"
     )
+    _dialect_options(crit, "judge")
     crit.set_defaults(func=critique)
+
+
+def _dialect_options(p: argparse.ArgumentParser, role: str) -> None:
+    """How the endpoint's dialect is handled (see labpipe.generation.openai_client), and when to fail."""
+    p.add_argument(
+        "--response-format",
+        default="auto",
+        choices=["auto", "json_schema", "json_object", "prompt"],
+        help="structured replies: auto = probe the server once; json_schema / json_object = response_format; "
+        "prompt = the schema in the prompt (replies are validated either way)",
+    )
+    p.add_argument(
+        "--context-length",
+        type=int,
+        default=0,
+        help=f"the {role}'s context window in tokens (default: what GET /v1/models reports); caps max_tokens",
+    )
+    p.add_argument(
+        "--max-failed-share",
+        type=float,
+        default=0.0,
+        help=f"fail when more than this share of {role} requests failed after all retries (default 0: any)",
+    )
 
 
 def _quiet_http_logs(args: argparse.Namespace) -> None:
@@ -103,6 +128,9 @@ def generate(args: argparse.Namespace) -> int:
             gate=not args.no_gate,
             seed=args.seed,
             progress=not args.quiet,
+            response_format=args.response_format,
+            context_length=args.context_length,
+            max_failed_share=args.max_failed_share,
         )
     )
     print(json.dumps(meta))
@@ -125,6 +153,9 @@ def critique(args: argparse.Namespace) -> int:
             samples_per_skill_leaf=args.samples_per_skill_leaf,
             seed=args.seed,
             flows_dir=args.flows,
+            response_format=args.response_format,
+            context_length=args.context_length,
+            max_failed_share=args.max_failed_share,
         )
     )
     print(json.dumps(meta))

@@ -145,6 +145,17 @@ def failure_kind(error: str) -> str:
     return kind.strip() if sep and kind.strip().replace("_", "").isalnum() else "error"
 
 
+def stats_of(client: Any, failed: int = 0) -> ClientStats:
+    """The client's ClientStats; for a client without them, one that knows only how many failed."""
+    stats = getattr(client, "stats", None)
+    if isinstance(stats, ClientStats):
+        return stats
+    stats = ClientStats()
+    for _ in range(failed):
+        stats.record_failure("error: the request failed (this client gives no reasons)")
+    return stats
+
+
 def check_failures(
     stats: ClientStats, total: int, *, max_failed_share: float, stage: str, where: str, fix: str = ""
 ) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 
 from labpipe.errors import Problem, UserError
 from labpipe.generation.checkpoint import CallStats, Checkpoint, complete
-from labpipe.generation.client import ChatClient, resolve_model_spec
+from labpipe.generation.client import ChatClient, check_failures, resolve_model_spec, stats_of
 from labpipe.generation.flow import KINDS, Flow, apply, load_flows, plan, start_items
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,9 @@ class GenerationConfig:
     gate: bool = True  # apply in-flow judge thresholds (False: keep all, record scores: "smoke")
     seed: int = 0
     progress: bool = True
+    max_failed_share: float = 0.0  # more teacher requests failed for good than this share: the stage fails
+    response_format: str = "auto"  # auto (probe) | json_schema | json_object | prompt
+    context_length: int = 0  # the teacher's context window; 0 = as its GET /models reports it
     run_id: str = ""
     tracking_uri: str = ""
 
@@ -179,6 +182,7 @@ def run_generation(config: GenerationConfig, client: ChatClient | None = None) -
         concurrency=config.concurrency,
         secret=config.secret,
     )
+    spec.response_format, spec.context_length = config.response_format, config.context_length
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -230,9 +234,12 @@ def run_generation(config: GenerationConfig, client: ChatClient | None = None) -
             "completion_tokens": stats.completion_tokens,
             "wall_time_s": round(wall, 3),
         }
+        client_stats = stats_of(client, stats.failed)
+        meta["probe_requests"] = client_stats.probes
         manifest = {
             **meta,
             "teacher": spec.describe(),
+            "teacher_client": client_stats.summary(),  # failures by kind with full reasons, dialect
             "gate": config.gate,
             "flows": {f.name: f.version for f in {s.flow.name: s.flow for s in states.values()}.values()},
             "per_leaf": {
@@ -252,6 +259,14 @@ def run_generation(config: GenerationConfig, client: ChatClient | None = None) -
         for leaf, s in states.items():
             if not s.items:
                 log.warning("leaf %s yielded nothing: %s", leaf, _reasons(s.steps))
+        try:  # never hand on less data than was asked for: fail with the reasons (a rerun resends those)
+            check_failures(
+                client_stats, stats.sent + stats.cached, max_failed_share=config.max_failed_share,
+                stage="teacher", where=str(out / MANIFEST),
+            )
+        except UserError:
+            (out / GENERATED).unlink(missing_ok=True)
+            raise
     return meta
 
 

@@ -45,7 +45,7 @@ FAULT_KINDS = (
     "slow",  # reply only after FaultPlan.slow_s (beyond the client's timeout)
     "drop",  # close the connection without a response
     "truncated_json",  # 200, content is JSON cut in half, finish_reason "length"
-    "non_json",  # 200, content is prose
+    "non_json",  # 200, content is prose (the same whatever the seed: a server that ignores it)
     "schema_violation",  # 200, content is JSON that breaks the requested schema
     "bad_body",  # 200, the HTTP body itself is cut (not parseable JSON)
     "overloaded",  # 503 "server overloaded" (as vLLM / TGI under load)
@@ -341,7 +341,9 @@ class FakeOpenAIServer:
 
     def _enter(self, request: dict[str, Any]) -> tuple[int, int]:
         # A re-ask (another seed or temperature, a capped max_tokens) is another attempt of the same request.
-        key = _digest({k: v for k, v in request.items() if k not in ("seed", "temperature", "max_tokens")})
+        # (labpipe's client re-asks with seed + k * 7919, so the seed is taken modulo 7919.)
+        same = {k: v for k, v in request.items() if k not in ("seed", "temperature", "max_tokens")}
+        key = _digest([same, request["seed"] % 7919 if isinstance(request.get("seed"), int) else None])
         with self._lock:
             arrival = self.total_requests
             self.total_requests += 1
@@ -427,8 +429,10 @@ class FakeOpenAIServer:
             content, finish = full[: max(1, len(full) // 2)], "length"
         elif fault == "non_json":
             content = "I am sorry, but I cannot answer that in the requested format."
-        elif fault == "schema_violation":
+        elif fault == "schema_violation":  # differs with the seed, as a sampling server's replies do
             content = schema_violation(schema)
+            if isinstance(content, dict) and "__unexpected__" in content:
+                content = {"__unexpected__": request.get("seed", 1)}
         if not isinstance(content, str):
             content = json.dumps(content)
         room = self._room(prompt_tokens, request)
