@@ -69,7 +69,9 @@ log = logging.getLogger(__name__)
 POOL_SIZE = 8  # connections per httpx pool; see the module docstring
 TRANSIENT = ("rate_limit", "overloaded", "server_error", "timeout", "connection", "bad_response")
 UNUSABLE = ("not_json", "schema", "truncated")  # replies worth re-asking with another seed
-FINAL_PASS = TRANSIENT + UNUSABLE  # failures worth one more try at the end
+# Failures worth one more try at the end (the server may be back); unusable replies already had their
+# distinct re-asks, and the same re-asks again would get the same replies from a seeded server.
+FINAL_PASS = TRANSIENT
 REPEATED = "the server repeated an earlier unusable reply"
 REASK_TEMPERATURE = 0.7  # a greedy request re-asked at temperature 0 would get the same reply again
 
@@ -184,6 +186,10 @@ def _chars(request: ChatRequest) -> int:
 
 class OpenAIChatClient:
     """Chat completions against an OpenAI-compatible endpoint; see the module docstring."""
+
+    # Re-ask rules (benchmarks/bench_reask.py turns both off to measure the old behaviour side by side).
+    VARY_REASKS = True  # a re-ask changes the seed (and samples a greedy request)
+    STOP_ON_REPEAT = True  # an unusable reply repeated word for word ends the re-asks
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec
@@ -410,10 +416,19 @@ class OpenAIChatClient:
         context_retried = False
         seen: set[str] = set()  # unusable replies already received (a repeat ends the re-asks)
         while True:
+            if ep.context_length and prompt_size is not None and prompt_size >= ep.context_length:
+                return ChatResult(  # the server told us the prompt's size: it cannot fit, do not send
+                    request.request_id,
+                    attempts=attempts,
+                    error=f"context_length: the prompt's {prompt_size} tokens leave no room for a reply "
+                    f"in the context of {ep.context_length} tokens",
+                    prompt_tokens=spent_prompt,
+                    completion_tokens=spent_completion,
+                )
             attempts += 1
             mode = ep.structured if request.schema is not None else "none"
             max_tokens = self._max_tokens(ep, request, prompt_size, boost)
-            outcome = await self._attempt(http, request, mode, max_tokens, reasks)
+            outcome = await self._attempt(http, request, mode, max_tokens, reasks if self.VARY_REASKS else 0)
             spent_prompt += outcome.prompt_tokens
             spent_completion += outcome.completion_tokens
             if outcome.prompt_tokens:
@@ -440,10 +455,10 @@ class OpenAIChatClient:
                 delay = self._backoff(transient, outcome.retry_after)
                 transient += 1
             elif outcome.kind in UNUSABLE and reasks < self.spec.schema_retries and outcome.text not in seen:
-                if outcome.text:
+                if outcome.text and self.STOP_ON_REPEAT:
                     seen.add(outcome.text)
                 reasks += 1
-                if outcome.cut:
+                if outcome.cut and self.VARY_REASKS:
                     boost *= 2
             else:
                 message = outcome.message

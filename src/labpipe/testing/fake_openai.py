@@ -343,7 +343,8 @@ class FakeOpenAIServer:
         # A re-ask (another seed or temperature, a capped max_tokens) is another attempt of the same request.
         # (labpipe's client re-asks with seed + k * 7919, so the seed is taken modulo 7919.)
         same = {k: v for k, v in request.items() if k not in ("seed", "temperature", "max_tokens")}
-        key = _digest([same, request["seed"] % 7919 if isinstance(request.get("seed"), int) else None])
+        seed = request.get("seed") if isinstance(request.get("seed"), int) else 0
+        key = _digest([same, seed % 7919])
         with self._lock:
             arrival = self.total_requests
             self.total_requests += 1

@@ -114,9 +114,20 @@ def transformers_serve(tiny_model, tmp_path_factory) -> Iterator[RealServer]:
         _require(module, "pip install 'transformers[serving]==5.23.0'")
     workdir = tmp_path_factory.mktemp("transformers-serve")
     port = free_port()
-    cmd = [sys.executable, "-c", "from transformers.cli.transformers import main; main()", "serve", str(tiny_model)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from transformers.cli.transformers import main; main()",
+        "serve",
+        str(tiny_model),
+    ]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(workdir / "hf"), "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(workdir / "hf"),
+        "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    }
     server = RealServer("transformers serve", cmd, port, workdir / "serve.log", "/health", env=env)
     server.start(timeout=240)
     try:

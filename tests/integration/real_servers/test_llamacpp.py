@@ -100,7 +100,9 @@ def test_a_small_context_window_given_by_option(tiny_gguf, tmp_path):
     server = llamacpp_server(tiny_gguf, tmp_path, ctx=512, parallel=1).start()
     try:
         client = make_client(spec(server, context_length=300, concurrency=1))
-        first, *rest = client.complete([ask(i, f"Hello number {i}. " * 14, max_tokens=4000) for i in range(3)])
+        first, *rest = client.complete(
+            [ask(i, f"Hello number {i}. " * 14, max_tokens=4000) for i in range(3)]
+        )
     finally:
         server.stop()
     assert client.stats.dialect["context_length"] == 300
