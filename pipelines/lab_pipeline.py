@@ -67,6 +67,7 @@ def lab_pipeline(
     chunk_tokens: int = 1000,
     generation_gate: bool = True,
     concurrency: int = 32,
+    response_format: str = "auto",
     critique_profile: str = "lab",
     samples_per_skill_leaf: int = 30,
     seed: int = 42,
@@ -93,6 +94,7 @@ def lab_pipeline(
     generated = synthetic_generation(
         seeds=seeds.outputs["seeds"], teacher=teacher, teacher_model=teacher_model, teacher_secret=teacher_secret,
         gate=generation_gate, concurrency=concurrency, run_id=RUN_ID, tracking_uri=mlflow_tracking_uri,
+        response_format=response_format,
     ).set_display_name("3 synthetic generation")
     _with_endpoint(_with_s3(generated, s3_secret), "teacher", teacher_secret)
 
@@ -100,6 +102,7 @@ def lab_pipeline(
         generated=generated.outputs["generated"], judge=judge, judge_model=judge_model, judge_secret=judge_secret,
         profile=critique_profile, samples_per_skill_leaf=samples_per_skill_leaf, seed=seed,
         run_id=RUN_ID, tracking_uri=mlflow_tracking_uri,
+        response_format=response_format,
     ).set_display_name("4 critique filtering")
     _with_endpoint(_with_s3(critique, s3_secret), "judge", judge_secret)
 

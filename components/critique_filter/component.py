@@ -19,6 +19,7 @@ def critique_filter(
     skills_set: Output[Dataset],
     report: Output[Markdown],
     profile: str = "lab",
+    response_format: str = "auto",
 ):
     """Filter with `profile` (lab | smoke); empty judge/judge_model fall back to JUDGE_* env vars.
 
@@ -36,6 +37,7 @@ def critique_filter(
             judge_model=judge_model,
             secret=judge_secret,
             profile=profile,
+            response_format=response_format,
             samples_per_skill_leaf=samples_per_skill_leaf,
             seed=seed,
             knowledge_out=knowledge_set.path,

@@ -16,6 +16,7 @@ def synthetic_generation(
     tracking_uri: str,
     generated: Output[Dataset],
     gate: bool = True,
+    response_format: str = "auto",
 ):
     """Run each leaf's flow on the teacher; empty teacher/teacher_model fall back to TEACHER_* env vars.
 
@@ -34,6 +35,7 @@ def synthetic_generation(
             secret=teacher_secret,
             concurrency=concurrency,
             gate=gate,
+            response_format=response_format,
             progress=False,
             run_id=run_id,
             tracking_uri=tracking_uri,
