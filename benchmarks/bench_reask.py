@@ -87,6 +87,7 @@ def run(label: str, cls, url: str, args, work: Path) -> dict:
         "failed_requests": meta["requests_failed"],
         "records": meta["records"],
         "requests_per_record": sent / meta["records"] if meta["records"] else float("inf"),
+        "requests_per_completed_request": sent / max(1, meta["requests_sent"] - meta["requests_failed"]),
         "tokens": meta["prompt_tokens"] + meta["completion_tokens"],
         "wall_s": time.monotonic() - started,
     }
@@ -115,12 +116,15 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    print("| run | HTTP requests | planned | failed | records | requests per record | tokens | wall s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| run | HTTP requests | planned | failed | records | requests per record | per completed request | tokens | wall s |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
             f"| {r['label']} | {r['http_requests']} | {r['planned_requests']} | {r['failed_requests']} | "
-            f"{r['records']} | {r['requests_per_record']:.2f} | {r['tokens']} | {r['wall_s']:.1f} |"
+            f"{r['records']} | {r['requests_per_record']:.2f} | {r['requests_per_completed_request']:.2f} | "
+            f"{r['tokens']} | {r['wall_s']:.1f} |"
         )
     before, after = rows
     print(
