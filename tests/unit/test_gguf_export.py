@@ -43,7 +43,8 @@ def test_cli_writes_a_gguf_llama_cpp_can_read(tiny_model, tmp_path):
     fields = reader.fields
     arch = bytes(fields["general.architecture"].parts[-1]).decode()
     template = bytes(fields["tokenizer.chat_template"].parts[-1]).decode()
-    assert arch == "llama" and "generation" not in template and "<|assistant|>" in template
+    assert arch == "llama" and "{% generation %}" not in template and "endgeneration" not in template
+    assert "<|assistant|>" in template
     assert int(fields["llama.block_count"].parts[-1][0]) == config["num_hidden_layers"]
 
 
