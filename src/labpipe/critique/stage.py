@@ -237,6 +237,7 @@ def run_critique(config: CritiqueConfig, client=None) -> dict[str, Any]:
         run.log_artifact(out / REPORT_MD)
         run.log_metrics({k: v for k, v in totals.items() if isinstance(v, int | float)})
         run.log_metrics({_metric(f"dropped.{name}"): f["dropped"] for name, f in report["filters"].items()})
+        run.log_metrics(judge_stats.as_metrics("judge."))  # every attempt: requests, tokens, failure kinds
         check_failures(  # before any training set is written: a rerun resends only the failed requests
             judge_stats,
             stats.sent + stats.cached,

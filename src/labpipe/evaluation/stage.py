@@ -225,6 +225,7 @@ def run_mt_bench(cfg: EvalConfig) -> dict:
             files = write_report(tmp, summary, shown, regs)
             run.log_metrics({f"mt_bench.{k}": v for k, v in flat.items()})
             run.log_metrics({"mt_bench.excluded": summary["excluded"], "mt_bench.invalid": float(invalid)})
+            run.log_metrics({f"mt_bench.judge_errors.{k}": float(n) for k, n in judged.errors.items()})
             for path in (*files.values(), tmp / "metrics.json"):
                 run.log_artifact(path, "mt_bench")
             run.log_artifact(tmp / "model_judgment" / f"{judge_name}_single.jsonl", "mt_bench")

@@ -255,6 +255,7 @@ def run_generation(config: GenerationConfig, client: ChatClient | None = None) -
         with atomic_path(out / MANIFEST) as tmp:
             tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
         run.log_metrics({k: v for k, v in meta.items()})
+        run.log_metrics(client_stats.as_metrics("teacher."))  # every attempt: requests, tokens, kinds
         run.log_artifact(out / MANIFEST)
         for leaf, s in states.items():
             if not s.items:

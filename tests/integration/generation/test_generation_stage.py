@@ -93,7 +93,7 @@ def test_schema_violations_are_retried_or_dropped_and_reported(tmp_path):
         with pytest.raises(UserError) as err:
             run_generation(_gen(server, tmp_path / "strict"), client=_client(server, schema_retries=1))
         assert "teacher requests failed after all retries (allowed: 0%)" in str(err.value)
-        assert "schema (e.g. \"schema: schema violation at (root)" in str(err.value)
+        assert 'schema (e.g. "schema: schema violation at (root)' in str(err.value)
         assert not (tmp_path / "strict" / GENERATED).exists() and (tmp_path / "strict" / MANIFEST).exists()
         strict = json.loads((tmp_path / "strict" / MANIFEST).read_text())
         failures = strict["teacher_client"]["failures"]
@@ -234,3 +234,37 @@ def test_api_key_never_reaches_logs_artifacts_or_mlflow(tmp_path, monkeypatch, c
 
         params = yaml.safe_load(text)["root"]["inputDefinitions"]["parameters"]
         assert params and not [p for p in params if "key" in p.lower()]  # the key is no parameter
+
+
+def test_every_attempt_is_accounted_in_the_manifest_and_mlflow(tmp_path):
+    """Tokens of attempts whose replies were unusable count too (paid endpoints bill them)."""
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with FakeOpenAIServer(faults=FaultPlan(first_attempts={"schema_violation": 1})) as server:
+        meta = run_generation(
+            _gen(server, tmp_path / "gen", gate=False, run_id="acct", tracking_uri=tracking)
+        )
+        served_prompt_tokens = sum(
+            sum(len(str(m["content"]).split()) for m in body["messages"]) for body in server.requests
+        )
+    manifest = json.loads((tmp_path / "gen" / MANIFEST).read_text())
+    client = manifest["teacher_client"]
+    assert client["failed_attempts"]["schema"] == meta["requests_sent"] == meta["retries"]
+    assert client["requests"] == 2 * meta["requests_sent"] and client["probes"] == 1
+    assert client["prompt_tokens"] == served_prompt_tokens  # every attempt and the probe
+    assert meta["prompt_tokens"] == served_prompt_tokens - sum(  # the stage's total: every attempt
+        len(str(m["content"]).split()) for m in server.requests[0]["messages"]
+    )
+    from mlflow.tracking import MlflowClient
+
+    mlflow = MlflowClient(tracking_uri=tracking)
+    (run,) = [
+        r
+        for r in mlflow.search_runs([e.experiment_id for e in mlflow.search_experiments()])
+        if r.data.tags.get("labpipe.stage") == "synthetic_generation"
+    ]
+    metrics = run.data.metrics
+    assert metrics["teacher.errors.schema"] == meta["requests_sent"]
+    assert (
+        metrics["teacher.prompt_tokens"] == served_prompt_tokens
+        and metrics["teacher.requests"] == client["requests"]
+    )
