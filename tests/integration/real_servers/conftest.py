@@ -134,3 +134,46 @@ def transformers_serve(tiny_model, tmp_path_factory) -> Iterator[RealServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tmp_path_factory) -> Iterator[RealServer]:
+    """vLLM's CPU build (optional: its own virtual environment, scripts/setup-vllm.sh) serving a tiny model
+    with head_dim 64 (vLLM's CPU attention needs it). Skipped unless LABPIPE_VLLM_PYTHON names its python."""
+    python = os.environ.get("LABPIPE_VLLM_PYTHON", "")
+    if not python or not Path(python).exists():
+        pytest.skip("vLLM's CPU build is optional: run scripts/setup-vllm.sh, then set LABPIPE_VLLM_PYTHON")
+    from labpipe.models.tiny import TinyModelConfig, build_tiny_model
+
+    workdir = tmp_path_factory.mktemp("vllm")
+    model = build_tiny_model(
+        workdir / "tiny-hd64",
+        TinyModelConfig(hidden_size=128, intermediate_size=256, num_attention_heads=2, num_key_value_heads=2),
+    )
+    port = free_port()
+    cmd = [
+        python,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model),
+        "--served-model-name",
+        "tiny",
+    ]
+    cmd += [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--max-model-len",
+        "1024",
+        "--no-enable-chunked-prefill",
+    ]
+    cmd += ["--dtype", "float32"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "1"}
+    server = RealServer("vLLM", cmd, port, workdir / "vllm.log", "/health", env=env)
+    server.start(timeout=420)
+    try:
+        yield server
+    finally:
+        server.stop()
