@@ -98,7 +98,7 @@ def _on_gpus(task: dsl.PipelineTask, gpus, node_selector, tolerations) -> dsl.Pi
 def _generate_and_critique(seeds: dsl.PipelineTask, *, teacher, teacher_model, generation_gate, concurrency,
                            request_timeout_s, max_retries, judge, judge_model, judge_secret, s3_secret,
                            critique_profile, samples_per_skill_leaf, seed, tracking_uri,
-                           generation_cache) -> dsl.PipelineTask:
+                           generation_cache, response_format="auto") -> dsl.PipelineTask:
     """One generation task per shard of the seed extraction's plan, then critique over all of them."""
     with dsl.ParallelFor(items=seeds.outputs["Output"], parallelism=GENERATION_PARALLELISM,
                          name="generation shards") as shard:
@@ -106,7 +106,8 @@ def _generate_and_critique(seeds: dsl.PipelineTask, *, teacher, teacher_model, g
             seeds=seeds.outputs["seeds"], shard_plan=seeds.outputs["shard_plan"], shard=shard, teacher=teacher,
             teacher_model=teacher_model, teacher_secret=LOOP_TEACHER_SECRET, gate=generation_gate,
             concurrency=concurrency, timeout_s=request_timeout_s, max_retries=max_retries,
-            generation_cache=generation_cache, run_id=RUN_ID, tracking_uri=tracking_uri,
+            generation_cache=generation_cache, response_format=response_format, run_id=RUN_ID,
+            tracking_uri=tracking_uri,
         ).set_display_name("3 synthetic generation")
         _with_endpoint(_with_s3(generated, LOOP_S3_SECRET), "teacher", LOOP_TEACHER_SECRET)
 
@@ -114,7 +115,7 @@ def _generate_and_critique(seeds: dsl.PipelineTask, *, teacher, teacher_model, g
         generated=dsl.Collected(generated.outputs["generated"]), judge=judge, judge_model=judge_model,
         judge_secret=judge_secret, profile=critique_profile, samples_per_skill_leaf=samples_per_skill_leaf,
         seed=seed, timeout_s=request_timeout_s, max_retries=max_retries, generation_cache=generation_cache,
-        run_id=RUN_ID, tracking_uri=tracking_uri,
+        response_format=response_format, run_id=RUN_ID, tracking_uri=tracking_uri,
     ).set_display_name("4 critique filtering")
     _with_endpoint(_with_s3(critique, s3_secret), "judge", judge_secret)
     return critique
@@ -177,6 +178,7 @@ def lab_pipeline(
     chunk_tokens: int = 1000,
     generation_gate: bool = True,
     concurrency: int = 32,
+    response_format: str = "auto",
     critique_profile: str = "lab",
     samples_per_skill_leaf: int = 30,
     seed: int = 42,
@@ -216,7 +218,7 @@ def lab_pipeline(
         request_timeout_s=request_timeout_s, max_retries=max_retries, judge=judge, judge_model=judge_model,
         judge_secret=judge_secret, s3_secret=s3_secret, critique_profile=critique_profile,
         samples_per_skill_leaf=samples_per_skill_leaf, seed=seed, tracking_uri=mlflow_tracking_uri,
-        generation_cache=generation_cache,
+        generation_cache=generation_cache, response_format=response_format,
     )
 
     training_scale = dict(gpus=gpus, training_nodes=training_nodes, training_backend=training_backend,

@@ -22,6 +22,7 @@ def critique_filter(
     timeout_s: float = 120.0,
     max_retries: int = 6,
     generation_cache: str = "",
+    response_format: str = "auto",
 ):
     """Filter with `profile` (lab | smoke); empty judge/judge_model fall back to JUDGE_* env vars.
 
@@ -34,19 +35,19 @@ def critique_filter(
     from labpipe.errors import clean_user_errors
 
     clean_user_errors()  # a UserError prints its problems, no traceback
-    import tempfile
 
     from labpipe.critique.stage import CritiqueConfig, run_critique
 
     meta = run_critique(
         CritiqueConfig(
             generated=[g.path for g in generated],
-            out=tempfile.mkdtemp(prefix="critique-"),
+            out="",  # a temporary directory, removed when done (the sets go to the artifact paths)
             judge=judge,
             judge_model=judge_model,
             secret=judge_secret,
             profile=profile,
             generation_cache=generation_cache,
+            response_format=response_format,
             samples_per_skill_leaf=samples_per_skill_leaf,
             seed=seed,
             timeout_s=float(timeout_s),

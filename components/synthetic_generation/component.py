@@ -21,6 +21,7 @@ def synthetic_generation(
     timeout_s: float = 120.0,
     max_retries: int = 6,
     generation_cache: str = "",
+    response_format: str = "auto",
 ):
     """Run each leaf's flow on the teacher; empty teacher/teacher_model fall back to TEACHER_* env vars.
 
@@ -49,6 +50,7 @@ def synthetic_generation(
             timeout_s=float(timeout_s),
             max_retries=int(max_retries),
             generation_cache=generation_cache,
+            response_format=response_format,
             progress=False,
             run_id=run_id,
             tracking_uri=tracking_uri,

@@ -23,6 +23,18 @@ def _eval_options(p: argparse.ArgumentParser, *, model: bool = True) -> None:
         p.add_argument("--base-model", default="", help="base model to compare with (same forms)")
         p.add_argument("--model-name", default="candidate", help="model id in the FastChat files")
         p.add_argument("--base-name", default="base")
+        p.add_argument(
+            "--model-endpoint-name",
+            default="",
+            help="model name sent to the --model endpoint (default: the first model it lists)",
+        )
+        p.add_argument("--base-endpoint-name", default="", help="model name sent to the --base-model endpoint")
+        p.add_argument(
+            "--model-api-key-env", default="", help="variable holding the --model endpoint's key (default OPENAI_API_KEY)"
+        )
+        p.add_argument(
+            "--base-api-key-env", default="", help="variable holding the --base-model endpoint's key (default OPENAI_API_KEY)"
+        )
     p.add_argument("--judge", help="judge: endpoint URL (/v1) or local HF directory / s3:// prefix")
     p.add_argument(
         "--judge-model", default="", help="model name at the judge endpoint (names the judgment file)"
@@ -136,7 +148,12 @@ def register(sub) -> None:
 
 
 def _config(args: argparse.Namespace, **overrides):
+    import logging
+
     from labpipe.evaluation.stage import EvalConfig
+
+    if not getattr(args, "verbose", False):  # httpx logs one INFO line per request
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
     return EvalConfig(
         model=getattr(args, "model", None) or "",
@@ -145,6 +162,10 @@ def _config(args: argparse.Namespace, **overrides):
         base_model=getattr(args, "base_model", ""),
         model_name=getattr(args, "model_name", "candidate"),
         base_name=getattr(args, "base_name", "base"),
+        model_endpoint_name=getattr(args, "model_endpoint_name", ""),
+        base_endpoint_name=getattr(args, "base_endpoint_name", ""),
+        model_api_key_env=getattr(args, "model_api_key_env", ""),
+        base_api_key_env=getattr(args, "base_api_key_env", ""),
         judge_model=args.judge_model,
         api_key_env=args.api_key_env,
         questions=args.questions,

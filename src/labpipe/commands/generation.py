@@ -60,6 +60,7 @@ def register(sub) -> None:
         help="shared reply cache: a directory or s3:// prefix (default: under $LABPIPE_CACHE; off: none)",
     )
     gen.add_argument("--quiet", action="store_true", help="no progress bars")
+    _dialect_options(gen, "teacher")
     gen.set_defaults(func=generate)
 
     crit = sub.add_parser("critique", help="judge, filter and mix generated examples into training sets")
@@ -101,6 +102,7 @@ def register(sub) -> None:
         default="",
         help="shared reply cache: a directory or s3:// prefix (default: under $LABPIPE_CACHE; off: none)",
     )
+    _dialect_options(crit, "judge")
     crit.set_defaults(func=critique)
 
 
@@ -118,6 +120,29 @@ def client_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=2,
         help="re-asks for a reply that is not JSON or breaks the schema",
+    )
+
+
+def _dialect_options(p: argparse.ArgumentParser, role: str) -> None:
+    """How the endpoint's dialect is handled (see labpipe.generation.openai_client), and when to fail."""
+    p.add_argument(
+        "--response-format",
+        default="auto",
+        choices=["auto", "json_schema", "json_object", "prompt"],
+        help="structured replies: auto = probe the server once; json_schema / json_object = response_format; "
+        "prompt = the schema in the prompt (replies are validated either way)",
+    )
+    p.add_argument(
+        "--context-length",
+        type=int,
+        default=0,
+        help=f"the {role}'s context window in tokens (default: what GET /v1/models reports); caps max_tokens",
+    )
+    p.add_argument(
+        "--max-failed-share",
+        type=float,
+        default=0.0,
+        help=f"fail when more than this share of {role} requests failed after all retries (default 0: any)",
     )
 
 
@@ -150,6 +175,9 @@ def generate(args: argparse.Namespace) -> int:
             schema_retries=args.schema_retries,
             progress=not args.quiet,
             generation_cache=args.cache,
+            response_format=args.response_format,
+            context_length=args.context_length,
+            max_failed_share=args.max_failed_share,
         )
     )
     print(json.dumps(meta))
@@ -176,6 +204,9 @@ def critique(args: argparse.Namespace) -> int:
             max_retries=args.max_retries,
             schema_retries=args.schema_retries,
             generation_cache=args.cache,
+            response_format=args.response_format,
+            context_length=args.context_length,
+            max_failed_share=args.max_failed_share,
         )
     )
     print(json.dumps(meta))

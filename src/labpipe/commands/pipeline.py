@@ -126,6 +126,10 @@ def local_arguments(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     if os.environ.get("LABPIPE_MT_BENCH_DATA"):
         arguments["questions"] = os.environ["LABPIPE_MT_BENCH_DATA"]
     arguments.update(params)
+    if not args.judge and "judge" not in params:  # one rule: the judge follows the teacher unless given
+        arguments["judge"] = arguments["teacher"]
+        if not args.judge_model and "judge_model" not in params:
+            arguments["judge_model"] = arguments["teacher_model"]
     _check_mt_bench_data(arguments.get("questions", ""))
     return arguments
 

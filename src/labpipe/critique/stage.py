@@ -53,6 +53,9 @@ class CritiqueConfig:
     knowledge_out: str = ""  # extra copies at these paths (KFP artifact paths); default: only in `out`
     skills_out: str = ""
     report_md_out: str = ""
+    max_failed_share: float = 0.0  # more judge requests failed for good than this share: the stage fails
+    response_format: str = "auto"  # auto (probe) | json_schema | json_object | prompt
+    context_length: int = 0  # the judge's context window; 0 = as its GET /models reports it
     run_id: str = ""
     tracking_uri: str = ""
     generation_cache: str = ""  # shared reply cache: "" = local under LABPIPE_CACHE, s3://..., "off"
@@ -91,7 +94,17 @@ def read_generated(uri: str | list[str]) -> tuple[list[dict[str, Any]], dict[str
 
 
 def run_critique(config: CritiqueConfig, client=None, cache=None) -> dict[str, Any]:
-    """Filter, judge, mix; returns the artifact metadata (counts, yield, judge requests and tokens)."""
+    """Filter, judge, mix; returns the artifact metadata (counts, yield, judge requests and tokens).
+
+    An empty `config.out` works in a temporary directory that is removed afterwards (KFP components,
+    which copy the sets to their artifact paths).
+    """
+    if not config.out:
+        import dataclasses
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="critique-") as tmp:
+            return run_critique(dataclasses.replace(config, out=tmp), client, cache)
     from labpipe.critique.dedup import near_duplicates
     from labpipe.critique.filters import format_problem, length_problem, score_problem
     from labpipe.critique.judge import run_judges
@@ -100,7 +113,7 @@ def run_critique(config: CritiqueConfig, client=None, cache=None) -> dict[str, A
     from labpipe.critique.report import Ledger, to_markdown, yield_report
     from labpipe.generation.cache import open_cache
     from labpipe.generation.checkpoint import CallStats, Checkpoint
-    from labpipe.generation.client import make_client, resolve_model_spec
+    from labpipe.generation.client import check_failures, make_client, resolve_model_spec, stats_of
     from labpipe.generation.flow import load_flows
     from labpipe.storage import atomic_path
     from labpipe.tracking import maybe_stage_run
@@ -132,6 +145,7 @@ def run_critique(config: CritiqueConfig, client=None, cache=None) -> dict[str, A
         config.max_retries,
         config.schema_retries,
     )
+    spec.response_format, spec.context_length = config.response_format, config.context_length
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     ledger = Ledger()
@@ -204,6 +218,7 @@ def run_critique(config: CritiqueConfig, client=None, cache=None) -> dict[str, A
                 holder[0].close()
             if own_cache and cache is not None:
                 cache.close()
+        judge_stats = stats_of(holder[0], stats.failed)
         for rec in alive:
             ledger.leaf(rec["leaf_id"])["kept"] += 1
         knowledge, skills, sampled = mix(
@@ -236,15 +251,25 @@ def run_critique(config: CritiqueConfig, client=None, cache=None) -> dict[str, A
             "judge_retries": stats.retries,
             "judge_prompt_tokens": stats.prompt_tokens,
             "judge_completion_tokens": stats.completion_tokens,
+            "judge_probe_requests": judge_stats.probes,
             "wall_time_s": round(time.monotonic() - started, 3),
         }
         report = yield_report(ledger, totals)
+        report["judge_client"] = judge_stats.summary()  # failures by kind with full reasons, dialect
         _write(out / REPORT_JSON, json.dumps(report, indent=2, ensure_ascii=False) + "\n", atomic_path)
         _write(out / REPORT_MD, to_markdown(report), atomic_path)
         run.log_artifact(out / REPORT_JSON)
         run.log_artifact(out / REPORT_MD)
         run.log_metrics({k: v for k, v in totals.items() if isinstance(v, int | float)})
         run.log_metrics({_metric(f"dropped.{name}"): f["dropped"] for name, f in report["filters"].items()})
+        run.log_metrics(judge_stats.as_metrics("judge."))  # every attempt: requests, tokens, failure kinds
+        check_failures(  # before any training set is written: a rerun resends only the failed requests
+            judge_stats,
+            stats.sent + stats.cached,
+            max_failed_share=config.max_failed_share,
+            stage="judge",
+            where=str(out / REPORT_JSON),
+        )
         leaf_kinds = [info.get("kind", "") for info in (manifest.get("per_leaf") or {}).values()]
         _check_not_empty(records, leaf_kinds, knowledge, skills, ledger, out / REPORT_MD)
         _write(

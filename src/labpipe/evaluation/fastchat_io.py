@@ -49,6 +49,7 @@ class Judgment:
     turn: int
     tstamp: float = field(default_factory=time.time)
     attempts: int = 1  # not a FastChat field; written as labpipe_attempts when > 1
+    error: str = ""  # not a FastChat field: why the judge call failed ($ERROR$), as the server said it
 
     def to_json(self) -> dict:
         row = {
@@ -63,6 +64,8 @@ class Judgment:
         }
         if self.attempts > 1:
             row["labpipe_attempts"] = self.attempts
+        if self.error:
+            row["labpipe_error"] = self.error
         return row
 
 

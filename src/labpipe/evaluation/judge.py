@@ -6,8 +6,10 @@ Two ways to ask, one file format:
 - "structured" (in-process judges, e.g. the offline tiny model): the same prompt plus a JSON instruction,
   with the JSON schema of data/structured_judge.yaml enforced by the backend (grammar-constrained decoding),
   so a rating always exists; the verdict is stored as "<rationale>\n\nRating: [[x]]".
-A call that fails, or a reply with no rating, is retried (up to `attempts` in all); what still fails is
-recorded with score -1 ("$ERROR$" for a failed call), excluded from the scores and counted.
+A call that fails, or a reply with no rating, is retried (up to `attempts` in all) with another seed and,
+after the first try, at REASK_TEMPERATURE (a greedy judge would repeat the same unrated verdict); what still
+fails is recorded with score -1 ("$ERROR$" for a failed call, with the server's reason in `error`),
+excluded from the scores and counted; `JudgeRun.errors` groups the failed calls by kind.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from labpipe.progress import emit
 
 log = logging.getLogger(__name__)
 REFERENCE_MAX_TOKENS = 2048  # fastchat/llm_judge/common.py: run_judge_single
+REASK_TEMPERATURE = 0.7  # retries of an unrated or failed judgment (the first try is at 0, as FastChat's)
 
 
 @dataclass
@@ -33,6 +36,8 @@ class JudgeRun:
         default_factory=Counter
     )  # reason -> count: answer_error, judge_error, no_rating
     requests: int = 0  # judge calls made, retries included
+    errors: Counter = field(default_factory=Counter)  # failed judge calls by kind (context_length, http...)
+    error_examples: dict = field(default_factory=dict)  # kind -> the first full reason
 
 
 def judge_answers(
@@ -46,7 +51,7 @@ def judge_answers(
     attempts: int = 3,
 ) -> JudgeRun:
     """Judge every turn of every model's answers; judgments come back in (model, question, turn) order."""
-    from labpipe.generation.client import ChatRequest
+    from labpipe.generation.client import ChatRequest, failure_kind
 
     spec = structured_judge() if structured else None
     by_qid = {q.question_id: q for q in questions}
@@ -88,7 +93,7 @@ def judge_answers(
                 messages=messages,
                 request_id=f"judge:{j.model}:{j.question_id}:{j.turn}:{attempt}",
                 schema=spec.schema if spec else None,
-                temperature=0.0,
+                temperature=0.0 if attempt == 1 else REASK_TEMPERATURE,
                 max_tokens=spec.max_tokens if spec else REFERENCE_MAX_TOKENS,
                 seed=attempt - 1,
             )
@@ -100,9 +105,10 @@ def judge_answers(
         for (j, messages), result in zip(pending, results, strict=True):
             j.attempts = attempt
             if not result.ok:
-                j.judgment, j.score = ERROR_TEXT, NO_RATING
+                j.judgment, j.score, j.error = ERROR_TEXT, NO_RATING, result.error or ""
                 retry.append((j, messages))
                 continue
+            j.error = ""
             if spec is not None and isinstance(result.data, dict) and "rating" in result.data:
                 j.judgment = format_structured(str(result.data.get("rationale", "")), result.data["rating"])
             else:
@@ -116,7 +122,16 @@ def judge_answers(
     for j, _ in pending:
         reason = "judge_error" if j.judgment == ERROR_TEXT else "no_rating"
         run.excluded[reason] += 1
+        if j.error:
+            kind = failure_kind(j.error)
+            run.errors[kind] += 1
+            run.error_examples.setdefault(kind, j.error)
         log.warning(
-            "judgment excluded (%s): model %s question %s turn %d", reason, j.model, j.question_id, j.turn
+            "judgment excluded (%s): model %s question %s turn %d%s",
+            reason,
+            j.model,
+            j.question_id,
+            j.turn,
+            f": {j.error}" if j.error else "",
         )
     return run

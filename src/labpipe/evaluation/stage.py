@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labpipe import storage
-from labpipe.errors import UserError
+from labpipe.errors import Problem, UserError
 from labpipe.evaluation.aggregate import ModelScores, aggregate, format_table
 from labpipe.evaluation.fastchat_io import attach_references, write_jsonl
 from labpipe.evaluation.questions import Question, load_questions
@@ -41,6 +41,8 @@ class EvalConfig:
     base_endpoint_name: str = ""
     judge_model: str = ""  # model name sent to the judge endpoint; also names the judgment file
     api_key_env: str = "OPENAI_API_KEY"  # variable holding the judge endpoint's key (never logged)
+    model_api_key_env: str = ""  # variable holding the candidate endpoint's key ("" = OPENAI_API_KEY)
+    base_api_key_env: str = ""  # variable holding the base endpoint's key ("" = OPENAI_API_KEY)
     questions: str = ""  # question.jsonl or a data dir (path, s3://, URL); "" = FastChat's pinned file
     judge_prompts: str = ""  # "" = in the data dir, else FastChat's pinned file
     reference_answers: str = ""  # "" = in the data dir, else FastChat's pinned gpt-4 references
@@ -141,6 +143,7 @@ def run_mt_bench(cfg: EvalConfig) -> dict:
     targets = {cfg.model_name: (cfg.model, cfg.model_endpoint_name)}
     if cfg.base_model:
         targets[cfg.base_name] = (cfg.base_model, cfg.base_endpoint_name)
+    key_envs = {cfg.model_name: cfg.model_api_key_env, cfg.base_name: cfg.base_api_key_env}
 
     params = {
         "questions": len(questions),
@@ -162,7 +165,7 @@ def run_mt_bench(cfg: EvalConfig) -> dict:
                 judge_client.model_name  # noqa: B018 - an unreachable judge fails now, not after the answers
             answers = {}
             for label, (target, name) in targets.items():
-                client = make_client(cfg.model_spec(target, name))
+                client = make_client(cfg.model_spec(target, name, key_envs.get(label, "")))
                 try:
                     answers[label] = generate_answers(
                         client, questions, label, max_new_tokens=cfg.max_new_tokens
@@ -180,6 +183,7 @@ def run_mt_bench(cfg: EvalConfig) -> dict:
             )
         finally:
             judge_client.close()
+        _check_judge_errors(judged, cfg, judge_spec.target)
 
         scores = aggregate(judged.judgments, {q.question_id: q.category for q in questions})
         invalid = any(s.failed_share > cfg.max_failed_share for s in scores.values())
@@ -191,6 +195,10 @@ def run_mt_bench(cfg: EvalConfig) -> dict:
             "questions_sha256": digest,
             "excluded": sum(judged.excluded.values()),
             "excluded_reasons": dict(judged.excluded),
+            "judge_errors": {
+                kind: {"count": n, "example": judged.error_examples.get(kind, "")}
+                for kind, n in judged.errors.most_common()
+            },
             "judge_requests": judged.requests,
             "candidate": cfg.model_name,
             "base": cfg.base_name if cfg.base_model else "",
@@ -219,16 +227,39 @@ def run_mt_bench(cfg: EvalConfig) -> dict:
             files = write_report(tmp, summary, shown, regs)
             run.log_metrics({f"mt_bench.{k}": v for k, v in flat.items()})
             run.log_metrics({"mt_bench.excluded": summary["excluded"], "mt_bench.invalid": float(invalid)})
+            run.log_metrics({f"mt_bench.judge_errors.{k}": float(n) for k, n in judged.errors.items()})
             for path in (*files.values(), tmp / "metrics.json"):
                 run.log_artifact(path, "mt_bench")
             run.log_artifact(tmp / "model_judgment" / f"{judge_name}_single.jsonl", "mt_bench")
         log.info("%s", format_table({k: scores[k] for k in targets if k in scores}))
     return {
-        **{k: v for k, v in summary.items() if k != "excluded_reasons"},
+        **{k: v for k, v in summary.items() if k not in ("excluded_reasons", "judge_errors")},
         **flat,
         **{f"excluded.{k}": v for k, v in judged.excluded.items()},
         "mlflow_run_id": run.run_id,
     }
+
+
+def _check_judge_errors(judged, cfg: EvalConfig, judge: str) -> None:
+    """Judge calls that failed for good (not unrated verdicts) above `max_failed_share`: the stage fails,
+    with the server's reasons grouped and counted."""
+    failed = judged.excluded.get("judge_error", 0)
+    total = len(judged.judgments) - judged.excluded.get("answer_error", 0)
+    if failed == 0 or failed <= cfg.max_failed_share * total:
+        return
+    reasons = "; ".join(
+        f"{n} {kind} (e.g. {judged.error_examples.get(kind, '')!r})" for kind, n in judged.errors.most_common()
+    )
+    raise UserError(
+        Problem(
+            judge,
+            "judge-failed",
+            f"{failed} of {total} judge calls failed after all retries (allowed: {cfg.max_failed_share:.0%}): "
+            f"{reasons}",
+            "fix the cause above (or raise --max-failed-share) and rerun",
+            field="max_failed_share",
+        )
+    )
 
 
 @contextmanager

@@ -65,10 +65,13 @@ class ModelSpec:
         0.5  # retry n waits uniform(0, min(backoff_max_s, backoff_base_s * 2**n)) ("full jitter")
     )
     backoff_max_s: float = 30.0
-    schema_retries: int = 2  # extra attempts for a reply that is not JSON or breaks the schema
-    response_format: bool | None = (
-        None  # endpoint enforces json_schema: None = try it, fall back on rejection
-    )
+    schema_retries: int = 2  # extra attempts (re-asks, each with another seed) for an unusable reply
+    # How structured replies are asked for (see openai_client): auto = probe the server once;
+    # json_schema = response_format json_schema; json_object = response_format json_object + schema in the
+    # prompt; prompt = schema in the prompt only. (True/False are read as json_schema/prompt.)
+    response_format: str | bool | None = "auto"
+    context_length: int = 0  # the server's context window in tokens; 0 = as GET /models reports it
+    final_pass: bool = True  # requests that failed after all retries are tried once more at the end
     seed: int = 0  # in-process backend: sampling seed for requests without their own
     endpoint_failures: int = 3  # several endpoints: failed attempts in a row that take one out of rotation
     endpoint_cooldown_s: float = 5.0  # ... for this long (doubling while it keeps failing)
@@ -100,6 +103,11 @@ class ClientStats:
     errors: Counter[str] = field(
         default_factory=Counter
     )  # failed attempts by kind (rate_limit, timeout, schema...)
+    failures: Counter[str] = field(default_factory=Counter)  # requests that failed for good, by kind
+    failure_examples: dict[str, str] = field(default_factory=dict)  # kind -> the first full reason
+    probes: int = 0  # requests sent to learn what the server does (structured-output probe)
+    final_pass: int = 0  # requests tried again in the final pass
+    dialect: dict[str, Any] = field(default_factory=dict)  # what was learnt: structured mode, context
 
     def as_metrics(self, prefix: str = "") -> dict[str, float]:
         metrics = {
@@ -107,7 +115,75 @@ class ClientStats:
             for name in ("requests", "completed", "failed", "retries", "prompt_tokens", "completion_tokens")
         }
         metrics.update({f"{prefix}errors.{kind}": float(n) for kind, n in sorted(self.errors.items())})
+        metrics.update({f"{prefix}failures.{kind}": float(n) for kind, n in sorted(self.failures.items())})
         return metrics
+
+    def record_failure(self, error: str) -> None:
+        kind = failure_kind(error)
+        self.failures[kind] += 1
+        self.failure_examples.setdefault(kind, error)
+
+    def summary(self) -> dict[str, Any]:
+        """For manifests: counts, failures by kind with one full example reason each, the dialect."""
+        return {
+            "requests": self.requests,
+            "probes": self.probes,
+            "retries": self.retries,
+            "final_pass": self.final_pass,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "failed_attempts": dict(sorted(self.errors.items())),
+            "failures": {
+                k: {"count": n, "example": self.failure_examples.get(k, "")}
+                for k, n in sorted(self.failures.items())
+            },
+            **({"dialect": self.dialect} if self.dialect else {}),
+        }
+
+
+def failure_kind(error: str) -> str:
+    """The kind of a ChatResult.error ("kind: message")."""
+    kind, sep, _ = error.partition(":")
+    return kind.strip() if sep and kind.strip().replace("_", "").isalnum() else "error"
+
+
+def stats_of(client: Any, failed: int = 0) -> ClientStats:
+    """The client's ClientStats; for a client without them, one that knows only how many failed."""
+    stats = getattr(client, "stats", None)
+    if isinstance(stats, ClientStats):
+        return stats
+    stats = ClientStats()
+    for _ in range(failed):
+        stats.record_failure("error: the request failed (this client gives no reasons)")
+    return stats
+
+
+def check_failures(
+    stats: ClientStats, total: int, *, max_failed_share: float, stage: str, where: str, fix: str = ""
+) -> None:
+    """Raise UserError when more than `max_failed_share` of `total` requests failed for good.
+
+    The message groups the failures by kind, with counts and the server's full reason for each kind, so
+    the stage fails with what went wrong instead of handing a short data set to the next stage.
+    """
+    failed = sum(stats.failures.values())
+    if failed == 0 or failed <= max_failed_share * total:
+        return
+    reasons = "; ".join(
+        f"{n} {kind} (e.g. {stats.failure_examples.get(kind, '')!r})"
+        for kind, n in stats.failures.most_common()
+    )
+    raise UserError(
+        Problem(
+            where,
+            "requests-failed",
+            f"{failed} of {total} {stage} requests failed after all retries "
+            f"(allowed: {max_failed_share:.0%}): {reasons}",
+            fix
+            or "fix the cause above and rerun with the same output directory: only the failed requests are sent again",
+            field="max_failed_share",
+        )
+    )
 
 
 class ChatClient(Protocol):

@@ -408,7 +408,7 @@ def _validator(schema_json: str):
 def parse_reply(step: Step, result: ChatResult | None) -> tuple[Any, str | None]:
     """(the reply's JSON value, None) or (None, why it is unusable)."""
     if result is None or not result.ok:
-        return None, f"request failed: {(result.error if result else 'no result')[:80]}"
+        return None, f"request failed: {result.error if result else 'no result'}"
     data = result.data
     if data is None:
         try:

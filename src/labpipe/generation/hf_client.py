@@ -207,6 +207,7 @@ class HFChatClient:
             else:
                 self.stats.failed += 1
                 self.stats.errors[result.error.split(":", 1)[0]] += 1
+                self.stats.record_failure(result.error)
             if on_result is not None:
                 on_result(result)
 

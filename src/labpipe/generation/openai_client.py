@@ -1,4 +1,5 @@
-"""The OpenAI-compatible HTTP backend (vLLM, llama.cpp, KServe, OpenAI): many requests in flight, retried.
+"""The OpenAI-compatible HTTP backend (vLLM, llama.cpp, transformers serve, KServe, OpenAI): many
+requests in flight, retried, and each server's dialect read from what it says.
 
 `complete()` is synchronous: it runs an asyncio loop with `spec.concurrency` workers, each sending one
 request at a time. Workers share a few small httpx connection pools rather than one big one, because
@@ -6,11 +7,33 @@ httpcore's pool bookkeeping grows with the square of its size and would eat the 
 `on_result` runs on the loop's thread, one call at a time, as each request finishes: it may append to a
 checkpoint file without locks.
 
-Retries: 429, 5xx, timeouts, dropped connections and unparseable bodies are retried up to
-`spec.max_retries` times with exponential backoff and full jitter, waiting at least `Retry-After`.
-A reply that is not JSON or breaks the schema is retried `spec.schema_retries` times. A prompt too
-long for the model's context fails that request only. A rejected API key, an unknown model or an
-unreachable endpoint raise UserError: every request would fail the same way.
+Failures are classified by what the server said, not by status code alone (`_http_failure`):
+- transport: 429 (rate_limit), 503/529 or "overloaded" (overloaded), other 5xx/408 (server_error),
+  timeouts, dropped connections, unparseable bodies: retried up to `spec.max_retries` times with
+  exponential backoff and full jitter, waiting at least `Retry-After`;
+- unusable replies (not JSON, schema violation, cut off, llama.cpp's 500 for a grammar-bound reply cut
+  at max_tokens): re-asked up to `spec.schema_retries` times with another sampling seed (a greedy request
+  is re-asked at REASK_TEMPERATURE), the request id unchanged; re-asking stops early when the server
+  repeats an unusable reply word for word;
+- context length (vLLM's, llama.cpp's, OpenAI's, TGI's and KServe's wordings): when the server says how
+  long the prompt is and it fits, the request is sent again with max_tokens capped to the room left;
+  a prompt that alone does not fit fails that request with the server's reason;
+- a rejected `response_format` (a 400/422 that names it): the schema goes into the prompt instead,
+  announced once with the server's words; any other 400 is a failure of that request only;
+- a rejected API key, an unknown model (404, or transformers serve's "Server is pinned to ...") or an
+  unreachable endpoint raise UserError: every request would fail the same way.
+
+Structured output is probed once per client (one stage) with a tiny schema-bound request when
+`spec.response_format` is "auto": a server that enforces the schema keeps `response_format`; one that
+ignores it (answers 200 unconstrained, as transformers serve does) or rejects it gets the schema in the
+prompt, and every reply is validated strictly either way. The mode is in `stats.dialect`.
+`max_tokens` is capped to the context the server reports at GET /models (vLLM's `max_model_len`,
+llama.cpp's `meta.n_ctx`) or `spec.context_length`, minus the prompt's length (known after the first
+reply, estimated before). Requests that still failed after all that are tried once more in a final pass.
+Tokens of every attempt, failed or not, are counted (stats and the result's token counts).
+
+Per-endpoint state (probed mode, context length, tokens-per-character) lives in an `_Endpoint`, so the
+rules hold for each endpoint of a list.
 
 The API key is read from `os.environ[spec.api_key_env]` and lives only in the request headers; it is
 never logged and is scrubbed from any server message that echoes it.
@@ -21,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import math
 import os
 import random
 import re
@@ -35,34 +59,139 @@ from typing import Any
 import httpx
 
 from labpipe.errors import Problem, UserError
-from labpipe.generation.client import ChatRequest, ChatResult, ClientStats, ModelSpec
+from labpipe.generation.client import ChatRequest, ChatResult, ClientStats, ModelSpec, failure_kind
 from labpipe.generation.endpoints import EndpointPool, RoutedHTTP, split_endpoints
 from labpipe.generation.json_extract import NotJSON, check_schema, extract_json, schema_instruction
+
+STRUCTURED_MODES = ("auto", "json_schema", "json_object", "prompt")
 
 log = logging.getLogger(__name__)
 
 POOL_SIZE = 8  # connections per httpx pool; see the module docstring
-TRANSIENT = ("rate_limit", "server_error", "timeout", "connection", "bad_response")
+TRANSIENT = ("rate_limit", "overloaded", "server_error", "timeout", "connection", "bad_response")
+UNUSABLE = ("not_json", "schema", "truncated")  # replies worth re-asking with another seed
+# Failures worth one more try at the end (the server may be back); unusable replies already had their
+# distinct re-asks, and the same re-asks again would get the same replies from a seeded server.
+FINAL_PASS = TRANSIENT
+REPEATED = "the server repeated an earlier unusable reply"
+REASK_TEMPERATURE = 0.7  # a greedy request re-asked at temperature 0 would get the same reply again
+
+# Context-length errors, by server: OpenAI/vLLM ("This model's maximum context length is N tokens ..."),
+# vLLM ("max_tokens=N cannot be greater than max_model_len=M", "... your request has N input tokens"),
+# llama.cpp ("request (N tokens) exceeds the available context size (M tokens)", exceed_context_size_error),
+# TGI ("`inputs` tokens + `max_new_tokens` must be <= N. Given: P `inputs` tokens"), KServe
+# ("Input length ... exceeds the maximum ..."), Anthropic-style "prompt is too long".
 _CONTEXT_TOO_LONG = re.compile(
-    r"context.length|maximum context|context window|prompt is too long|too many tokens|reduce the length",
+    r"context.length|maximum context|context window|context size|exceed_context_size|max_model_len|"
+    r"prompt is too long|too many tokens|reduce the length|input length|inputs` tokens|must have less than",
     re.I,
 )
+_CTX_NUMBERS = (  # (regex, group of the context length, group of the prompt length or None)
+    (re.compile(r"request \((\d+) tokens\) exceeds the available context size \((\d+) tokens\)"), 2, 1),
+    (re.compile(r"maximum context length is (\d+) tokens.*?(\d+) in the messages", re.S), 1, 2),
+    (re.compile(r"maximum context length is (\d+) tokens.*?has (\d+) input tokens", re.S), 1, 2),
+    (re.compile(r"maximum context length is (\d+) tokens.*?messages resulted in (\d+) tokens", re.S), 1, 2),
+    (re.compile(r"must be <= (\d+)\. Given: (\d+) `inputs` tokens"), 1, 2),
+    (re.compile(r"must have less than (\d+) tokens\. Given: (\d+)"), 1, 2),
+    (re.compile(r"max_model_len=(\d+)"), 1, None),
+    (re.compile(r"maximum context length is (\d+)"), 1, None),
+)
+_RESPONSE_FORMAT = re.compile(
+    r"response_format|json_schema|json schema|guided|structured output|grammar|json_object", re.I
+)
+_CUT_STRUCTURED = re.compile(r"peg-native format|expected .*format|failed to parse", re.I)  # llama.cpp 500
+_UNKNOWN_MODEL = re.compile(
+    r"pinned to|model.{0,80}(not found|does not exist|not exist|unknown|not served|not available)|"
+    r"(unknown|invalid) model|model_not_found",
+    re.I | re.S,
+)
+_OVERLOADED = re.compile(r"overload|server is busy|too many requests|no slot|capacity", re.I)
+
+# The structured-output probe: a schema no model follows by chance, and a prompt that does not ask for it.
+PROBE_SCHEMA = {
+    "type": "object",
+    "properties": {"labpipe_probe": {"type": "string", "enum": ["ok-7f3a"]}},
+    "required": ["labpipe_probe"],
+    "additionalProperties": False,
+}
+PROBE_PROMPT = "Say hello in one short sentence."
 
 
 @dataclass
 class _Outcome:
     """What one attempt came to: a result, or a failure of some `kind` with a message."""
 
-    kind: str  # "ok", one of TRANSIENT, "not_json", "schema", "response_format", "context_length", "http"
+    kind: str  # "ok", one of TRANSIENT or UNUSABLE, "response_format", "context_length", "http"
     message: str = ""
     result: ChatResult | None = None
     retry_after: float | None = None
+    text: str = ""  # the reply, for unusable ones (a server that repeats it is not asked again)
+    prompt_tokens: int = 0  # what the attempt cost (usage), also when the reply was unusable
+    completion_tokens: int = 0
+    context: int | None = None  # context_length failures: the context and prompt size the server named
+    prompt_size: int | None = None
+    cut: bool = False  # the reply stopped at max_tokens
+
+
+@dataclass
+class _Endpoint:
+    """What was learnt about one endpoint: how it takes structured output, how long its context is."""
+
+    base_url: str
+    structured: str = "auto"  # json_schema | json_object | prompt once decided
+    structured_reason: str = ""
+    context_length: int | None = None
+    tokens_per_char: float = 0.0  # highest prompt_tokens / prompt characters seen (prompts >= 200 chars)
+    announced: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "base_url": self.base_url,
+            "structured_output": self.structured,
+            **({"structured_output_reason": self.structured_reason} if self.structured_reason else {}),
+            "context_length": self.context_length,
+        }
+
+    def learn(self, chars: int, prompt_tokens: int) -> None:
+        if chars >= 200 and prompt_tokens > 0:
+            self.tokens_per_char = max(self.tokens_per_char, prompt_tokens / chars)
+
+    def estimate_prompt_tokens(self, chars: int) -> int:
+        ratio = self.tokens_per_char or 0.5  # before any usage: a typical BPE tokenizer's 2 chars/token
+        return math.ceil(chars * ratio * 1.1) + 16
+
+
+def _structured_mode(value: str | bool | None) -> str:
+    if value is True:
+        return "json_schema"
+    if value is False:
+        return "prompt"
+    if value is None or value == "":
+        return "auto"
+    if value not in STRUCTURED_MODES:
+        raise UserError(
+            Problem(
+                "response_format",
+                "response-format",
+                f"unknown structured-output mode {value!r}",
+                f"one of {', '.join(STRUCTURED_MODES)}",
+                field="response_format",
+            )
+        )
+    return value
+
+
+def _chars(request: ChatRequest) -> int:
+    return sum(len(str(m.get("content") or "")) for m in request.messages)
 
 
 class OpenAIChatClient:
     """Chat completions against an OpenAI-compatible endpoint; see the module docstring."""
 
     accepts_follow_ups = True  # on_result may return requests to enqueue (streamed flows)
+    # Re-ask rules (benchmarks/bench_reask.py turns both off to measure the old behaviour side by side).
+    VARY_REASKS = True  # a re-ask changes the seed (and samples a greedy request)
+    STOP_ON_REPEAT = True  # an unusable reply repeated word for word ends the re-asks
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec
@@ -76,7 +205,10 @@ class OpenAIChatClient:
         )
         self.stats = ClientStats()
         self._model = spec.model
-        self._response_format = spec.response_format
+        self._mode = _structured_mode(spec.response_format)
+        self._endpoint = _Endpoint(self.base_url, structured=self._mode)
+        if spec.context_length > 0:
+            self._endpoint.context_length = spec.context_length
         self._reachable = False
         self._ssl_context: ssl.SSLContext | None = None
         self._rng = random.Random()
@@ -159,23 +291,31 @@ class OpenAIChatClient:
         self._reachable = True
         if response.status_code in (401, 403):
             raise self._auth_error(response)
-        if self._model is not None:
-            return
         try:
-            ids = [m["id"] for m in response.json()["data"]]
+            listed = [m for m in response.json()["data"] if isinstance(m, dict) and m.get("id")]
         except (ValueError, KeyError, TypeError):
-            ids = []
-        if response.status_code != 200 or not ids:
-            raise UserError(
-                Problem(
-                    where=f"{self.base_url}/models",
-                    rule="model",
-                    field="model",
-                    message=f"no model name given and the endpoint lists none (HTTP {response.status_code})",
-                    fix="pass the model name (--teacher-model / --judge-model)",
+            listed = []
+        if self._model is None:
+            if response.status_code != 200 or not listed:
+                said = self._redact(_server_message(response))[:200] if response.status_code != 200 else ""
+                raise UserError(
+                    Problem(
+                        where=f"{self.base_url}/models",
+                        rule="model",
+                        field="model",
+                        message=f"no model name given and the endpoint lists none (HTTP {response.status_code}"
+                        + (f": {said})" if said else ")"),
+                        fix="pass the model name (--teacher-model / --judge-model / --model-endpoint-name); "
+                        "for `transformers serve` it is the model path the server was started with",
+                    )
                 )
+            self._model = listed[0]["id"]
+        if self._endpoint.context_length is None:
+            entry = next(
+                (m for m in listed if m["id"] == self._model), listed[0] if len(listed) == 1 else None
             )
-        self._model = ids[0]
+            self._endpoint.context_length = _context_length(entry)
+        self.stats.dialect = self._endpoint.describe()
 
     def _unreachable(self, reason: str) -> UserError:
         if "CERTIFICATE_VERIFY_FAILED" in reason:
@@ -213,11 +353,42 @@ class OpenAIChatClient:
         """Run all requests, `spec.concurrency` in flight; results in request order.
 
         Requests that `on_result` returns are enqueued and sent in the same run (on the same
-        connections); their results follow the given requests' in the returned list."""
-        requests = list(requests)
+        connections); their results follow the given requests' in the returned list.
+        A request that failed after all retries in a way worth retrying (FINAL_PASS kinds) is held back
+        and tried once more after the others (the final pass); `on_result` sees only its last outcome.
+        """
+        requests = list(requests)  # grows with follow-up requests while the run goes on
         if not requests:
             return []
         self.model_name  # noqa: B018 - probes the endpoint once, before anything is sent
+        if self._endpoint.structured == "auto" and any(r.schema is not None for r in requests):
+            self._probe_structured(self._endpoint)
+        held: list[int] = []
+        final_pass = self.spec.final_pass
+
+        def deliver(result: ChatResult) -> Sequence[ChatRequest] | None:
+            if not result.ok:
+                error = result.error or ""
+                if final_pass and failure_kind(error) in FINAL_PASS and REPEATED not in error:
+                    held.extend(i for i, r in enumerate(requests) if r.request_id == result.request_id)
+                    self.stats.failed -= 1  # counted again when the final pass delivers it
+                    return None
+                self.stats.record_failure(result.error or "")
+            return on_result(result) if on_result is not None else None
+
+        results = self._loop(requests, deliver)
+        if held:
+            held = sorted(set(held))
+            self.stats.final_pass += len(held)
+            final_pass = False
+            log.info("%s: final pass over %d failed request(s)", self.base_url, len(held))
+            again = self._loop([requests[i] for i in held], deliver)
+            for i, result in zip(held, again, strict=False):
+                results[i] = result
+            results.extend(again[len(held):])  # follow-ups of requests that succeeded in the final pass
+        return results
+
+    def _loop(self, requests: list[ChatRequest], on_result: Callable[[ChatResult], None]) -> list:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -299,34 +470,71 @@ class OpenAIChatClient:
         return results
 
     async def _one(self, http: httpx.AsyncClient, request: ChatRequest) -> ChatResult:
-        transient = invalid = attempts = 0
+        ep = self._endpoint
+        transient = reasks = attempts = 0
+        spent_prompt = spent_completion = 0
+        prompt_size: int | None = None  # the prompt's length in tokens, once the server said it
+        boost = 1  # grows when a reply was cut at max_tokens
+        context_retried = False
+        seen: set[str] = set()  # unusable replies already received (a repeat ends the re-asks)
         while True:
-            use_response_format = request.schema is not None and self._response_format is not False
+            if ep.context_length and prompt_size is not None and prompt_size >= ep.context_length:
+                return ChatResult(  # the server told us the prompt's size: it cannot fit, do not send
+                    request.request_id,
+                    attempts=attempts,
+                    error=f"context_length: the prompt's {prompt_size} tokens leave no room for a reply "
+                    f"in the context of {ep.context_length} tokens",
+                    prompt_tokens=spent_prompt,
+                    completion_tokens=spent_completion,
+                )
             attempts += 1
-            outcome = await self._attempt(http, request, use_response_format)
+            mode = ep.structured if request.schema is not None else "none"
+            max_tokens = self._max_tokens(ep, request, prompt_size, boost)
+            outcome = await self._attempt(http, request, mode, max_tokens, reasks if self.VARY_REASKS else 0)
+            spent_prompt += outcome.prompt_tokens
+            spent_completion += outcome.completion_tokens
+            if outcome.prompt_tokens:
+                prompt_size = outcome.prompt_tokens
+                ep.learn(_chars(request), outcome.prompt_tokens)
             if outcome.kind == "ok":
                 assert outcome.result is not None
                 outcome.result.attempts = attempts
+                outcome.result.prompt_tokens = spent_prompt
+                outcome.result.completion_tokens = spent_completion
                 return outcome.result
             self.stats.errors[outcome.kind] += 1
-            if outcome.kind == "response_format" and use_response_format:
-                if self._response_format is None:
-                    log.warning(
-                        "%s rejected response_format (%s); putting the schema in the prompt instead",
-                        self.base_url,
-                        outcome.message,
-                    )
-                self._response_format = False
-                continue
-            if outcome.kind in TRANSIENT and transient < self.spec.max_retries:
+            delay = 0.0
+            if (
+                outcome.kind == "response_format"
+                and mode in ("json_schema", "json_object")
+                and self._mode == "auto"
+            ):
+                self._fall_back(ep, outcome.message)
+            elif outcome.kind == "context_length" and not context_retried and self._context_room(ep, outcome):
+                context_retried = True
+                prompt_size = outcome.prompt_size or prompt_size
+            elif outcome.kind in TRANSIENT and transient < self.spec.max_retries:
                 delay = self._backoff(transient, outcome.retry_after)
                 transient += 1
-            elif outcome.kind in ("not_json", "schema") and invalid < self.spec.schema_retries:
-                delay = 0.0
-                invalid += 1
+            elif outcome.kind in UNUSABLE and reasks < self.spec.schema_retries and outcome.text not in seen:
+                if outcome.text and self.STOP_ON_REPEAT:
+                    seen.add(outcome.text)
+                reasks += 1
+                if outcome.cut and self.VARY_REASKS:
+                    boost *= 2
             else:
+                message = outcome.message
+                if outcome.kind in UNUSABLE and outcome.text and outcome.text in seen:
+                    message += f" ({REPEATED}: not asked again)"
+                if outcome.kind == "context_length" and outcome.context:
+                    size = f"{outcome.prompt_size} tokens" if outcome.prompt_size else "the prompt"
+                    message = f"{size} leave no room for a reply in the context of {outcome.context} tokens ({message})"
                 return ChatResult(
-                    request.request_id, attempts=attempts, error=f"{outcome.kind}: {outcome.message}"
+                    request.request_id,
+                    attempts=attempts,
+                    error=f"{outcome.kind}: {message}",
+                    prompt_tokens=spent_prompt,
+                    completion_tokens=spent_completion,
                 )
             self.stats.retries += 1
             log.debug(
@@ -334,37 +542,76 @@ class OpenAIChatClient:
             )
             await asyncio.sleep(delay)
 
+    def _fall_back(self, ep: _Endpoint, said: str) -> None:
+        """The server rejected response_format: the schema goes into the prompt from now on (said once)."""
+        if ep.structured != "prompt":
+            ep.structured = "prompt"
+            ep.structured_reason = f"response_format rejected: {said}"
+            self.stats.dialect = ep.describe()
+            log.warning(
+                "%s rejected response_format (%s); putting the schema in the prompt instead",
+                ep.base_url,
+                said,
+            )
+
+    def _context_room(self, ep: _Endpoint, outcome: _Outcome) -> bool:
+        """Learn the context length from a context error; True when a capped retry can fit."""
+        if outcome.context:
+            ep.context_length = min(ep.context_length or outcome.context, outcome.context)
+            self.stats.dialect = ep.describe()
+        if not ep.context_length:
+            return False
+        if outcome.prompt_size is None:
+            return outcome.context is not None  # capped by the estimate from now on
+        return ep.context_length - outcome.prompt_size >= 1
+
+    def _max_tokens(self, ep: _Endpoint, request: ChatRequest, prompt_size: int | None, boost: int) -> int:
+        wanted = request.max_tokens * boost
+        if not ep.context_length:
+            return wanted
+        used = prompt_size if prompt_size is not None else ep.estimate_prompt_tokens(_chars(request))
+        room = ep.context_length - used
+        return max(1, min(wanted, room))
+
     def _backoff(self, retry: int, retry_after: float | None = None) -> float:
         delay = self._rng.uniform(0, min(self.spec.backoff_max_s, self.spec.backoff_base_s * 2**retry))
         return max(delay, retry_after or 0.0)
 
-    def _body(self, request: ChatRequest, use_response_format: bool) -> dict[str, Any]:
+    def _body(self, request: ChatRequest, mode: str, max_tokens: int, reask: int = 0) -> dict[str, Any]:
         messages = [dict(m) for m in request.messages]
         body: dict[str, Any] = {
             "model": self.model_name,
             "messages": messages,
             "temperature": request.temperature,
-            "max_tokens": request.max_tokens,
+            "max_tokens": max_tokens,
         }
-        if request.seed is not None:
-            body["seed"] = request.seed
-        if request.schema is not None and use_response_format:
+        if request.seed is not None or reask:
+            # A re-ask varies the sampling seed (and samples, if the request was greedy): the same seed
+            # would get the same unusable reply from vLLM or llama.cpp. The request id is unchanged.
+            body["seed"] = (request.seed or 0) + reask * 7919
+        if reask and request.temperature < REASK_TEMPERATURE:
+            body["temperature"] = REASK_TEMPERATURE
+        if request.schema is None:
+            return body
+        if mode == "json_schema":
             body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "reply", "schema": request.schema},
             }
-        elif request.schema is not None:
-            last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
-            if last_user is None:
-                messages.append({"role": "user", "content": schema_instruction(request.schema)})
-            else:
-                messages[last_user]["content"] += "\n\n" + schema_instruction(request.schema)
+            return body
+        if mode == "json_object":
+            body["response_format"] = {"type": "json_object"}
+        last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
+        if last_user is None:
+            messages.append({"role": "user", "content": schema_instruction(request.schema)})
+        else:
+            messages[last_user]["content"] += "\n\n" + schema_instruction(request.schema)
         return body
 
     async def _attempt(
-        self, http: httpx.AsyncClient, request: ChatRequest, use_response_format: bool
+        self, http: httpx.AsyncClient, request: ChatRequest, mode: str, max_tokens: int, reask: int = 0
     ) -> _Outcome:
-        body = self._body(request, use_response_format)
+        body = self._body(request, mode, max_tokens, reask)
         self.stats.requests += 1
         self.stats.in_flight += 1
         try:
@@ -372,11 +619,11 @@ class OpenAIChatClient:
         except httpx.TimeoutException:
             return _Outcome("timeout", f"no reply within {self.spec.timeout_s:g}s")
         except httpx.TransportError as exc:
-            return _Outcome("connection", self._redact(str(exc) or type(exc).__name__)[:200])
+            return _Outcome("connection", self._redact(str(exc) or type(exc).__name__)[:300])
         finally:
             self.stats.in_flight -= 1
         if response.status_code != 200:
-            return self._http_failure(response, use_response_format)
+            return self._http_failure(response, "response_format" in body)
         try:
             payload = response.json()
             choice = payload["choices"][0]
@@ -384,58 +631,177 @@ class OpenAIChatClient:
         except (ValueError, KeyError, IndexError, TypeError):
             return _Outcome("bad_response", f"unparseable response body ({len(response.content)} bytes)")
         usage = payload.get("usage") or {}
-        result = ChatResult(
-            request.request_id,
-            text=text,
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-        )
-        self.stats.prompt_tokens += result.prompt_tokens
-        self.stats.completion_tokens += result.completion_tokens
+        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        completion_tokens = int(usage.get("completion_tokens") or 0)
+        # Every attempt is paid for, usable or not: count it before judging the reply.
+        self.stats.prompt_tokens += prompt_tokens
+        self.stats.completion_tokens += completion_tokens
+        spent = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+        result = ChatResult(request.request_id, text=text, **spent)
         if request.schema is not None:
+            cut = choice.get("finish_reason") == "length"
             try:
                 result.data = extract_json(text)
             except NotJSON as exc:
-                cut = " (cut at max_tokens)" if choice.get("finish_reason") == "length" else ""
-                return _Outcome("not_json", f"{exc}{cut}")
+                note = f" (cut at max_tokens={max_tokens})" if cut else ""
+                return _Outcome(
+                    "truncated" if cut else "not_json", f"{exc}{note}", text=text, cut=cut, **spent
+                )
             reason = check_schema(result.data, request.schema)
             if reason:
-                return _Outcome("schema", reason)
-        return _Outcome("ok", result=result)
+                return _Outcome("schema", reason, text=text, **spent)
+        return _Outcome("ok", result=result, **spent)
 
-    def _http_failure(self, response: httpx.Response, use_response_format: bool) -> _Outcome:
+    def _http_failure(self, response: httpx.Response, had_response_format: bool) -> _Outcome:
+        """Classify a non-200 reply by what the server said (see the module docstring)."""
         status = response.status_code
-        message = f"HTTP {status}: {self._redact(_server_message(response))[:300]}"
+        said = self._redact(_server_message(response))
+        message = f"HTTP {status}: {said[:1000]}"
         if status in (401, 403):
             raise self._auth_error(response)
-        if status == 404 and "model" in message.lower():
+        if (status == 404 and "model" in said.lower()) or (
+            status in (400, 404, 422) and _UNKNOWN_MODEL.search(said)
+        ):
             raise UserError(
                 Problem(
                     where=self.base_url,
                     rule="model",
                     field="model",
                     message=f"the endpoint does not serve model {self._model!r} ({message})",
-                    fix="pass a model name the endpoint lists at GET /v1/models",
+                    fix="pass a model name the endpoint serves (GET /v1/models; for `transformers serve`, "
+                    "the model path it was started with)",
                 )
             )
         if status == 429:
             return _Outcome("rate_limit", message, retry_after=_retry_after(response))
+        if _CONTEXT_TOO_LONG.search(said) and status < 500:
+            context, prompt = _context_numbers(said, response)
+            return _Outcome("context_length", message, context=context, prompt_size=prompt)
+        if status >= 500 and had_response_format and _CUT_STRUCTURED.search(said):
+            return _Outcome("truncated", f"{message} (a schema-bound reply cut at max_tokens)", cut=True)
+        if status in (503, 529) or (status >= 500 and _OVERLOADED.search(said)):
+            return _Outcome("overloaded", message, retry_after=_retry_after(response))
         if status >= 500 or status == 408:
             return _Outcome("server_error", message, retry_after=_retry_after(response))
-        if _CONTEXT_TOO_LONG.search(message):
-            return _Outcome("context_length", message)
-        if use_response_format and status in (400, 422):
+        if had_response_format and status in (400, 422, 501) and _RESPONSE_FORMAT.search(said):
             return _Outcome("response_format", message)
         return _Outcome("http", message)
+
+    # the structured-output probe --------------------------------------------------------------------
+
+    def _probe_structured(self, ep: _Endpoint) -> None:
+        """One tiny schema-bound request: does this server enforce response_format? Sets ep.structured."""
+        body = {
+            "model": self.model_name,
+            "messages": [{"role": "user", "content": PROBE_PROMPT}],
+            "temperature": 0.0,
+            "max_tokens": 48,
+            "seed": 0,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "probe", "schema": PROBE_SCHEMA},
+            },
+        }
+        mode, reason = "json_schema", ""
+        with httpx.Client(**self.httpx_options()) as http:
+            for attempt in range(self.spec.max_retries + 1):
+                self.stats.probes += 1
+                try:
+                    response = http.post("/chat/completions", json=body)
+                except httpx.TransportError as exc:
+                    reason = f"probe failed: {self._redact(str(exc) or type(exc).__name__)[:200]}"
+                    time.sleep(self._backoff(attempt))
+                    continue
+                if response.status_code == 200:
+                    mode, reason = self._probe_reply(response)
+                    break
+                outcome = self._http_failure(response, True)
+                if outcome.kind in TRANSIENT:
+                    reason = f"probe failed: {outcome.message}"
+                    time.sleep(self._backoff(attempt, outcome.retry_after))
+                    continue
+                if outcome.kind == "truncated":  # llama.cpp: the grammar was applied, the reply cut
+                    mode, reason = "json_schema", ""
+                elif outcome.kind == "response_format":
+                    mode, reason = "prompt", f"response_format rejected: {outcome.message}"
+                else:
+                    mode, reason = "prompt", f"the probe failed ({outcome.message})"
+                break
+        ep.structured, ep.structured_reason = mode, reason
+        self.stats.dialect = ep.describe()
+        if mode == "prompt":
+            log.warning("%s: schema in the prompt, replies validated strictly: %s", ep.base_url, reason)
+        else:
+            log.info(
+                "%s: structured output enforced by the server (response_format json_schema)", ep.base_url
+            )
+
+    def _probe_reply(self, response: httpx.Response) -> tuple[str, str]:
+        try:
+            payload = response.json()
+            choice = payload["choices"][0]
+            text = choice["message"]["content"] or ""
+        except (ValueError, KeyError, IndexError, TypeError):
+            return "prompt", "the probe's reply was unparseable"
+        usage = payload.get("usage") or {}
+        self.stats.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+        self.stats.completion_tokens += int(usage.get("completion_tokens") or 0)
+        try:
+            if check_schema(extract_json(text), PROBE_SCHEMA) is None:
+                return "json_schema", ""
+        except NotJSON:
+            pass
+        if choice.get("finish_reason") == "length" and text.lstrip().startswith("{"):
+            return "json_schema", ""  # constrained, only cut short
+        return "prompt", (
+            "the server answered 200 without following the response_format schema (it ignores the field): "
+            f"{text[:80]!r}"
+        )
+
+
+def _context_length(entry: dict | None) -> int | None:
+    """The context window a GET /models entry reports (vLLM, llama.cpp, others), if any."""
+    if not isinstance(entry, dict):
+        return None
+    meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
+    for value in (
+        entry.get("max_model_len"),
+        meta.get("n_ctx"),
+        entry.get("context_length"),
+        entry.get("context_window"),
+        entry.get("max_context_length"),
+    ):
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _context_numbers(said: str, response: httpx.Response) -> tuple[int | None, int | None]:
+    """(context length, prompt tokens) from a context-length error, where the server names them."""
+    try:
+        error = response.json().get("error")
+        if isinstance(error, dict) and isinstance(error.get("n_ctx"), int):  # llama.cpp
+            return error["n_ctx"], error.get("n_prompt_tokens")
+    except (ValueError, AttributeError):
+        pass
+    for pattern, ctx_group, prompt_group in _CTX_NUMBERS:
+        match = pattern.search(said)
+        if match:
+            return int(match.group(ctx_group)), int(match.group(prompt_group)) if prompt_group else None
+    return None, None
 
 
 def _server_message(response: httpx.Response) -> str:
     try:
-        error = response.json().get("error")
+        payload = response.json()
+        error = payload.get("error")
         if isinstance(error, dict):
             return str(error.get("message") or error)
         if error:
             return str(error)
+        for key in ("detail", "message"):  # FastAPI servers (transformers serve), TGI
+            if payload.get(key):
+                return str(payload[key])
     except (ValueError, AttributeError):
         pass
     return response.text.strip().replace("\n", " ")

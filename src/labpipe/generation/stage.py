@@ -41,7 +41,14 @@ from typing import Any
 from labpipe.errors import Problem, UserError
 from labpipe.generation.cache import model_identity
 from labpipe.generation.checkpoint import CallStats, Checkpoint, complete
-from labpipe.generation.client import ChatClient, ChatRequest, ChatResult, resolve_model_spec
+from labpipe.generation.client import (
+    ChatClient,
+    ChatRequest,
+    ChatResult,
+    check_failures,
+    resolve_model_spec,
+    stats_of,
+)
 from labpipe.generation.flow import KINDS, Flow, apply, load_flows, plan, start_items
 from labpipe.progress import emit
 
@@ -71,6 +78,9 @@ class GenerationConfig:
     shard_plan: str = ""  # shard plan JSON from seed extraction ("" = every seed record)
     shard: int = 0  # which shard of the plan this run generates
     progress: bool = True
+    max_failed_share: float = 0.0  # more teacher requests failed for good than this share: the stage fails
+    response_format: str = "auto"  # auto (probe) | json_schema | json_object | prompt
+    context_length: int = 0  # the teacher's context window; 0 = as its GET /models reports it
     run_id: str = ""
     tracking_uri: str = ""
     generation_cache: str = ""  # shared reply cache: "" = local under LABPIPE_CACHE, s3://..., "off"
@@ -217,6 +227,7 @@ def run_generation(config: GenerationConfig, client: ChatClient | None = None, c
         config.max_retries,
         config.schema_retries,
     )
+    spec.response_format, spec.context_length = config.response_format, config.context_length
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -283,10 +294,13 @@ def run_generation(config: GenerationConfig, client: ChatClient | None = None, c
             "completion_tokens": stats.completion_tokens,
             "wall_time_s": round(wall, 3),
         }
+        client_stats = stats_of(client, stats.failed)
+        meta["probe_requests"] = client_stats.probes
         manifest = {
             **meta,
             "teacher": spec.describe(),
             "generation_cache": params["generation_cache"],
+            "teacher_client": client_stats.summary(),  # failures by kind with full reasons, dialect
             "gate": config.gate,
             "flows": {f.name: f.version for f in {s.flow.name: s.flow for s in states.values()}.values()},
             "per_leaf": {
@@ -302,10 +316,19 @@ def run_generation(config: GenerationConfig, client: ChatClient | None = None, c
         with atomic_path(out / MANIFEST) as tmp:
             tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
         run.log_metrics({k: v for k, v in meta.items()})
+        run.log_metrics(client_stats.as_metrics("teacher."))  # every attempt: requests, tokens, kinds
         run.log_artifact(out / MANIFEST)
         for leaf, s in states.items():
             if not s.items:
                 log.warning("leaf %s yielded nothing: %s", leaf, _reasons(s.steps))
+        try:  # never hand on less data than was asked for: fail with the reasons (a rerun resends those)
+            check_failures(
+                client_stats, stats.sent + stats.cached, max_failed_share=config.max_failed_share,
+                stage="teacher", where=str(out / MANIFEST),
+            )
+        except UserError:
+            (out / GENERATED).unlink(missing_ok=True)
+            raise
     return meta
 
 

@@ -45,10 +45,13 @@ FAULT_KINDS = (
     "slow",  # reply only after FaultPlan.slow_s (beyond the client's timeout)
     "drop",  # close the connection without a response
     "truncated_json",  # 200, content is JSON cut in half, finish_reason "length"
-    "non_json",  # 200, content is prose
+    "non_json",  # 200, content is prose (the same whatever the seed: a server that ignores it)
     "schema_violation",  # 200, content is JSON that breaks the requested schema
     "bad_body",  # 200, the HTTP body itself is cut (not parseable JSON)
+    "overloaded",  # 503 "server overloaded" (as vLLM / TGI under load)
+    "bad_request",  # 400 with an unrelated reason (not response_format, not context)
 )
+CONTEXT_DIALECTS = ("openai", "vllm", "llamacpp", "tgi")
 
 _WORDS = (
     "the model writes a short clear answer about data training taxonomy question knowledge skill "
@@ -258,6 +261,9 @@ class FakeOpenAIServer:
         port: int = 0,  # 0: a free port
         slots: int = 0,  # > 0: at most this many requests served at once, the rest wait (a replica's capacity)
         latency_fn: Callable[[dict[str, Any]], float] | None = None,  # per-request latency (overrides latency_s)
+        ignores_response_format: bool = False,
+        context_dialect: str = "openai",
+        report_context: bool = False,
     ):
         self.responder = responder or default_responder
         self.latency_s = latency_s
@@ -266,6 +272,14 @@ class FakeOpenAIServer:
         self.supports_response_format = supports_response_format
         self.faults = faults or FaultPlan()
         self.max_context_tokens = max_context_tokens
+        # Dialects of real servers: transformers serve answers 200 and ignores response_format; vLLM,
+        # llama.cpp and TGI word context errors their own way (and vLLM counts max_tokens in, llama.cpp
+        # stops silently at the context's end); GET /models reports the context when report_context.
+        self.ignores_response_format = ignores_response_format
+        if context_dialect not in CONTEXT_DIALECTS:
+            raise ValueError(f"context_dialect must be one of {CONTEXT_DIALECTS}")
+        self.context_dialect = context_dialect
+        self.report_context = report_context
         self._ssl_context = ssl_context
         self._port = port
         self._slots = threading.BoundedSemaphore(slots) if slots > 0 else None
@@ -332,7 +346,11 @@ class FakeOpenAIServer:
         return self.api_key is None or header == f"Bearer {self.api_key}"
 
     def _enter(self, request: dict[str, Any]) -> tuple[int, int]:
-        key = _digest(request)
+        # A re-ask (another seed or temperature, a capped max_tokens) is another attempt of the same request.
+        # (labpipe's client re-asks with seed + k * 7919, so the seed is taken modulo 7919.)
+        same = {k: v for k, v in request.items() if k not in ("seed", "temperature", "max_tokens")}
+        seed = request.get("seed") if isinstance(request.get("seed"), int) else 0
+        key = _digest([same, seed % 7919])
         with self._lock:
             arrival = self.total_requests
             self.total_requests += 1
@@ -351,6 +369,25 @@ class FakeOpenAIServer:
             if fault:
                 self.faults_injected[fault] += 1
 
+    def context_fields(self) -> dict[str, Any]:
+        if not self.report_context or self.max_context_tokens is None:
+            return {}
+        if self.context_dialect == "llamacpp":
+            return {"meta": {"n_ctx": self.max_context_tokens, "n_ctx_train": 8192}}
+        return {"max_model_len": self.max_context_tokens}
+
+    def _context_error(self, prompt_tokens: int, max_tokens: int) -> Reply | None:
+        if self.max_context_tokens is None:
+            return None
+        return _context_error_reply(self.context_dialect, self.max_context_tokens, prompt_tokens, max_tokens)
+
+    def _room(self, prompt_tokens: int, request: dict[str, Any]) -> int | None:
+        """llama.cpp dialect: tokens left before the context's end (max_tokens counts too)."""
+        if self.max_context_tokens is None or self.context_dialect != "llamacpp":
+            return None
+        left = self.max_context_tokens - prompt_tokens
+        return min(left, int(request.get("max_tokens") or left))
+
     def _chat(self, request: dict[str, Any], arrival: int, attempt: int) -> tuple[Reply | None, str | None]:
         """The reply to one chat request (None: drop the connection) and the fault injected, if any."""
         if request.get("model") != self.model:
@@ -359,14 +396,12 @@ class FakeOpenAIServer:
             return _error(
                 400, "response_format is not supported by this server", "invalid_request_error"
             ), None
+        if self.ignores_response_format:
+            request = {k: v for k, v in request.items() if k != "response_format"}
         prompt_tokens = sum(count_tokens(str(m.get("content", ""))) for m in request.get("messages") or [])
-        if self.max_context_tokens is not None and prompt_tokens > self.max_context_tokens:
-            return _error(
-                400,
-                f"This model's maximum context length is {self.max_context_tokens} tokens. However, your "
-                f"messages resulted in {prompt_tokens} tokens. Please reduce the length of the messages.",
-                "context_length_exceeded",
-            ), None
+        too_long = self._context_error(prompt_tokens, int(request.get("max_tokens") or 0))
+        if too_long is not None:
+            return too_long, None
         fault = self.faults.pick(request, arrival, _digest(request), attempt)
         if isinstance(fault, Reply):
             return fault, "hook"
@@ -387,6 +422,10 @@ class FakeOpenAIServer:
             return _error(500, "internal server error", "server_error"), fault
         if fault == "unavailable":
             return _error(503, "service unavailable", "server_error"), fault
+        if fault == "overloaded":
+            return _error(503, "The server is overloaded, please try again later", "overloaded"), fault
+        if fault == "bad_request":
+            return _error(400, "invalid value for 'top_k': must be positive", "invalid_request_error"), fault
         if fault == "drop":
             return None, fault
         if fault == "slow":
@@ -402,10 +441,15 @@ class FakeOpenAIServer:
             content, finish = full[: max(1, len(full) // 2)], "length"
         elif fault == "non_json":
             content = "I am sorry, but I cannot answer that in the requested format."
-        elif fault == "schema_violation":
+        elif fault == "schema_violation":  # differs with the seed, as a sampling server's replies do
             content = schema_violation(schema)
+            if isinstance(content, dict) and "__unexpected__" in content:
+                content = {"__unexpected__": request.get("seed", 1)}
         if not isinstance(content, str):
             content = json.dumps(content)
+        room = self._room(prompt_tokens, request)
+        if room is not None and count_tokens(content) > room:  # llama.cpp: stops at the context's end
+            content, finish = " ".join(content.split(" ")[: max(room, 0)]), "length"
         body = {
             "id": f"chatcmpl-{_digest([request, attempt])[:24]}",
             "object": "chat.completion",
@@ -438,6 +482,59 @@ def lognormal_latency(median_s: float, p99_s: float) -> Callable[[dict[str, Any]
         return median_s * math.exp(sigma * unit.inv_cdf(u))
 
     return latency
+def _context_error_reply(dialect: str, ctx: int, prompt: int, max_tokens: int) -> Reply | None:
+    if dialect == "llamacpp":
+        if prompt < ctx:
+            return None
+        return Reply(
+            400,
+            {
+                "error": {
+                    "code": 400,
+                    "message": f"request ({prompt} tokens) exceeds the available context size ({ctx} tokens), "
+                    "try increasing it",
+                    "type": "exceed_context_size_error",
+                    "n_prompt_tokens": prompt,
+                    "n_ctx": ctx,
+                }
+            },
+        )
+    if dialect == "vllm":
+        if max_tokens > ctx:
+            return _error(
+                400,
+                f"max_tokens={max_tokens} cannot be greater than max_model_len={ctx}. Please request fewer "
+                "output tokens.",
+                "BadRequestError",
+            )
+        if prompt + max_tokens > ctx:
+            return _error(
+                400,
+                f"This model's maximum context length is {ctx} tokens. However, you requested "
+                f"{prompt + max_tokens} tokens ({prompt} in the messages, {max_tokens} in the completion). "
+                "Please reduce the length of the messages or completion.",
+                "BadRequestError",
+            )
+        return None
+    if dialect == "tgi":
+        if prompt + max_tokens > ctx:
+            return Reply(
+                422,
+                {
+                    "error": f"Input validation error: `inputs` tokens + `max_new_tokens` must be <= {ctx}. "
+                    f"Given: {prompt} `inputs` tokens and {max_tokens} `max_new_tokens`",
+                    "error_type": "validation",
+                },
+            )
+        return None
+    if prompt > ctx:
+        return _error(
+            400,
+            f"This model's maximum context length is {ctx} tokens. However, your "
+            f"messages resulted in {prompt} tokens. Please reduce the length of the messages.",
+            "context_length_exceeded",
+        )
+    return None
 
 
 def _error(status: int, message: str, code: str) -> Reply:
@@ -486,7 +583,14 @@ class _Handler(BaseHTTPRequestHandler):
                     200,
                     {
                         "object": "list",
-                        "data": [{"id": self.fake.model, "object": "model", "owned_by": "labpipe-fake"}],
+                        "data": [
+                            {
+                                "id": self.fake.model,
+                                "object": "model",
+                                "owned_by": "labpipe-fake",
+                                **self.fake.context_fields(),
+                            }
+                        ],
                     },
                 )
             )

@@ -32,7 +32,7 @@ def answerer(style: str):
 def judge_text(request) -> str:
     """Realistic judge replies in the reference's forms: [[x]], [x], decimals, and no rating at all."""
     system, user = request["messages"][0]["content"], request["messages"][1]["content"]
-    assert request["temperature"] == 0 and request["max_tokens"] == 2048
+    assert request["temperature"] in (0, 0.7) and request["max_tokens"] == 2048  # 0.7: a retry
     assert "impartial judge" in system + user
     answer = user.rsplit("### Assistant A:", 1)[-1] if "### Assistant A:" in user else user
     if NO_RATING_QUESTION in user and "### User:" not in user:
@@ -135,6 +135,41 @@ def test_answers_longer_than_the_judge_context_are_counted_exclusions(shared_dat
     assert meta["base.overall"] == 6.0 and "candidate.overall" not in meta
     rows = read_judgments(str(tmp_path / "eval" / "model_judgment" / "gpt-4_single.jsonl"))
     assert {j.judgment for j in rows if j.model == "candidate"} == {"$ERROR$"}
+    raw = [json.loads(line) for line in (tmp_path / "eval" / "model_judgment" / "gpt-4_single.jsonl").open()]
+    errors = {r["labpipe_error"] for r in raw if r["model"] == "candidate"}
+    assert all(e.startswith("context_length: ") and "maximum context length is 1500" in e for e in errors)
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["judge_errors"]["context_length"]["count"] == 16
+
+
+def test_judge_calls_failing_beyond_the_allowed_share_fail_the_stage_with_the_reason(shared_data, tmp_path):
+    long_answer = " ".join(["word"] * 2000)
+    with (
+        FakeOpenAIServer(lambda r: long_answer, model="candidate-7b") as cand,
+        FakeOpenAIServer(lambda r: "ok", model="base-7b") as base,
+        FakeOpenAIServer(lambda r: "Fine. Rating: [[6]]", model="gpt-4", max_context_tokens=1500) as judge,
+    ):
+        with pytest.raises(UserError) as err:
+            run_mt_bench(config((cand, base, judge), tmp_path / "eval", shared_data))
+    text = str(err.value)
+    assert "16 of 32 judge calls failed after all retries (allowed: 10%)" in text
+    assert "16 context_length" in text and "maximum context length is 1500 tokens" in text
+    assert not (tmp_path / "eval").exists()
+
+
+def test_unrated_judgments_are_retried_with_other_seeds_not_greedily_again(servers, shared_data, tmp_path):
+    _, _, judge = servers
+    run_mt_bench(config(servers, tmp_path / "eval", shared_data, max_failed_share=0.2))
+    retried = [r for r in judge.requests if NO_RATING_QUESTION in r["messages"][1]["content"]]
+    first_turn = [r for r in retried if "### User:" not in r["messages"][1]["content"]]
+    assert sorted((r["seed"], r["temperature"]) for r in first_turn) == [
+        (0, 0.0),
+        (0, 0.0),
+        (1, 0.7),
+        (1, 0.7),
+        (2, 0.7),
+        (2, 0.7),
+    ]
 
 
 def test_unreachable_judge_is_a_clear_error(servers, shared_data, tmp_path):

@@ -50,7 +50,8 @@ def test_every_flow_end_to_end_then_critique(tmp_path):
     with FakeOpenAIServer() as server:
         # gate=False: the fake's scores are arbitrary; gating is covered by the unit tests
         meta = run_generation(_gen(server, tmp_path / "gen", gate=False))
-        assert server.total_requests == meta["requests_sent"] > 0 and meta["requests_failed"] == 0
+        assert server.total_requests == meta["requests_sent"] + meta["probe_requests"]
+        assert meta["requests_sent"] > 0 and meta["requests_failed"] == 0 and meta["probe_requests"] == 1
         manifest = json.loads((tmp_path / "gen" / MANIFEST).read_text())
         assert {v["flow"] for v in manifest["per_leaf"].values()} == {
             "freeform_skill",
@@ -67,7 +68,8 @@ def test_every_flow_end_to_end_then_critique(tmp_path):
                 profile="smoke",
             )
         )
-        assert server.total_requests == crit["judge_requests_sent"] > 0
+        assert server.total_requests == crit["judge_requests_sent"] + crit["judge_probe_requests"]
+        assert crit["judge_requests_sent"] > 0
     assert crit["knowledge_set"] > 0 and crit["skills_set"] > 0
     for name in (KNOWLEDGE_SET, SKILLS_SET):
         rows = [json.loads(line) for line in (tmp_path / "crit" / name).read_text().splitlines()]
@@ -77,7 +79,7 @@ def test_every_flow_end_to_end_then_critique(tmp_path):
 
 def test_429_storm_is_retried_to_completion(tmp_path):
     with FakeOpenAIServer(faults=FaultPlan(first_attempts={"rate_limit": 2}, retry_after_s=0.01)) as server:
-        meta = run_generation(_gen(server, tmp_path), client=_client(server))
+        meta = run_generation(_gen(server, tmp_path), client=_client(server, response_format="json_schema"))
         assert server.status_counts[429] == 2 * meta["requests_sent"]
     assert (
         meta["requests_failed"] == 0 and meta["retries"] == 2 * meta["requests_sent"] and meta["records"] > 0
@@ -87,7 +89,19 @@ def test_429_storm_is_retried_to_completion(tmp_path):
 def test_schema_violations_are_retried_or_dropped_and_reported(tmp_path):
     faults = FaultPlan(rates={"schema_violation": 0.5, "non_json": 0.2}, seed=3)
     with FakeOpenAIServer(faults=faults) as server:
-        meta = run_generation(_gen(server, tmp_path), client=_client(server, schema_retries=1))
+        # by default any request that failed for good fails the stage, naming the reasons
+        with pytest.raises(UserError) as err:
+            run_generation(_gen(server, tmp_path / "strict"), client=_client(server, schema_retries=1))
+        assert "teacher requests failed after all retries (allowed: 0%)" in str(err.value)
+        assert 'schema (e.g. "schema: schema violation at (root)' in str(err.value)
+        assert not (tmp_path / "strict" / GENERATED).exists() and (tmp_path / "strict" / MANIFEST).exists()
+        strict = json.loads((tmp_path / "strict" / MANIFEST).read_text())
+        failures = strict["teacher_client"]["failures"]
+        assert failures["schema"]["example"].startswith("schema: schema violation at (root)")
+        assert sum(f["count"] for f in failures.values()) == strict["requests_failed"] > 0
+        meta = run_generation(
+            _gen(server, tmp_path, max_failed_share=1.0), client=_client(server, schema_retries=1)
+        )
     manifest = json.loads((tmp_path / MANIFEST).read_text())
     reasons = [
         why for leaf in manifest["per_leaf"].values() for step in leaf["steps"] for why in step["dropped"]
@@ -154,8 +168,8 @@ def test_kill_9_then_rerun_sends_only_unfinished_requests(tmp_path):
         server.reset_counters()
         rerun = run_generation(_gen(server, out))
         assert rerun["requests_cached"] == done
-        assert server.total_requests == total - done  # nothing completed is resent
-        assert sent_before - done <= 4  # lost work: at most the requests in flight
+        assert server.total_requests == total - done + 1  # nothing completed is resent (+1: the probe)
+        assert sent_before - 1 - done <= 4  # lost work: at most the requests in flight
     assert (out / GENERATED).read_text() == (tmp_path / "ref" / GENERATED).read_text()
 
 
@@ -220,3 +234,37 @@ def test_api_key_never_reaches_logs_artifacts_or_mlflow(tmp_path, monkeypatch, c
 
         params = yaml.safe_load(text)["root"]["inputDefinitions"]["parameters"]
         assert params and not [p for p in params if "key" in p.lower()]  # the key is no parameter
+
+
+def test_every_attempt_is_accounted_in_the_manifest_and_mlflow(tmp_path):
+    """Tokens of attempts whose replies were unusable count too (paid endpoints bill them)."""
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with FakeOpenAIServer(faults=FaultPlan(first_attempts={"schema_violation": 1})) as server:
+        meta = run_generation(
+            _gen(server, tmp_path / "gen", gate=False, run_id="acct", tracking_uri=tracking)
+        )
+        served_prompt_tokens = sum(
+            sum(len(str(m["content"]).split()) for m in body["messages"]) for body in server.requests
+        )
+    manifest = json.loads((tmp_path / "gen" / MANIFEST).read_text())
+    client = manifest["teacher_client"]
+    assert client["failed_attempts"]["schema"] == meta["requests_sent"] == meta["retries"]
+    assert client["requests"] == 2 * meta["requests_sent"] and client["probes"] == 1
+    assert client["prompt_tokens"] == served_prompt_tokens  # every attempt and the probe
+    assert meta["prompt_tokens"] == served_prompt_tokens - sum(  # the stage's total: every attempt
+        len(str(m["content"]).split()) for m in server.requests[0]["messages"]
+    )
+    from mlflow.tracking import MlflowClient
+
+    mlflow = MlflowClient(tracking_uri=tracking)
+    (run,) = [
+        r
+        for r in mlflow.search_runs([e.experiment_id for e in mlflow.search_experiments()])
+        if r.data.tags.get("labpipe.stage") == "synthetic_generation"
+    ]
+    metrics = run.data.metrics
+    assert metrics["teacher.errors.schema"] == meta["requests_sent"]
+    assert (
+        metrics["teacher.prompt_tokens"] == served_prompt_tokens
+        and metrics["teacher.requests"] == client["requests"]
+    )

@@ -102,7 +102,7 @@ def test_retry_after_is_honoured_on_429():
         first_seen.setdefault(key, at)
 
 
-@pytest.mark.parametrize("fault", ["server_error", "unavailable", "drop", "slow", "bad_body"])
+@pytest.mark.parametrize("fault", ["server_error", "unavailable", "overloaded", "drop", "slow", "bad_body"])
 def test_transient_faults_are_retried(fault):
     plan = FaultPlan(first_attempts={fault: 1}, slow_s=5.0)
     with FakeOpenAIServer(faults=plan) as server:
@@ -111,7 +111,7 @@ def test_transient_faults_are_retried(fault):
     assert all(r.ok and r.attempts == 2 for r in results), [r.error for r in results]
     assert client.stats.retries == 6
     kind = {
-        "unavailable": "server_error",
+        "unavailable": "overloaded",  # 503: the server said it cannot take more now
         "drop": "connection",
         "slow": "timeout",
         "bad_body": "bad_response",
@@ -129,8 +129,10 @@ def test_give_up_after_max_retries_returns_an_error_and_the_others_succeed():
     failed = [r for r in results if not r.ok]
     assert [r.request_id for r in failed] == ["r3"]
     assert failed[0].attempts == 3 and "server_error" in failed[0].error and "HTTP 500" in failed[0].error
-    assert attempts_by_request(server)["Write question number 3."] == 3
-    assert client.stats.failed == 1 and client.stats.completed == 7
+    # 3 attempts, then 3 more in the final pass, which comes after every other request
+    assert attempts_by_request(server)["Write question number 3."] == 6
+    assert client.stats.failed == 1 and client.stats.completed == 7 and client.stats.final_pass == 1
+    assert client.stats.failures == {"server_error": 1}
 
 
 def test_seeded_fault_rates_still_complete_every_request():
@@ -152,20 +154,41 @@ def test_concurrency_is_bounded():
 
 def test_response_format_schema_is_sent_and_enforced():
     with FakeOpenAIServer(faults=FaultPlan(first_attempts={"schema_violation": 1})) as server:
-        client = make_client(spec_for(server))
+        client = make_client(spec_for(server, response_format="json_schema"))
         results = client.complete([chat(i, schema=SCHEMA) for i in range(5)])
     assert all(r.ok and r.attempts == 2 and check_schema(r.data, SCHEMA) is None for r in results)
     assert all(b["response_format"]["json_schema"]["schema"] == SCHEMA for b in server.requests)
-    assert client.stats.errors["schema"] == 5
+    assert client.stats.errors["schema"] == 5 and client.stats.probes == 0
 
 
 @pytest.mark.parametrize("fault", ["non_json", "truncated_json", "schema_violation"])
 def test_bad_structured_replies_are_retried_a_bounded_number_of_times(fault):
-    with FakeOpenAIServer(faults=FaultPlan(rates={fault: 1.0})) as server:
-        client = make_client(spec_for(server, schema_retries=2))
+    # The fake answers every attempt with a fresh unusable reply (the attempt number is in it).
+    def unusable(request, attempt):
+        if fault == "truncated_json":
+            body = {"content": f'{{"question": "attempt {attempt}', "finish": "length"}
+        elif fault == "non_json":
+            body = {"content": f"Attempt {attempt}: I cannot do that.", "finish": "stop"}
+        else:
+            body = {"content": json.dumps({"attempt": attempt}), "finish": "stop"}
+        choice = {"index": 0, "message": {"role": "assistant", "content": body["content"]}}
+        return Reply(
+            200,
+            {
+                "choices": [{**choice, "finish_reason": body["finish"]}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 3},
+            },
+        )
+
+    with FakeOpenAIServer(faults=FaultPlan(hook=unusable)) as server:
+        client = make_client(
+            spec_for(server, schema_retries=2, response_format="json_schema", final_pass=False)
+        )
         (result,) = client.complete([chat(0, schema=SCHEMA)])
     assert not result.ok and result.attempts == 3 and server.total_requests == 3
-    assert result.error.startswith("schema" if fault == "schema_violation" else "not_json")
+    expected = {"schema_violation": "schema", "non_json": "not_json", "truncated_json": "truncated"}[fault]
+    assert result.error.startswith(expected)
+    assert (result.prompt_tokens, result.completion_tokens) == (15, 9)  # every attempt is paid for
 
 
 def test_fallback_to_prompting_and_tolerant_extraction_when_response_format_is_rejected():
@@ -174,8 +197,10 @@ def test_fallback_to_prompting_and_tolerant_extraction_when_response_format_is_r
         results = client.complete([chat(i, schema=SCHEMA) for i in range(4)])
     assert all(r.ok and check_schema(r.data, SCHEMA) is None for r in results)
     assert all("```json" in r.text and not r.text.startswith("{") for r in results)  # prose + fence around it
-    assert server.status_counts[400] == 1  # only the first request tried response_format
+    assert server.status_counts[400] == 1  # only the probe tried response_format
     assert all("response_format" not in b for b in server.requests[1:])
+    assert client.stats.dialect["structured_output"] == "prompt"
+    assert "response_format is not supported" in client.stats.dialect["structured_output_reason"]
 
 
 def test_prompt_too_long_fails_that_request_only_without_retry():

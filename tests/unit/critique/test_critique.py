@@ -229,12 +229,13 @@ def test_knowledge_leaf_that_generated_nothing_stops_before_training(tmp_path):
     def teacher(req):
         return RuntimeError("context_length: prompt too long") if "chickadee" in prompt_of(req).lower() else None
 
-    run_generation(
-        GenerationConfig(
-            seeds=str(SEEDS), out=str(tmp_path / "g"), teacher="http://t/v1", progress=False, fan_out_scale=0.3
-        ),
-        client=ScriptedClient(teacher),
+    config = GenerationConfig(
+        seeds=str(SEEDS), out=str(tmp_path / "g"), teacher="http://t/v1", progress=False, fan_out_scale=0.3
     )
+    with pytest.raises(UserError, match="4 of 57 teacher requests failed"):  # generation stops first now
+        run_generation(config, client=ScriptedClient(teacher))
+    config.max_failed_share = 1.0  # and if it is told to accept failures, critique still stops
+    run_generation(config, client=ScriptedClient(teacher))
     with pytest.raises(UserError) as err:
         _critique(tmp_path / "g", tmp_path / "c")
     assert "knowledge training set is empty" in str(err.value)

@@ -1,0 +1,236 @@
+"""The client's dialect rules against the fake server speaking each real server's dialect (real HTTP).
+
+The fake answers like vLLM, llama.cpp, TGI, OpenAI or transformers serve where it matters here (error
+wordings, context reporting, response_format handling); tests/integration/real_servers/ checks the same
+rules against the real llama.cpp server and `transformers serve`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from labpipe.errors import UserError
+from labpipe.generation.client import ChatRequest, ClientStats, ModelSpec, check_failures, make_client
+from labpipe.generation.json_extract import SCHEMA_MARKER, check_schema
+from labpipe.testing.fake_openai import FakeOpenAIServer, FaultPlan, Reply
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"question": {"type": "string", "minLength": 5, "maxLength": 60}},
+    "required": ["question"],
+    "additionalProperties": False,
+}
+
+
+def spec_for(server: FakeOpenAIServer, **overrides) -> ModelSpec:
+    fields = dict(model=server.model, concurrency=4, timeout_s=5.0, max_retries=2, backoff_base_s=0.01)
+    fields.update(overrides)
+    return ModelSpec(server.base_url, **fields)
+
+
+def chat(i: int, words: int = 3, **kw) -> ChatRequest:
+    text = f"Write question number {i}." + " filler" * max(0, words - 4)
+    return ChatRequest(messages=[{"role": "user", "content": text}], request_id=f"r{i}", **kw)
+
+
+# structured output: the probe ----------------------------------------------------------------------
+
+
+def test_probe_finds_an_enforcing_server_and_keeps_response_format():
+    with FakeOpenAIServer() as server:
+        client = make_client(spec_for(server))
+        results = client.complete([chat(i, schema=SCHEMA) for i in range(3)])
+    assert all(r.ok for r in results)
+    assert client.stats.probes == 1 and client.stats.dialect["structured_output"] == "json_schema"
+    probe, *rest = server.requests
+    assert "labpipe_probe" in str(probe["response_format"])
+    assert all(b["response_format"]["json_schema"]["schema"] == SCHEMA for b in rest)
+
+
+def test_a_server_that_ignores_response_format_gets_the_schema_in_the_prompt(caplog):
+    caplog.set_level(logging.WARNING, logger="labpipe.generation.openai_client")
+    with FakeOpenAIServer(ignores_response_format=True) as server:
+        client = make_client(spec_for(server))
+        results = client.complete([chat(i, schema=SCHEMA) for i in range(3)])
+        again = client.complete([chat(9, schema=SCHEMA)])  # the same stage: no second probe
+    assert all(r.ok and check_schema(r.data, SCHEMA) is None for r in results + again)
+    assert client.stats.probes == 1 and client.stats.dialect["structured_output"] == "prompt"
+    assert "ignores the field" in client.stats.dialect["structured_output_reason"]
+    assert all(SCHEMA_MARKER in b["messages"][-1]["content"] for b in server.requests[1:])
+    assert all("response_format" not in b for b in server.requests[1:])
+    assert sum("schema in the prompt" in r.message for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize("mode", ["json_schema", "json_object", "prompt"])
+def test_a_forced_mode_skips_the_probe(mode):
+    with FakeOpenAIServer() as server:
+        client = make_client(spec_for(server, response_format=mode))
+        assert all(r.ok for r in client.complete([chat(i, schema=SCHEMA) for i in range(2)]))
+    assert client.stats.probes == 0
+    for body in server.requests:
+        fmt = body.get("response_format")
+        in_prompt = SCHEMA_MARKER in body["messages"][-1]["content"]
+        assert {
+            "json_schema": fmt is not None and fmt["type"] == "json_schema" and not in_prompt,
+            "json_object": fmt == {"type": "json_object"} and in_prompt,
+            "prompt": fmt is None and in_prompt,
+        }[mode]
+
+
+def test_an_unknown_mode_is_a_user_error():
+    with pytest.raises(UserError, match="response-format"):
+        make_client(ModelSpec("http://127.0.0.1:9/v1", response_format="xml"))
+
+
+# error classification ------------------------------------------------------------------------------
+
+
+def test_an_unrelated_400_fails_that_request_and_keeps_response_format():
+    def bad(request, attempt):
+        return "bad_request" if "number 1." in request["messages"][-1]["content"] else None
+
+    with FakeOpenAIServer(faults=FaultPlan(hook=bad)) as server:
+        client = make_client(spec_for(server))
+        results = client.complete([chat(i, schema=SCHEMA) for i in range(4)])
+    assert [r.ok for r in results] == [True, False, True, True]
+    assert results[1].error.startswith("http: HTTP 400: invalid value for 'top_k'") and results[1].attempts == 1
+    assert client.stats.dialect["structured_output"] == "json_schema"
+    assert all("response_format" in b for b in server.requests)
+    assert client.stats.failures == {"http": 1} and client.stats.final_pass == 0
+
+
+def test_a_400_that_names_response_format_turns_it_off_once_with_the_servers_words(caplog):
+    caplog.set_level(logging.WARNING, logger="labpipe.generation.openai_client")
+
+    def reject(request, attempt):
+        if request.get("response_format", {}).get("type") == "json_schema" and "labpipe_probe" not in str(request):
+            return Reply(400, {"error": {"message": "guided decoding backend rejected the json_schema"}})
+        return None
+
+    with FakeOpenAIServer(faults=FaultPlan(hook=reject)) as server:
+        client = make_client(spec_for(server, concurrency=1))
+        results = client.complete([chat(i, schema=SCHEMA) for i in range(3)])
+    assert all(r.ok for r in results)
+    assert client.stats.dialect["structured_output"] == "prompt"
+    assert "guided decoding backend rejected" in client.stats.dialect["structured_output_reason"]
+    assert sum("rejected response_format" in r.message for r in caplog.records) == 1
+
+
+def test_transformers_serve_wrong_model_name_is_a_user_error_not_a_response_format_problem():
+    def pinned(request, attempt):
+        return Reply(400, {"detail": "Server is pinned to '/models/tiny'; requested 'tiny'."})
+
+    with FakeOpenAIServer(faults=FaultPlan(hook=pinned)) as server:
+        client = make_client(spec_for(server, response_format="json_schema"))
+        with pytest.raises(UserError) as err:
+            client.complete([chat(0, schema=SCHEMA)])
+    assert "Server is pinned to '/models/tiny'" in str(err.value) and "rule" not in str(err.value)[:0]
+    assert "model" in str(err.value)
+
+
+# context length ------------------------------------------------------------------------------------
+
+
+def test_vllm_max_tokens_above_max_model_len_is_retried_capped():
+    with FakeOpenAIServer(max_context_tokens=300, context_dialect="vllm") as server:
+        client = make_client(spec_for(server))
+        (result,) = client.complete([chat(0, max_tokens=1000)])
+    assert result.ok and result.attempts == 2
+    assert [b["max_tokens"] for b in server.requests] == [1000, server.requests[1]["max_tokens"]]
+    assert server.requests[1]["max_tokens"] < 300
+    assert client.stats.dialect["context_length"] == 300
+
+
+def test_vllm_prompt_plus_max_tokens_is_retried_with_the_room_left():
+    with FakeOpenAIServer(max_context_tokens=100, context_dialect="vllm") as server:
+        client = make_client(spec_for(server))
+        (result,) = client.complete([chat(0, words=60, max_tokens=80)])
+    assert result.ok and result.attempts == 2
+    assert server.requests[1]["max_tokens"] == 100 - 60
+
+
+def test_a_reported_context_caps_max_tokens_before_sending():
+    with FakeOpenAIServer(max_context_tokens=256, context_dialect="llamacpp", report_context=True) as server:
+        client = make_client(spec_for(server))
+        results = client.complete([chat(i, words=40, max_tokens=1000) for i in range(3)])
+    assert all(r.ok and r.attempts == 1 for r in results)
+    assert client.stats.dialect["context_length"] == 256
+    assert all(b["max_tokens"] < 256 for b in server.requests)
+
+
+def test_a_slot_end_cut_is_reasked_with_the_exact_room(tmp_path):
+    # llama.cpp stops silently at the context's end: the reply is cut JSON; the re-ask knows the prompt size
+    with FakeOpenAIServer(max_context_tokens=70, context_dialect="llamacpp") as server:
+        client = make_client(spec_for(server, response_format="json_schema"))
+        (result,) = client.complete([chat(0, words=55, schema=SCHEMA, max_tokens=64)])
+    assert server.requests[0]["max_tokens"] == 64
+    if not result.ok:  # the room left (15 words) may be too small for the reply: then it says why
+        assert result.error.startswith("truncated") and "cut at max_tokens" in result.error
+
+
+@pytest.mark.parametrize("dialect", ["llamacpp", "openai", "tgi"])
+def test_a_prompt_that_alone_does_not_fit_fails_with_the_servers_reason(dialect):
+    with FakeOpenAIServer(max_context_tokens=50, context_dialect=dialect) as server:
+        client = make_client(spec_for(server))
+        results = client.complete([chat(0), chat(1, words=80, max_tokens=10), chat(2)])
+    assert [r.ok for r in results] == [True, False, True]
+    error = results[1].error
+    assert error.startswith("context_length:") and "80 tokens" in error and "context of 50 tokens" in error
+    assert client.stats.failures == {"context_length": 1} and client.stats.final_pass == 0
+    assert server.total_requests <= 4 + (dialect == "tgi")  # no futile retries
+
+
+# re-asks -------------------------------------------------------------------------------------------
+
+
+def test_a_reask_varies_seed_and_temperature_but_not_the_request():
+    with FakeOpenAIServer(faults=FaultPlan(first_attempts={"schema_violation": 2})) as server:
+        client = make_client(spec_for(server, response_format="json_schema", schema_retries=3))
+        (result,) = client.complete([chat(0, schema=SCHEMA, seed=5)])
+    assert result.ok and result.attempts == 3 and result.request_id == "r0"
+    assert [b["seed"] for b in server.requests] == [5, 5 + 7919, 5 + 2 * 7919]
+    assert [b["temperature"] for b in server.requests] == [0.0, 0.7, 0.7]
+    assert len({str(b["messages"]) for b in server.requests}) == 1
+
+
+def test_a_server_repeating_the_same_unusable_reply_is_not_asked_again():
+    with FakeOpenAIServer(faults=FaultPlan(rates={"non_json": 1.0})) as server:
+        client = make_client(spec_for(server, response_format="json_schema", schema_retries=5))
+        (result,) = client.complete([chat(0, schema=SCHEMA)])
+    assert not result.ok and "repeated an earlier unusable reply" in result.error
+    assert server.total_requests == 2 and client.stats.final_pass == 0
+
+
+def test_a_final_pass_recovers_requests_whose_retries_ran_out():
+    # every request's first 3 attempts fail; with max_retries=2 only the final pass gets through
+    with FakeOpenAIServer(faults=FaultPlan(first_attempts={"server_error": 3})) as server:
+        client = make_client(spec_for(server))
+        results = client.complete([chat(i) for i in range(5)])
+    assert all(r.ok for r in results)
+    assert client.stats.final_pass == 5 and not client.stats.failures and client.stats.failed == 0
+    assert client.stats.completed == 5 and server.total_requests == 5 * 4
+
+
+def test_tokens_of_failed_attempts_are_counted():
+    with FakeOpenAIServer(faults=FaultPlan(first_attempts={"schema_violation": 1})) as server:
+        client = make_client(spec_for(server, response_format="json_schema"))
+        (result,) = client.complete([chat(0, schema=SCHEMA)])
+    usage = sum(b["messages"][0]["content"].count(" ") + 1 for b in server.requests)
+    assert result.ok and result.attempts == 2 and result.prompt_tokens == usage == client.stats.prompt_tokens
+
+
+# the stage rule --------------------------------------------------------------------------------------
+
+
+def test_check_failures_groups_reasons_and_respects_the_allowed_share():
+    stats = ClientStats()
+    for error in ["context_length: HTTP 400: too long " + "x" * 300, "not_json: no JSON", "not_json: again"]:
+        stats.record_failure(error)
+    check_failures(stats, 10, max_failed_share=0.3, stage="teacher", where="gen/manifest.json")
+    with pytest.raises(UserError) as err:
+        check_failures(stats, 10, max_failed_share=0.0, stage="teacher", where="gen/manifest.json")
+    text = str(err.value)
+    assert "3 of 10 teacher requests failed" in text and "2 not_json" in text and "1 context_length" in text
+    assert "x" * 300 in text  # the full reason, not a cut one

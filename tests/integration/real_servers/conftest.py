@@ -1,0 +1,179 @@
+"""Real OpenAI-compatible servers with the tiny model, one fixture each, on 127.0.0.1 with a free port:
+
+- `llamacpp`: llama.cpp's server from the `xllamacpp` wheel, serving the tiny model converted to GGUF by
+  `labpipe model to-gguf`; a `RealServer` that can be killed and restarted on the same port;
+- `transformers_serve`: `transformers serve` (transformers[serving]) pinned to the tiny model directory.
+
+Each is always stopped when its fixture ends. A server whose package is missing is skipped with the
+install command in the reason. (vLLM's CPU build is not run here: see docs/model-servers.md.)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.servers import free_port
+
+pytestmark = pytest.mark.integration
+
+
+class RealServer:
+    """One server process on 127.0.0.1:port; `base_url` ends in /v1."""
+
+    def __init__(self, name: str, cmd: list[str], port: int, log: Path, ready_path: str, env=None):
+        self.name, self.cmd, self.port, self.log, self.ready_path = name, cmd, port, log, ready_path
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self, timeout: float = 180) -> RealServer:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.tail()}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}{self.ready_path}", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"{self.name} not ready after {timeout:.0f}s: {self.tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.proc = None
+
+    def tail(self, n: int = 2000) -> str:
+        return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""
+
+
+def _require(module: str, install: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed: {install} (scripts/setup-env.sh installs it)")
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tiny_model, tmp_path_factory) -> Path:
+    _require("gguf", "pip install gguf")
+    from labpipe.models.gguf_export import export_gguf
+
+    return export_gguf(tiny_model, tmp_path_factory.mktemp("gguf") / "tiny.gguf")
+
+
+def llamacpp_server(gguf: Path, workdir: Path, *, ctx: int = 2048, parallel: int = 2) -> RealServer:
+    _require("xllamacpp", "pip install xllamacpp")
+    port = free_port()
+    cmd = [sys.executable, "-m", "labpipe.testing.llamacpp_server", "--model", str(gguf), "--port", str(port)]
+    cmd += ["--ctx", str(ctx), "--parallel", str(parallel)]
+    return RealServer("llama.cpp server", cmd, port, workdir / f"llamacpp-{port}.log", "/health")
+
+
+@pytest.fixture
+def llamacpp(tiny_gguf, tmp_path) -> Iterator[RealServer]:
+    """llama.cpp's server with the tiny model: 2 slots of 1024 tokens."""
+    server = llamacpp_server(tiny_gguf, tmp_path).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def transformers_serve(tiny_model, tmp_path_factory) -> Iterator[RealServer]:
+    """`transformers serve` pinned to the tiny model directory (requests must name that path)."""
+    for module in ("fastapi", "uvicorn", "openai"):
+        _require(module, "pip install 'transformers[serving]==5.23.0'")
+    workdir = tmp_path_factory.mktemp("transformers-serve")
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-c",
+        "from transformers.cli.transformers import main; main()",
+        "serve",
+        str(tiny_model),
+    ]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(workdir / "hf"),
+        "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    }
+    server = RealServer("transformers serve", cmd, port, workdir / "serve.log", "/health", env=env)
+    server.start(timeout=240)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tmp_path_factory) -> Iterator[RealServer]:
+    """vLLM's CPU build (optional: its own virtual environment, scripts/setup-vllm.sh) serving a tiny model
+    with head_dim 64 (vLLM's CPU attention needs it). Skipped unless LABPIPE_VLLM_PYTHON names its python."""
+    python = os.environ.get("LABPIPE_VLLM_PYTHON", "")
+    if not python or not Path(python).exists():
+        pytest.skip("vLLM's CPU build is optional: run scripts/setup-vllm.sh, then set LABPIPE_VLLM_PYTHON")
+    from labpipe.models.tiny import TinyModelConfig, build_tiny_model
+
+    workdir = tmp_path_factory.mktemp("vllm")
+    model = build_tiny_model(
+        workdir / "tiny-hd64",
+        TinyModelConfig(hidden_size=128, intermediate_size=256, num_attention_heads=2, num_key_value_heads=2),
+    )
+    port = free_port()
+    cmd = [
+        python,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model),
+        "--served-model-name",
+        "tiny",
+    ]
+    cmd += [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--max-model-len",
+        "1024",
+        "--no-enable-chunked-prefill",
+    ]
+    cmd += ["--dtype", "float32"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "1"}
+    server = RealServer("vLLM", cmd, port, workdir / "vllm.log", "/health", env=env)
+    server.start(timeout=420)
+    try:
+        yield server
+    finally:
+        server.stop()
