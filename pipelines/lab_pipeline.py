@@ -144,6 +144,7 @@ def generation_pipeline(
     seed: int = 42,
     mlflow_tracking_uri: str = "",
     generation_cache: str = "",
+    response_format: str = "auto",
 ):
     diff = taxonomy_diff(taxonomy=taxonomy, taxonomy_ref=taxonomy_ref, base=base,
                          run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).set_display_name("1 taxonomy diff")
@@ -156,7 +157,7 @@ def generation_pipeline(
         request_timeout_s=request_timeout_s, max_retries=max_retries, judge=judge, judge_model=judge_model,
         judge_secret=judge_secret, s3_secret=s3_secret, critique_profile=critique_profile,
         samples_per_skill_leaf=samples_per_skill_leaf, seed=seed, tracking_uri=mlflow_tracking_uri,
-        generation_cache=generation_cache,
+        generation_cache=generation_cache, response_format=response_format,
     )
     _every_task(_with_cluster_config)
 

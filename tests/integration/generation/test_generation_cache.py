@@ -42,6 +42,7 @@ def _gen(server, out, cache: str, **kw) -> GenerationConfig:
         concurrency=8,
         gate=False,
         generation_cache=cache,
+        response_format="json_schema",  # no structured-output probe: the fake's request counts are the cache's
         **kw,
     )
 
@@ -97,6 +98,7 @@ def test_s3_cache_shared_by_runs_in_fresh_dirs_for_teacher_and_judge(s3_env, tmp
                     judge=server.base_url,
                     profile="smoke",
                     generation_cache=uri,
+                    response_format="json_schema",
                     run_id=run,
                     tracking_uri=tracking,
                 )
@@ -245,6 +247,7 @@ def test_kill_9_then_fresh_out_dir_with_same_cache_resends_nothing_answered(tmp_
                 sys.executable, "-m", "labpipe.cli", "generate", "--seeds", str(SEEDS),
                 "--out", str(tmp_path / "killed"), "--teacher", server.base_url, "--concurrency", "4",
                 "--fan-out-scale", "0.3", "--no-gate", "--quiet", "--cache", str(cache_dir),
+                "--response-format", "json_schema",  # no probe: the request log is the flows' requests
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -295,6 +298,7 @@ def test_concurrent_runs_share_one_cache_without_breaking_it(tmp_path):
                     sys.executable, "-m", "labpipe.cli", "generate", "--seeds", str(SEEDS),
                     "--out", str(tmp_path / name), "--teacher", server.base_url, "--concurrency", "4",
                     "--fan-out-scale", "0.3", "--no-gate", "--quiet", "--cache", str(cache_dir),
+                "--response-format", "json_schema",  # no probe: the request log is the flows' requests
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,

@@ -43,16 +43,16 @@ def _step_of(body: dict) -> str:
 
 @pytest.mark.parametrize("gate", [True, False])
 def test_streamed_output_is_byte_identical_to_step_by_step(tmp_path, gate):
-    # some faults, so failed and re-asked requests are part of what must come out the same
     # some faults, so failed and re-asked requests are part of what must come out the same; one fresh
     # server per run, as the fake draws faults per request and attempt
-    spec = dict(concurrency=3, backoff_base_s=0.01, backoff_max_s=0.02, max_retries=1, schema_retries=0)
+    spec = dict(concurrency=3, backoff_base_s=0.01, backoff_max_s=0.02, max_retries=1, schema_retries=0,
+                response_format="json_schema")  # no probe request: the bodies are the flows'
     runs, bodies = {}, {}
     for name, stream in (("steps", False), ("stream", True)):
         faults = FaultPlan(rates={"schema_violation": 0.05, "server_error": 0.05}, seed=3)
         with FakeOpenAIServer(latency_s=0.005, faults=faults) as server:
             runs[name] = run_generation(
-                _config(server.base_url, tmp_path / name, stream=stream, gate=gate),
+                _config(server.base_url, tmp_path / name, stream=stream, gate=gate, max_failed_share=1.0),
                 client=make_client(ModelSpec(server.base_url, **spec)),
             )
             bodies[name] = list(server.requests)

@@ -26,6 +26,7 @@ def _run(root: Path, taxonomy: Path, url: str, shards: int) -> list:
         taxonomy=str(taxonomy), base="empty", teacher=url, judge=url, chunk_tokens=200,
         generation_shards=shards, generation_gate=False, concurrency=4, critique_profile="smoke",
         samples_per_skill_leaf=5, seed=7, generation_cache="off",  # each run pays for its own requests
+        response_format="json_schema",  # no per-shard structured-output probe: the counts are the flows' requests
     )  # fmt: skip
     [job] = [p for p in root.iterdir() if p.is_dir()]
     return collect_artifacts(job)
