@@ -1,7 +1,7 @@
 """KFP component: register the candidate in MLflow and alias it `production` (runs under dsl.If)."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Input, Model
+from kfp.dsl import Artifact, Dataset, Input, Model
 from labpipe.components.images import image_for
 
 
@@ -12,6 +12,7 @@ def publish_model(
     production_model_name: str,
     run_id: str,
     tracking_uri: str,
+    diff: Input[Dataset] = None,
 ) -> str:
     """Register the candidate as a new version of `production_model_name`; return the version."""
     from labpipe.evaluation.candidate import published_model_dir
@@ -24,6 +25,7 @@ def publish_model(
         production_model_name,
         run_id=run_id,
         tracking_uri=tracking_uri,
+        taxonomy_diff=diff.path if diff is not None else "",  # taxonomy commit + fingerprint for the next run
     )
     record(
         "publish_model",

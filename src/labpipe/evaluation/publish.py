@@ -22,6 +22,7 @@ def publish_model(
     *,
     run_id: str = "",
     tracking_uri: str = "",
+    taxonomy_diff: str = "",
 ) -> str:
     """Register `candidate` under `production_model_name` and alias it `production`; returns the version.
 
@@ -68,6 +69,7 @@ def publish_model(
             "mt_bench.judge": decision.get("judge", ""),
             "mt_bench.questions_sha256": decision.get("questions_sha256", ""),
             "labpipe.candidate": candidate,
+            **_production_tags(taxonomy_diff),
         }
         version = client.create_model_version(
             production_model_name,
@@ -79,3 +81,20 @@ def publish_model(
         client.set_registered_model_alias(production_model_name, PRODUCTION_ALIAS, version.version)
         run.set_tags({"labpipe.published_version": version.version})
     return str(version.version)
+
+
+def _production_tags(taxonomy_diff: str) -> dict[str, str]:
+    """What the next weekly run compares with: taxonomy commit and repository, and the fingerprint."""
+    if not taxonomy_diff:
+        return {}
+    from labpipe import production
+    from labpipe.taxonomy.seeds import DIFF_FILE
+
+    doc = json.loads(storage.read_text(storage.join(taxonomy_diff, DIFF_FILE)))
+    plan = doc.get("plan") or {}
+    return {
+        production.TAXONOMY_COMMIT_TAG: doc.get("head_commit", ""),
+        production.TAXONOMY_REPO_TAG: doc.get("taxonomy", ""),
+        production.FINGERPRINT_TAG: plan.get("fingerprint", ""),
+        production.FINGERPRINT_PARTS_TAG: json.dumps(plan.get("parts") or {}, sort_keys=True)[:5000],
+    }
