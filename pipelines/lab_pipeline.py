@@ -13,6 +13,7 @@ leaf). `labpipe compile` writes lab_pipeline.yaml next to this file (checked in,
 import inspect
 
 from kfp import dsl, kubernetes
+from kfp.dsl import pipeline_channel
 from labpipe.components.critique_filter.component import critique_filter
 from labpipe.components.knowledge_sft.component import knowledge_sft
 from labpipe.components.mt_bench_eval.component import mt_bench_eval
@@ -69,8 +70,16 @@ def _cache(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
 
 def _resources(task: dsl.PipelineTask, cpu_request, cpu_limit, memory_request, memory_limit) -> dsl.PipelineTask:
     # Ephemeral storage: KFP 2.17 has no setter (kubeflow/pipelines#11137); see docs/weekly-retraining.md.
-    return (task.set_cpu_request(cpu_request).set_cpu_limit(cpu_limit)
-            .set_memory_request(memory_request).set_memory_limit(memory_limit))
+    task.set_cpu_request(cpu_request).set_cpu_limit(cpu_limit)
+    task.set_memory_request(memory_request).set_memory_limit(memory_limit)
+    return _consumes(task, cpu_request, cpu_limit, memory_request, memory_limit)
+
+
+def _consumes(task: dsl.PipelineTask, *values) -> dsl.PipelineTask:
+    """Declare parameters used in resource fields as task inputs: KFP 2.17 otherwise does not pass them into
+    a dsl.If branch, and the task fails there with "Parent pipeline input argument … not found"."""
+    task.register_pipeline_channels([v for v in values if isinstance(v, pipeline_channel.PipelineChannel)])
+    return task
 
 
 def _with_s3(task: dsl.PipelineTask, s3_secret) -> dsl.PipelineTask:
@@ -87,7 +96,7 @@ def _with_endpoint(task: dsl.PipelineTask, role: str, secret) -> dsl.PipelineTas
 
 
 def _on_gpus(task: dsl.PipelineTask, gpus, node_selector, tolerations) -> dsl.PipelineTask:
-    task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus)
+    _consumes(task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus), gpus)
     kubernetes.add_node_selector_json(task, node_selector)
     kubernetes.add_toleration_json(task, tolerations)
     return task

@@ -165,7 +165,7 @@ def check_taxonomy(params: dict[str, Any], report: Report, timeout: float, produ
         return
     local = Path(taxonomy.removeprefix("file://"))
     with tempfile.TemporaryDirectory(prefix="labpipe-preflight-") as tmp:
-        if local.is_dir() and not ref:
+        if local.is_dir() and not ref and not gitrepo.is_bare(local):
             root = local
         elif gitrepo.is_remote_url(taxonomy) or local.is_dir():
             root = Path(tmp) / "taxonomy"
@@ -358,7 +358,7 @@ def check_mt_bench(params: dict[str, Any], report: Report) -> None:
 
     location = str(params.get("questions") or "")
     try:
-        questions, _ = load_questions(location)
+        questions, _ = load_questions(location, max_questions=int(params.get("max_questions") or 0))
     except UserError as err:
         report.problems += [Problem(where=p.where, rule="mt-bench-data", message=p.message, fix=p.fix,
                                     field="questions") for p in err.problems]

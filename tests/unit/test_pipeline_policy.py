@@ -108,3 +108,17 @@ def test_secrets_reach_preflight_and_diff():
     envs = {name: {k["envVar"] for s in e.get("secretAsEnv", []) for k in s["keyToEnv"]} for name, e in platform.items()}
     assert {"TEACHER_API_KEY", "JUDGE_API_KEY", "AWS_ACCESS_KEY_ID", "GIT_PASSWORD"} <= envs["exec-preflight"]
     assert {"TEACHER_MODEL", "GIT_PASSWORD"} <= envs["exec-taxonomy-diff"]
+
+
+def test_parameters_used_inside_branches_are_passed_into_them():
+    """Resource and GPU parameters reach the tasks inside dsl.If branches (KFP 2.17 needs them declared)."""
+    spec = _docs()[0]
+    for name, comp in spec["components"].items():
+        if "dag" not in comp or name == "root":
+            continue
+        declared = set(comp.get("inputDefinitions", {}).get("parameters", {}))
+        for task_name, task in comp["dag"]["tasks"].items():
+            for key, value in task.get("inputs", {}).get("parameters", {}).items():
+                parent = value.get("componentInputParameter")
+                if parent:
+                    assert parent in declared, f"{name}/{task_name}: {key} reads {parent}, not passed in"

@@ -99,6 +99,14 @@ def clone(url: str, dest: str | Path, *, ref: str = "") -> str:
     return git("rev-parse", "HEAD", cwd=dest).strip()
 
 
+def is_bare(path: str | Path) -> bool:
+    """A bare repository (a served git URL such as file:///srv/taxonomy.git): it must be cloned to be diffed."""
+    try:
+        return git("rev-parse", "--is-bare-repository", cwd=path).strip() == "true"
+    except (GitError, NotADirectoryError, FileNotFoundError):
+        return False
+
+
 def is_shallow(cwd: str | Path) -> bool:
     try:
         return git("rev-parse", "--is-shallow-repository", cwd=cwd).strip() == "true"

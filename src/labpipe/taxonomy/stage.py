@@ -65,7 +65,7 @@ def _local_dir(taxonomy: str) -> Path | None:
 def _checkout(cfg: TaxonomyDiffConfig, stack: ExitStack) -> Path:
     """The directory to diff: the local taxonomy itself, or a clone of it at cfg.taxonomy_ref."""
     local = _local_dir(cfg.taxonomy)
-    if local is not None and not cfg.taxonomy_ref:
+    if local is not None and not cfg.taxonomy_ref and not gitrepo.is_bare(local):
         return local
     if local is None and not gitrepo.is_remote_url(cfg.taxonomy):
         raise UserError(
