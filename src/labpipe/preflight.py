@@ -160,7 +160,7 @@ def check_taxonomy(params: dict[str, Any], report: Report, timeout: float, produ
     from labpipe.taxonomy import gitrepo
 
     taxonomy, ref = str(params.get("taxonomy", "")), str(params.get("taxonomy_ref", ""))
-    base = str(params.get("base", "origin/main"))
+    base = str(params.get("base", prod.PRODUCTION_BASE))
     if not taxonomy:
         return
     local = Path(taxonomy.removeprefix("file://"))

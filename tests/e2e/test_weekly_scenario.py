@@ -24,11 +24,11 @@ import pytest
 
 from tests.support.servers import S3_ENV, mlflow_server, s3_server
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(1800)]  # ~11 min on 2 shared cores
 
 MODEL_NAME = "labpipe-model"
 EDITED_LEAF = "compositional_skills/writing/freeform/haiku"
-MARKER = "weekly-edit-marker"
+MARKER = "wkly-edit"
 
 
 def _git(cwd: Path, *args: str) -> str:
@@ -145,7 +145,7 @@ def test_weekly_runs(scenario):
     # run 3: one leaf edited (a contributor's commit, pushed) -> that leaf changed, every leaf trained on
     qna = work / EDITED_LEAF / "qna.yaml"
     text = qna.read_text()
-    qna.write_text(text.replace("about an everyday tool.", f"about an everyday tool ({MARKER}).", 1)
+    qna.write_text(text.replace("about an everyday tool.", f"about a tool ({MARKER}).", 1)
                    .replace("the shelf holds at last", f"the shelf holds at last {MARKER}", 1))
     _git(work, "commit", "--quiet", "-am", "haiku: edited")
     _git(work, "push", "--quiet", "origin", "main")
