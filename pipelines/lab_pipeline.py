@@ -107,7 +107,7 @@ def _train_evaluate_publish(diff, *, base_model, teacher, teacher_model, teacher
                             critique_profile, samples_per_skill_leaf, seed, training_preset, max_steps, gpus,
                             node_selector, tolerations, questions, max_questions, max_new_tokens,
                             checkpoint_selection, production_model_name, gate_tolerance, mlflow_tracking_uri,
-                            resources):
+                            generation_cache, resources):
     """Stages 2-7 and the gated publish (the branch taken when there is something to train)."""
     seeds = seed_extraction(diff=diff.outputs["diff"], tokenizer=base_model, chunk_tokens=chunk_tokens,
                             run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).set_display_name("2 seed extraction")
@@ -117,6 +117,7 @@ def _train_evaluate_publish(diff, *, base_model, teacher, teacher_model, teacher
     generated = synthetic_generation(
         seeds=seeds.outputs["seeds"], teacher=teacher, teacher_model=teacher_model, teacher_secret=teacher_secret,
         gate=generation_gate, concurrency=concurrency, run_id=RUN_ID, tracking_uri=mlflow_tracking_uri,
+        generation_cache=generation_cache,
     ).set_display_name("3 synthetic generation")
     _with_endpoint(_with_s3(generated, s3_secret), "teacher", teacher_secret)
     _resources(_cache(generated, "synthetic-generation"), *resources["generation"]).set_retry(**RETRY)
@@ -124,7 +125,7 @@ def _train_evaluate_publish(diff, *, base_model, teacher, teacher_model, teacher
     critique = critique_filter(
         generated=generated.outputs["generated"], judge=judge, judge_model=judge_model, judge_secret=judge_secret,
         profile=critique_profile, samples_per_skill_leaf=samples_per_skill_leaf, seed=seed,
-        run_id=RUN_ID, tracking_uri=mlflow_tracking_uri,
+        run_id=RUN_ID, tracking_uri=mlflow_tracking_uri, generation_cache=generation_cache,
     ).set_display_name("4 critique filtering")
     _with_endpoint(_with_s3(critique, s3_secret), "judge", judge_secret)
     _resources(_cache(critique, "critique-filter"), *resources["generation"]).set_retry(**RETRY)
@@ -210,6 +211,7 @@ def lab_pipeline(
     evaluation_cpu_limit: str = "8",
     evaluation_memory_request: str = "16Gi",
     evaluation_memory_limit: str = "32Gi",
+    generation_cache: str = "",  # shared teacher/judge reply cache: an s3:// prefix on a cluster
 ):
     light = (light_cpu_request, light_cpu_limit, light_memory_request, light_memory_limit)
     gen_res = (generation_cpu_request, generation_cpu_limit, generation_memory_request, generation_memory_limit)
@@ -224,7 +226,7 @@ def lab_pipeline(
         samples_per_skill_leaf=samples_per_skill_leaf, max_steps=max_steps, gpus=gpus, node_selector=node_selector,
         tolerations=tolerations, checkpoint_selection=checkpoint_selection,
         production_model_name=production_model_name, gate_tolerance=gate_tolerance, run_id=RUN_ID,
-        tracking_uri=mlflow_tracking_uri,
+        tracking_uri=mlflow_tracking_uri, generation_cache=generation_cache,
     ).set_display_name("0 preflight")
     _with_git(_with_endpoint(_with_endpoint(_with_s3(check, s3_secret), "teacher", teacher_secret), "judge",
                              judge_secret), taxonomy_secret)
@@ -252,7 +254,7 @@ def lab_pipeline(
             max_steps=max_steps, gpus=gpus, node_selector=node_selector, tolerations=tolerations,
             questions=questions, max_questions=max_questions, max_new_tokens=max_new_tokens,
             checkpoint_selection=checkpoint_selection, production_model_name=production_model_name,
-            gate_tolerance=gate_tolerance, mlflow_tracking_uri=mlflow_tracking_uri,
+            gate_tolerance=gate_tolerance, mlflow_tracking_uri=mlflow_tracking_uri, generation_cache=generation_cache,
             resources={"light": light, "generation": gen_res, "training": train_res, "evaluation": eval_res},
         )
     with dsl.Else(name="nothing to do"):

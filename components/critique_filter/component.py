@@ -19,11 +19,13 @@ def critique_filter(
     skills_set: Output[Dataset],
     report: Output[Markdown],
     profile: str = "lab",
+    generation_cache: str = "",
 ):
     """Filter with `profile` (lab | smoke); empty judge/judge_model fall back to JUDGE_* env vars.
 
     judge_secret names the Kubernetes secret mounted as JUDGE_ENDPOINT / JUDGE_MODEL / JUDGE_API_KEY.
     knowledge_set.path and skills_set.path are messages-JSONL files; report.path is the yield report.
+    generation_cache: shared reply cache for judge calls (an s3:// prefix on a cluster; "" = local).
     """
     import tempfile
 
@@ -37,6 +39,7 @@ def critique_filter(
             judge_model=judge_model,
             secret=judge_secret,
             profile=profile,
+            generation_cache=generation_cache,
             samples_per_skill_leaf=samples_per_skill_leaf,
             seed=seed,
             knowledge_out=knowledge_set.path,

@@ -36,6 +36,7 @@ def preflight(
     run_id: str,
     tracking_uri: str,
     report: Output[Markdown],
+    generation_cache: str = "",
 ):
     """Check every parameter and service the run needs; fail with all problems (secrets are mounted as env)."""
     params = {k: v for k, v in locals().items() if k not in ("run_id", "tracking_uri", "report")}

@@ -16,12 +16,14 @@ def synthetic_generation(
     tracking_uri: str,
     generated: Output[Dataset],
     gate: bool = True,
+    generation_cache: str = "",
 ):
     """Run each leaf's flow on the teacher; empty teacher/teacher_model fall back to TEACHER_* env vars.
 
     teacher_secret names the Kubernetes secret mounted as TEACHER_ENDPOINT / TEACHER_MODEL /
     TEACHER_API_KEY (by the pipeline, with kfp-kubernetes); the key never passes through a parameter.
     gate=False records the in-flow judge scores without dropping (the offline smoke run).
+    generation_cache: shared reply cache (an s3:// prefix on a cluster; "" = local, lost with the pod).
     """
     from labpipe.generation.stage import GenerationConfig, run_generation
 
@@ -34,6 +36,7 @@ def synthetic_generation(
             secret=teacher_secret,
             concurrency=concurrency,
             gate=gate,
+            generation_cache=generation_cache,
             progress=False,
             run_id=run_id,
             tracking_uri=tracking_uri,

@@ -13,7 +13,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -178,8 +178,9 @@ def _download_one(client, bucket: str, key: str, dest: Path, size: int) -> None:
             )
 
 
-def download_dir(uri: str, local_dir: str | Path) -> Path:
-    """Download every object under the prefix `uri` into `local_dir` (parallel, size- and sha-checked)."""
+def download_dir(uri: str, local_dir: str | Path, include: Callable[[str], bool] | None = None) -> Path:
+    """Download every object under the prefix `uri` into `local_dir` (parallel, size- and sha-checked);
+    with `include`, only the objects whose path relative to the prefix it accepts."""
     bucket, prefix = split_s3(uri)
     prefix = prefix.rstrip("/") + "/" if prefix else ""
     client = s3_client()
@@ -191,6 +192,10 @@ def download_dir(uri: str, local_dir: str | Path) -> Path:
         raise UserError(f"{uri}: cannot list ({_short(exc)})", fix=_s3_fix()) from None
     if not objects:
         raise UserError(f"{uri}: no objects under this prefix", fix="check the bucket and prefix")
+    if include is not None:
+        objects = [(key, size) for key, size in objects if include(key[len(prefix) :])]
+        if not objects:
+            raise UserError(f"{uri}: none of the files needed here", fix="check the bucket and prefix")
     local_dir = Path(local_dir)
     with ThreadPoolExecutor(_MAX_WORKERS) as pool:
         futures = [
@@ -206,8 +211,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LABPIPE_CACHE", Path.home() / ".cache" / "labpipe"))
 
 
-def materialize_dir(uri: str, *, kind: str = "models") -> Path:
-    """A local directory holding `uri`: the path itself, or a verified download cached by URI."""
+def materialize_dir(uri: str, *, kind: str = "models", include: Callable[[str], bool] | None = None) -> Path:
+    """A local directory holding `uri`: the path itself, or a verified download cached by URI (and
+    `kind`: pass a kind of its own with `include`, which downloads only the files it accepts)."""
     if not is_s3(uri):
         path = Path(uri)
         if not path.exists():
@@ -219,7 +225,7 @@ def materialize_dir(uri: str, *, kind: str = "models") -> Path:
         return dest
     staging = Path(tempfile.mkdtemp(prefix=".download-", dir=dest.parent if dest.parent.exists() else None))
     try:
-        download_dir(uri, staging)
+        download_dir(uri, staging, include)
         (staging / ".labpipe-complete").write_text(uri)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.exists():

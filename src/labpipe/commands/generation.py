@@ -48,6 +48,11 @@ def register(sub) -> None:
         "--no-gate", action="store_true", help="record in-flow judge scores but drop nothing (smoke runs)"
     )
     gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument(
+        "--cache",
+        default="",
+        help="shared reply cache: a directory or s3:// prefix (default: under $LABPIPE_CACHE; off: none)",
+    )
     gen.add_argument("--quiet", action="store_true", help="no progress bars")
     gen.set_defaults(func=generate)
 
@@ -78,6 +83,11 @@ def register(sub) -> None:
     crit.add_argument(
         "--flows", default=None, help="directory of flow YAML files (default: the shipped flows)"
     )
+    crit.add_argument(
+        "--cache",
+        default="",
+        help="shared reply cache: a directory or s3:// prefix (default: under $LABPIPE_CACHE; off: none)",
+    )
     crit.set_defaults(func=critique)
 
 
@@ -103,6 +113,7 @@ def generate(args: argparse.Namespace) -> int:
             gate=not args.no_gate,
             seed=args.seed,
             progress=not args.quiet,
+            generation_cache=args.cache,
         )
     )
     print(json.dumps(meta))
@@ -125,6 +136,7 @@ def critique(args: argparse.Namespace) -> int:
             samples_per_skill_leaf=args.samples_per_skill_leaf,
             seed=args.seed,
             flows_dir=args.flows,
+            generation_cache=args.cache,
         )
     )
     print(json.dumps(meta))

@@ -10,7 +10,9 @@ Thresholds and limits come from a profile (profiles/lab.yaml: LAB's; profiles/sm
 offline default run with tiny random models, where scores are recorded but never gate).
 
 Output directory `out` (each file written atomically): knowledge_train.jsonl, skills_train.jsonl,
-yield_report.json, yield_report.md, and checkpoints/ (judge replies; a rerun resumes).
+yield_report.json, yield_report.md, and checkpoints/ (judge replies; a rerun resumes). Judge
+replies are also stored in and reused from the shared generation cache (`generation_cache`, as in
+generation: docs/generation-cache.md).
 The judge model: --judge / JUDGE_ENDPOINT, JUDGE_MODEL, key in JUDGE_API_KEY (or OPENAI_API_KEY).
 """
 
@@ -50,6 +52,7 @@ class CritiqueConfig:
     report_md_out: str = ""
     run_id: str = ""
     tracking_uri: str = ""
+    generation_cache: str = ""  # shared reply cache: "" = local under LABPIPE_CACHE, s3://..., "off"
 
 
 def read_generated(uri: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -79,7 +82,7 @@ def read_generated(uri: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return records, manifest
 
 
-def run_critique(config: CritiqueConfig, client=None) -> dict[str, Any]:
+def run_critique(config: CritiqueConfig, client=None, cache=None) -> dict[str, Any]:
     """Filter, judge, mix; returns the artifact metadata (counts, yield, judge requests and tokens)."""
     from labpipe.critique.dedup import near_duplicates
     from labpipe.critique.filters import format_problem, length_problem, score_problem
@@ -87,6 +90,7 @@ def run_critique(config: CritiqueConfig, client=None) -> dict[str, Any]:
     from labpipe.critique.mixing import mix
     from labpipe.critique.profiles import load_profile
     from labpipe.critique.report import Ledger, to_markdown, yield_report
+    from labpipe.generation.cache import open_cache
     from labpipe.generation.checkpoint import CallStats, Checkpoint
     from labpipe.generation.client import make_client, resolve_model_spec
     from labpipe.generation.flow import load_flows
@@ -139,6 +143,9 @@ def run_critique(config: CritiqueConfig, client=None) -> dict[str, Any]:
         "samples_per_skill_leaf": config.samples_per_skill_leaf,
         "seed": config.seed,
     }
+    own_cache = cache is None
+    cache = cache if cache is not None else open_cache(config.generation_cache)
+    params["generation_cache"] = cache.uri if cache is not None else "off"
     with maybe_stage_run(
         "critique_filter", pipeline_run_id=config.run_id, tracking_uri=config.tracking_uri, params=params
     ) as run:
@@ -175,13 +182,15 @@ def run_critique(config: CritiqueConfig, client=None) -> dict[str, Any]:
             return holder[0]
 
         try:
-            with Checkpoint(out / "checkpoints") as checkpoint:
+            with Checkpoint(out / "checkpoints", cache=cache) as checkpoint:
                 alive, reused = run_judges(
                     alive, flows, profile, get_client, checkpoint, stats, ledger, seed=config.seed
                 )
         finally:
             if client is None and holder[0] is not None:
                 holder[0].close()
+            if own_cache and cache is not None:
+                cache.close()
         for rec in alive:
             ledger.leaf(rec["leaf_id"])["kept"] += 1
         knowledge, skills, sampled = mix(
@@ -206,6 +215,9 @@ def run_critique(config: CritiqueConfig, client=None) -> dict[str, Any]:
             "knowledge_replay": replay,
             "judge_requests_sent": stats.sent,
             "judge_requests_cached": stats.cached,
+            "requests_sent": stats.sent,
+            "requests_reused": stats.cached,
+            "cache_hits": stats.cache_hits,
             "judge_scores_reused": reused + recorded,
             "judge_requests_failed": stats.failed,
             "judge_retries": stats.retries,

@@ -9,6 +9,9 @@ Output directory `out`:
 
 All leaves advance together one step at a time, so every request of a step is in one concurrent
 batch. Rerunning with the same `out` sends only the requests that have no checkpointed result.
+With the shared generation cache (`generation_cache`: "" = local under $LABPIPE_CACHE, an s3://
+prefix on a cluster, "off"), a run in a fresh `out` also reuses every reply any run stored there
+(docs/generation-cache.md); `requests_sent` / `requests_reused` say what was paid for.
 
 Model resolution (teacher here, judge in critique): the flag/parameter, else the environment a
 Kubernetes secret is mounted as: TEACHER_ENDPOINT, TEACHER_MODEL, TEACHER_API_KEY (JUDGE_* for the
@@ -52,6 +55,7 @@ class GenerationConfig:
     progress: bool = True
     run_id: str = ""
     tracking_uri: str = ""
+    generation_cache: str = ""  # shared reply cache: "" = local under LABPIPE_CACHE, s3://..., "off"
 
 
 @dataclass
@@ -158,8 +162,11 @@ class _Progress:
             bar.close()
 
 
-def run_generation(config: GenerationConfig, client: ChatClient | None = None) -> dict[str, Any]:
-    """Run every leaf's flow up to its critique steps; returns the artifact metadata (counts, tokens)."""
+def run_generation(config: GenerationConfig, client: ChatClient | None = None, cache=None) -> dict[str, Any]:
+    """Run every leaf's flow up to its critique steps; returns the artifact metadata (counts, tokens).
+
+    `cache`: a GenerationCache to use instead of opening `config.generation_cache` (tests)."""
+    from labpipe.generation.cache import open_cache
     from labpipe.generation.client import make_client
     from labpipe.storage import atomic_path
     from labpipe.tracking import maybe_stage_run
@@ -190,6 +197,9 @@ def run_generation(config: GenerationConfig, client: ChatClient | None = None) -
         "gate": config.gate,
         "seed": config.seed,
     }
+    own_cache = cache is None
+    cache = cache if cache is not None else open_cache(config.generation_cache)
+    params["generation_cache"] = cache.uri if cache is not None else "off"
     with maybe_stage_run(
         "synthetic_generation", pipeline_run_id=config.run_id, tracking_uri=config.tracking_uri, params=params
     ) as run:
@@ -201,7 +211,7 @@ def run_generation(config: GenerationConfig, client: ChatClient | None = None) -
         }
         progress = _Progress(list(states), config.progress, spec.concurrency)
         try:
-            with Checkpoint(out / CHECKPOINTS) as checkpoint:
+            with Checkpoint(out / CHECKPOINTS, cache=cache) as checkpoint:
                 depth = 0
                 while True:
                     active = {leaf: s for leaf, s in states.items() if depth < len(s.flow.generate_steps)}
@@ -213,6 +223,8 @@ def run_generation(config: GenerationConfig, client: ChatClient | None = None) -
             progress.close()
             if own_client:
                 client.close()
+            if own_cache and cache is not None:
+                cache.close()
         generated = [_record(s.flow, item) for s in states.values() for item in s.items]
         with atomic_path(out / GENERATED) as tmp:
             tmp.write_text(
@@ -223,7 +235,10 @@ def run_generation(config: GenerationConfig, client: ChatClient | None = None) -
             "records": len(generated),
             "leaves": len(records),
             "requests_sent": stats.sent,
+            "requests_reused": stats.cached,
             "requests_cached": stats.cached,
+            "cache_hits": stats.cache_hits,
+            "cache_corrupt": cache.stats.corrupt if cache is not None else 0,
             "requests_failed": stats.failed,
             "retries": stats.retries,
             "prompt_tokens": stats.prompt_tokens,
@@ -233,6 +248,7 @@ def run_generation(config: GenerationConfig, client: ChatClient | None = None) -
         manifest = {
             **meta,
             "teacher": spec.describe(),
+            "generation_cache": params["generation_cache"],
             "gate": config.gate,
             "flows": {f.name: f.version for f in {s.flow.name: s.flow for s in states.values()}.values()},
             "per_leaf": {

@@ -10,9 +10,54 @@ from pathlib import Path
 from typing import Any
 
 from labpipe.errors import Problem, UserError
-from labpipe.storage import materialize_dir
+from labpipe.storage import is_s3, materialize_dir
 
 TRAINING_OUTPUT_MODEL = "model"  # a training output directory holds its final model here
+# What AutoTokenizer reads (config.json: the tokenizer class of configs that do not name it).
+TOKENIZER_FILES = frozenset(
+    {
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "added_tokens.json",
+        "tokenizer.model",
+        "spiece.model",
+        "sentencepiece.bpe.model",
+        "vocab.json",
+        "vocab.txt",
+        "merges.txt",
+        "chat_template.jinja",
+        "chat_template.json",
+        "config.json",
+    }
+)
+
+
+def is_tokenizer_file(relative: str) -> bool:
+    """A tokenizer file of a model directory or of a training output's final model (not weights,
+    not checkpoints)."""
+    parent, _, name = relative.rpartition("/")
+    return name in TOKENIZER_FILES and parent in ("", TRAINING_OUTPUT_MODEL)
+
+
+def tokenizer_dir(uri: str | Path) -> Path:
+    """A local directory holding the tokenizer of the model at `uri`. For s3:// only the tokenizer
+    files are downloaded (cached by URI), never the weights."""
+    if not is_s3(str(uri)):
+        return resolve_model_dir(uri)
+    path = materialize_dir(str(uri), kind="tokenizers", include=is_tokenizer_file)
+    if (path / TRAINING_OUTPUT_MODEL / "config.json").is_file():
+        path = path / TRAINING_OUTPUT_MODEL
+    if not any((path / name).is_file() for name in TOKENIZER_FILES - {"config.json"}):
+        raise UserError(
+            Problem(
+                where=str(uri),
+                rule="tokenizer",
+                message="no tokenizer files (tokenizer.json, tokenizer_config.json, ...) under this prefix",
+                fix="save the tokenizer next to the model (tokenizer.save_pretrained)",
+            )
+        )
+    return path
 
 
 def resolve_model_dir(uri: str | Path) -> Path:

@@ -122,7 +122,7 @@ def test_kill_9_then_rerun_sends_only_unfinished_requests(tmp_path):
     """SIGKILL a `labpipe generate` subprocess mid-run; the rerun resends at most what was in flight."""
     out = tmp_path / "gen"
     with FakeOpenAIServer(latency_s=0.02) as server:
-        reference = run_generation(_gen(server, tmp_path / "ref"))
+        reference = run_generation(_gen(server, tmp_path / "ref", generation_cache="off"))
         total = reference["requests_sent"]
         server.reset_counters()
         proc = subprocess.Popen(

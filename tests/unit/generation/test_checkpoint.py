@@ -93,8 +93,9 @@ def test_generation_interrupted_midway_resumes_without_resending(tmp_path):
     rerun = ScriptedClient()
     meta = run_generation(config, client=rerun)
     full = ScriptedClient()
-    reference = run_generation(
-        GenerationConfig(**{**config.__dict__, "out": str(tmp_path / "ref")}), client=full
+    reference = run_generation(  # no shared cache: the reference pays for every request
+        GenerationConfig(**{**config.__dict__, "out": str(tmp_path / "ref"), "generation_cache": "off"}),
+        client=full,
     )
     assert meta["requests_cached"] == 15 and meta["requests_sent"] == len(full.requests) - 15
     assert not {r.request_id for r in rerun.requests} & {r.request_id for r in full.requests[:15]}
