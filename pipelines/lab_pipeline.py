@@ -15,6 +15,7 @@ import inspect
 from kfp import dsl, kubernetes
 from kfp.dsl import pipeline_channel
 from labpipe.components.critique_filter.component import critique_filter
+from labpipe.components.finalize_run.component import finalize_run
 from labpipe.components.knowledge_sft.component import knowledge_sft
 from labpipe.components.mt_bench_eval.component import mt_bench_eval
 from labpipe.components.nothing_to_do.component import nothing_to_do
@@ -40,6 +41,10 @@ S3_SECRET_KEYS = {
 # Taxonomy repository credentials (optional): HTTP username and token for git, never in a URL.
 GIT_SECRET_KEYS = {"GIT_USERNAME": "GIT_USERNAME", "GIT_PASSWORD": "GIT_PASSWORD"}
 RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+# The MLflow server of a cluster (docs/mlflow-lineage.md): every key optional; a plain server needs only the URI,
+# OpenShift AI's MLflow takes MLFLOW_TRACKING_AUTH=kubernetes-namespaced (the pod's service-account token).
+MLFLOW_SECRET_KEYS = {k: k for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_AUTH",
+                                     "MLFLOW_WORKSPACE")}
 
 # Retries (KFP re-runs a failed task): stages that talk to endpoints or run for hours, all of which resume
 # (every paid reply and every training checkpoint is kept), get 3 more tries with exponential backoff.
@@ -61,6 +66,7 @@ CACHING = {
     "skill-sft": (False, "logs training runs to MLflow; its input comes from an uncached task anyway"),
     "mt-bench-eval": (False, "calls the judge and reads the production model's score from the registry"),
     "publish-model": (False, "registers a model version and moves the production alias (side effect)"),
+    "finalize-run": (False, "closes the run's MLflow parent run with the run's real status (side effect)"),
 }
 
 
@@ -95,6 +101,10 @@ def _with_endpoint(task: dsl.PipelineTask, role: str, secret) -> dsl.PipelineTas
                                         optional=True)
 
 
+def _with_mlflow(task: dsl.PipelineTask, secret) -> dsl.PipelineTask:
+    return kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env=MLFLOW_SECRET_KEYS, optional=True)
+
+
 def _on_gpus(task: dsl.PipelineTask, gpus, node_selector, tolerations) -> dsl.PipelineTask:
     _consumes(task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus), gpus)
     kubernetes.add_node_selector_json(task, node_selector)
@@ -107,7 +117,7 @@ def _train_evaluate_publish(diff, *, base_model, teacher, teacher_model, teacher
                             critique_profile, samples_per_skill_leaf, seed, training_preset, max_steps, gpus,
                             node_selector, tolerations, questions, max_questions, max_new_tokens,
                             checkpoint_selection, production_model_name, gate_tolerance, mlflow_tracking_uri,
-                            generation_cache, resources):
+                            generation_cache, mlflow_secret, model_registry, resources):
     """Stages 2-7 and the gated publish (the branch taken when there is something to train)."""
     seeds = seed_extraction(diff=diff.outputs["diff"], tokenizer=base_model, chunk_tokens=chunk_tokens,
                             run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).set_display_name("2 seed extraction")
@@ -157,8 +167,13 @@ def _train_evaluate_publish(diff, *, base_model, teacher, teacher_model, teacher
     with dsl.If(evaluation.outputs["Output"] == True, name="gate passed"):  # noqa: E712 - a KFP condition
         publish = publish_model(candidate=skills.outputs["model"], decision=evaluation.outputs["decision"],
                                 diff=diff.outputs["diff"], production_model_name=production_model_name,
-                                run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).set_display_name("publish")
+                                run_id=RUN_ID, tracking_uri=mlflow_tracking_uri,
+                                pipeline_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                                model_registry=model_registry).set_display_name("publish")
         _resources(_cache(publish, "publish-model"), *resources["light"])
+
+    for task in (seeds, generated, critique, knowledge, skills, evaluation, publish):
+        _with_mlflow(task, mlflow_secret)  # the tracking URI (and token) from the labpipe-mlflow secret
 
 
 @dsl.pipeline(name="lab-pipeline", description="LAB: taxonomy -> synthetic data -> phased SFT -> MT-Bench, gated")
@@ -212,54 +227,62 @@ def lab_pipeline(
     evaluation_memory_request: str = "16Gi",
     evaluation_memory_limit: str = "32Gi",
     generation_cache: str = "",  # shared teacher/judge reply cache: an s3:// prefix on a cluster
+    mlflow_secret: str = "labpipe-mlflow",
+    model_registry: str = "",
 ):
     light = (light_cpu_request, light_cpu_limit, light_memory_request, light_memory_limit)
     gen_res = (generation_cpu_request, generation_cpu_limit, generation_memory_request, generation_memory_limit)
     train_res = (training_cpu_request, training_cpu_limit, training_memory_request, training_memory_limit)
     eval_res = (evaluation_cpu_request, evaluation_cpu_limit, evaluation_memory_request, evaluation_memory_limit)
 
-    check = preflight(
-        taxonomy=taxonomy, taxonomy_ref=taxonomy_ref, base=base, scope=scope, base_model=base_model, teacher=teacher,
-        teacher_model=teacher_model, teacher_secret=teacher_secret, judge=judge, judge_model=judge_model,
-        judge_secret=judge_secret, questions=questions, max_questions=max_questions, training_preset=training_preset,
-        critique_profile=critique_profile, chunk_tokens=chunk_tokens, concurrency=concurrency,
-        samples_per_skill_leaf=samples_per_skill_leaf, max_steps=max_steps, gpus=gpus, node_selector=node_selector,
-        tolerations=tolerations, checkpoint_selection=checkpoint_selection,
-        production_model_name=production_model_name, gate_tolerance=gate_tolerance, run_id=RUN_ID,
-        tracking_uri=mlflow_tracking_uri, generation_cache=generation_cache,
-    ).set_display_name("0 preflight")
-    _with_git(_with_endpoint(_with_endpoint(_with_s3(check, s3_secret), "teacher", teacher_secret), "judge",
-                             judge_secret), taxonomy_secret)
-    _resources(_cache(check, "preflight"), *light)
+    # the exit task: closes the MLflow parent run with the real status, whether the DAG succeeded or failed
+    final = finalize_run(run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).set_display_name("finalize run")
+    _resources(_cache(_with_mlflow(final, mlflow_secret), "finalize-run"), *light)
+    with dsl.ExitHandler(final, name="lab"):
+        check = preflight(
+            taxonomy=taxonomy, taxonomy_ref=taxonomy_ref, base=base, scope=scope, base_model=base_model, teacher=teacher,
+            teacher_model=teacher_model, teacher_secret=teacher_secret, judge=judge, judge_model=judge_model,
+            judge_secret=judge_secret, questions=questions, max_questions=max_questions, training_preset=training_preset,
+            critique_profile=critique_profile, chunk_tokens=chunk_tokens, concurrency=concurrency,
+            samples_per_skill_leaf=samples_per_skill_leaf, max_steps=max_steps, gpus=gpus, node_selector=node_selector,
+            tolerations=tolerations, checkpoint_selection=checkpoint_selection,
+            production_model_name=production_model_name, gate_tolerance=gate_tolerance, run_id=RUN_ID,
+            tracking_uri=mlflow_tracking_uri, generation_cache=generation_cache,
+        ).set_display_name("0 preflight")
+        _with_git(_with_endpoint(_with_endpoint(_with_s3(check, s3_secret), "teacher", teacher_secret), "judge",
+                                 judge_secret), taxonomy_secret)
+        _resources(_cache(_with_mlflow(check, mlflow_secret), "preflight"), *light)
 
-    diff = taxonomy_diff(
-        taxonomy=taxonomy, taxonomy_ref=taxonomy_ref, base=base, scope=scope,
-        production_model_name=production_model_name, force=force, base_model=base_model, teacher=teacher,
-        teacher_model=teacher_model, judge=judge, judge_model=judge_model, training_preset=training_preset,
-        max_steps=max_steps, critique_profile=critique_profile, samples_per_skill_leaf=samples_per_skill_leaf,
-        seed=seed, chunk_tokens=chunk_tokens, generation_gate=generation_gate,
-        run_id=RUN_ID, tracking_uri=mlflow_tracking_uri,
-    ).set_display_name("1 taxonomy diff").after(check)
-    # the teacher/judge secrets only name the models for the fingerprint (endpoint and model keys)
-    _with_git(_with_endpoint(_with_endpoint(diff, "teacher", teacher_secret), "judge", judge_secret), taxonomy_secret)
-    _resources(_cache(diff, "taxonomy-diff"), *light)
+        diff = taxonomy_diff(
+            taxonomy=taxonomy, taxonomy_ref=taxonomy_ref, base=base, scope=scope,
+            production_model_name=production_model_name, force=force, base_model=base_model, teacher=teacher,
+            teacher_model=teacher_model, judge=judge, judge_model=judge_model, training_preset=training_preset,
+            max_steps=max_steps, critique_profile=critique_profile, samples_per_skill_leaf=samples_per_skill_leaf,
+            seed=seed, chunk_tokens=chunk_tokens, generation_gate=generation_gate,
+            run_id=RUN_ID, tracking_uri=mlflow_tracking_uri,
+        ).set_display_name("1 taxonomy diff").after(check)
+        # the teacher/judge secrets only name the models for the fingerprint (endpoint and model keys)
+        _with_git(_with_endpoint(_with_endpoint(diff, "teacher", teacher_secret), "judge", judge_secret), taxonomy_secret)
+        _resources(_cache(_with_mlflow(diff, mlflow_secret), "taxonomy-diff"), *light)
 
-    with dsl.If(diff.outputs["Output"] == True, name="something to train"):  # noqa: E712 - a KFP condition
-        _train_evaluate_publish(
-            diff, base_model=base_model, teacher=teacher, teacher_model=teacher_model, teacher_secret=teacher_secret,
-            judge=judge, judge_model=judge_model, judge_secret=judge_secret, s3_secret=s3_secret,
-            taxonomy_secret=taxonomy_secret, chunk_tokens=chunk_tokens, generation_gate=generation_gate,
-            concurrency=concurrency, critique_profile=critique_profile,
-            samples_per_skill_leaf=samples_per_skill_leaf, seed=seed, training_preset=training_preset,
-            max_steps=max_steps, gpus=gpus, node_selector=node_selector, tolerations=tolerations,
-            questions=questions, max_questions=max_questions, max_new_tokens=max_new_tokens,
-            checkpoint_selection=checkpoint_selection, production_model_name=production_model_name,
-            gate_tolerance=gate_tolerance, mlflow_tracking_uri=mlflow_tracking_uri, generation_cache=generation_cache,
-            resources={"light": light, "generation": gen_res, "training": train_res, "evaluation": eval_res},
-        )
-    with dsl.Else(name="nothing to do"):
-        done = nothing_to_do(diff=diff.outputs["diff"], run_id=RUN_ID, tracking_uri=mlflow_tracking_uri)
-        _resources(_cache(done.set_display_name("nothing to do"), "nothing-to-do"), *light)
+        with dsl.If(diff.outputs["Output"] == True, name="something to train"):  # noqa: E712 - a KFP condition
+            _train_evaluate_publish(
+                diff, base_model=base_model, teacher=teacher, teacher_model=teacher_model, teacher_secret=teacher_secret,
+                judge=judge, judge_model=judge_model, judge_secret=judge_secret, s3_secret=s3_secret,
+                taxonomy_secret=taxonomy_secret, chunk_tokens=chunk_tokens, generation_gate=generation_gate,
+                concurrency=concurrency, critique_profile=critique_profile,
+                samples_per_skill_leaf=samples_per_skill_leaf, seed=seed, training_preset=training_preset,
+                max_steps=max_steps, gpus=gpus, node_selector=node_selector, tolerations=tolerations,
+                questions=questions, max_questions=max_questions, max_new_tokens=max_new_tokens,
+                checkpoint_selection=checkpoint_selection, production_model_name=production_model_name,
+                gate_tolerance=gate_tolerance, mlflow_tracking_uri=mlflow_tracking_uri, generation_cache=generation_cache,
+                mlflow_secret=mlflow_secret, model_registry=model_registry,
+                resources={"light": light, "generation": gen_res, "training": train_res, "evaluation": eval_res},
+            )
+        with dsl.Else(name="nothing to do"):
+            done = nothing_to_do(diff=diff.outputs["diff"], run_id=RUN_ID, tracking_uri=mlflow_tracking_uri)
+            _resources(_cache(_with_mlflow(done.set_display_name("nothing to do"), mlflow_secret), "nothing-to-do"),
+                       *light)
 
 
 def pipeline_parameters() -> dict[str, object]:

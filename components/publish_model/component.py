@@ -12,19 +12,26 @@ def publish_model(
     production_model_name: str,
     run_id: str,
     tracking_uri: str,
+    pipeline_run_name: str = "",
+    model_registry: str = "",
     diff: Input[Dataset] = None,
 ) -> str:
-    """Register the candidate as a new version of `production_model_name`; return the version."""
+    """Register the approved checkpoint as a new version of `production_model_name`; return the version.
+
+    Its source is the artifact's own URI (s3:// on a cluster: no second copy); model_registry (a URL, "" =
+    off) also registers it in the Kubeflow Model Registry with the same provenance.
+    """
     from labpipe.evaluation.candidate import published_model_dir
     from labpipe.evaluation.publish import publish_model as publish
     from labpipe.lineage import record
+    from labpipe.storage import join
 
+    approved = published_model_dir(candidate.path, decision.path)  # the checkpoint the gate approved
+    sub = approved[len(candidate.path):].strip("/")
     version = publish(
-        published_model_dir(candidate.path, decision.path),  # the checkpoint the gate approved
-        decision.path,
-        production_model_name,
-        run_id=run_id,
-        tracking_uri=tracking_uri,
+        approved, decision.path, production_model_name, run_id=run_id, tracking_uri=tracking_uri,
+        source_uri=join(candidate.uri, sub) if sub else candidate.uri, pipeline_run_name=pipeline_run_name,
+        model_registry=model_registry,
         taxonomy_diff=diff.path if diff is not None else "",  # taxonomy commit + fingerprint for the next run
     )
     record(

@@ -15,6 +15,7 @@ import sys
 from labpipe.errors import UserError
 
 COMMAND_MODULES = ["taxonomy", "model", "generation", "training", "evaluation", "pipeline"]
+COMMAND_MODULES += ["runs"]  # labpipe runs: recent pipeline runs (labpipe.commands.runs)
 
 
 def build_parser() -> argparse.ArgumentParser:

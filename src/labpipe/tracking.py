@@ -17,7 +17,15 @@ from typing import Any
 
 PIPELINE_RUN_TAG = "labpipe.pipeline_run_id"
 ROLE_TAG = "labpipe.role"
+STAGE_TAG = "labpipe.stage"
 DEFAULT_EXPERIMENT = "labpipe"
+# One name per stage everywhere (MLflow run names, lineage tags, the chain): older spellings map here.
+STAGE_ALIASES = {"skills_sft": "skill_sft", "skill-sft": "skill_sft", "knowledge-sft": "knowledge_sft"}
+
+
+def canonical_stage(stage: str) -> str:
+    """The one name of a stage (`skills_sft`, the training phase's old run name, is `skill_sft`)."""
+    return STAGE_ALIASES.get(stage, stage)
 
 
 def default_tracking_uri(local_dir: str | Path) -> str:
@@ -109,6 +117,7 @@ def stage_run(
     """A nested MLflow run for `stage` under the pipeline run; FINISHED on success, FAILED on error."""
     from mlflow.tracking import MlflowClient
 
+    stage = canonical_stage(stage)
     client = MlflowClient(tracking_uri=tracking_uri)
     exp_id = _experiment_id(client, experiment)
     parent = pipeline_run(client, exp_id, pipeline_run_id)
@@ -119,7 +128,7 @@ def stage_run(
             "mlflow.parentRunId": parent,
             PIPELINE_RUN_TAG: pipeline_run_id,
             ROLE_TAG: "stage",
-            "labpipe.stage": stage,
+            STAGE_TAG: stage,
             **{k: str(v) for k, v in (tags or {}).items()},
         },
     )
@@ -166,12 +175,199 @@ def maybe_stage_run(stage: str, *, pipeline_run_id: str = "", tracking_uri: str 
 
 def finish_pipeline_run(tracking_uri: str, pipeline_run_id: str, status: str = "FINISHED",
                         experiment: str = DEFAULT_EXPERIMENT) -> str | None:
+    """Close the pipeline's parent run with `status` (an MLflow status); see close_pipeline_run."""
+    closed = close_pipeline_run(tracking_uri, pipeline_run_id, state=status, experiment=experiment)
+    return closed.get("mlflow_run_id") or None
+
+
+# KFP's final task states (dsl.PipelineTaskFinalStatus.state) -> MLflow run status.
+KFP_TO_MLFLOW_STATUS = {
+    "SUCCEEDED": "FINISHED", "FINISHED": "FINISHED", "SKIPPED": "FINISHED",
+    "FAILED": "FAILED", "SYSTEM_ERROR": "FAILED", "CANCELED": "KILLED", "CANCELLED": "KILLED",
+    "CANCELING": "KILLED", "KILLED": "KILLED",
+}
+
+
+def close_pipeline_run(
+    tracking_uri: str,
+    pipeline_run_id: str,
+    *,
+    state: str = "SUCCEEDED",
+    error: str = "",
+    failed_task: str = "",
+    experiment: str = DEFAULT_EXPERIMENT,
+) -> dict[str, Any]:
+    """Close the pipeline's MLflow parent run with the pipeline's real outcome.
+
+    `state` is KFP's final state (SUCCEEDED, FAILED, CANCELED, ...; MLflow's own FINISHED/FAILED/KILLED
+    are accepted too). A stage run still RUNNING when the pipeline ends was killed (its pod died before it
+    could close it): it is closed FAILED. The failing stages (FAILED stage runs, else `failed_task`) are
+    named in the tag `labpipe.failed_stages`, and the error in `labpipe.error`. Returns a summary
+    {mlflow_run_id, status, failed_stages, error}; {} when no tracking URI is known.
+    The parent is created if no stage ever made it (a pipeline that failed in its first task).
+    """
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri or not pipeline_run_id:
+        return {}
+    from mlflow.entities import RunTag
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
+    status = KFP_TO_MLFLOW_STATUS.get(state.upper().removeprefix("PIPELINE_STATE_"), "FAILED")
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = _experiment_id(client, experiment)
+    parent = pipeline_run(client, exp_id, pipeline_run_id)
+    stages = client.search_runs(
+        [exp_id],
+        filter_string=f"tags.`{PIPELINE_RUN_TAG}` = '{pipeline_run_id}' and tags.`{ROLE_TAG}` = 'stage'",
+        max_results=500,
+    )
+    failed: list[str] = []
+    for run in sorted(stages, key=lambda r: r.info.start_time or 0):
+        name = canonical_stage(run.data.tags.get(STAGE_TAG, run.info.run_name or "?"))
+        if run.info.status in ("RUNNING", "SCHEDULED"):
+            client.set_tag(run.info.run_id, "labpipe.error", "the task ended without closing its run (pod killed?)")
+            client.set_terminated(run.info.run_id, "FAILED" if status != "FINISHED" else "KILLED")
+            failed.append(name)
+        elif run.info.status in ("FAILED", "KILLED"):
+            failed.append(name)
+    if status == "FINISHED":
+        failed = []  # a retried task that failed once and then succeeded does not fail the pipeline
+    elif not failed and failed_task:
+        failed = [failed_task]
+    tags = {"labpipe.status": state.upper(), "labpipe.failed_stages": ",".join(dict.fromkeys(failed))}
+    if error:
+        tags["labpipe.error"] = error[:5000]
+    client.log_batch(parent, tags=[RunTag(k, v) for k, v in tags.items()])
+    client.set_terminated(parent, status)
+    return {"mlflow_run_id": parent, "status": status, "failed_stages": list(dict.fromkeys(failed)), "error": error}
+
+
+def finalize_from_kfp_status(pipeline_run_id: str, tracking_uri: str, status: Mapping[str, Any]) -> dict[str, Any]:
+    """close_pipeline_run from the fields of KFP's PipelineTaskFinalStatus (the exit handler's argument)."""
+    return close_pipeline_run(
+        tracking_uri,
+        pipeline_run_id,
+        state=str(status.get("state") or "FAILED"),
+        error=str(status.get("error_message") or ""),
+        failed_task=str(status.get("pipeline_task_name") or ""),
+    )
+
+
+# --- Datasets -------------------------------------------------------------------------------------
+# MLflow 3 records datasets as run inputs only (log_outputs takes logged models). A dataset a stage
+# writes is therefore logged on the stage's run with the context tag `output`; the next stage logs the
+# same dataset (same digest) as its input, which links the two runs in MLflow's UI and API.
+DATASET_CONTEXT_TAG = "mlflow.data.context"
+KFP_LOCAL_MOUNTS = {"s3://": "/s3/", "gs://": "/gcs/", "minio://": "/minio/"}  # KFP launcher's local views
+
+
+@dataclass
+class DatasetRef:
+    """A dataset a stage read or wrote: its name, where it lives, and a content digest (sha256)."""
+
+    name: str
+    uri: str
+    digest: str = ""
+    context: str = "input"  # input | output | training | evaluation
+    local_path: str = ""  # where this process can read it (a KFP artifact's .path), when not `uri`
+    source_type: str = ""  # "" = from the URI (s3 | local); "git" for a taxonomy repository at a commit
+
+    def to_entity(self):
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        digest = self.digest or dataset_digest(self.local_path or self.uri) or "unknown"
+        source_type = self.source_type or ("s3" if self.uri.startswith("s3://") else "local")
+        dataset = Dataset(
+            name=self.name,
+            digest=digest[:32],  # MLflow's digest column holds 36 characters; the full one is in the profile
+            source_type=source_type,
+            source=json.dumps({"uri": self.uri}),
+            profile=json.dumps({"sha256": digest}),
+        )
+        return DatasetInput(dataset, tags=[InputTag(DATASET_CONTEXT_TAG, self.context)])
+
+
+def local_view(uri: str) -> Path | None:
+    """A path this process can read `uri` at: itself when local, else KFP's mount of a remote artifact."""
+    if not uri:
         return None
-    run_id = pipeline_run(client, exp.experiment_id, pipeline_run_id)
-    client.set_terminated(run_id, status)
+    for scheme, mount in KFP_LOCAL_MOUNTS.items():
+        if uri.startswith(scheme):
+            path = Path(mount + uri[len(scheme):])
+            return path if path.exists() else None
+    path = Path(uri)
+    return path if path.exists() else None
+
+
+def dataset_digest(location: str | Path) -> str:
+    """sha256 of a file; of a directory, over its files' relative paths and sha256s; "" when unreadable.
+
+    An s3:// object uploaded by labpipe.storage carries its sha256 as metadata (read, not downloaded).
+    """
+    import hashlib
+
+    from labpipe import storage
+
+    text = str(location)
+    path = local_view(text) if "://" in text else Path(text)
+    if path is None:
+        if storage.is_s3(text):
+            try:
+                bucket, key = storage.split_s3(text)
+                head = storage.s3_client().head_object(Bucket=bucket, Key=key)
+                return head.get("Metadata", {}).get(storage.SHA256_META, "")
+            except Exception:  # a prefix, or unreachable: the digest stays unknown, never invented
+                return ""
+        return ""
+    if path.is_file():
+        return storage.sha256_file(path)
+    if path.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(f"{f.relative_to(path).as_posix()}\0{storage.sha256_file(f)}\n".encode())
+        return h.hexdigest()
+    return ""
+
+
+def latest_stage_run(client, experiment_id: str, pipeline_run_id: str, stage: str):
+    """The newest nested run of `stage` in pipeline run `pipeline_run_id` (a retried task made several)."""
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{PIPELINE_RUN_TAG}` = '{pipeline_run_id}' and tags.`{ROLE_TAG}` = 'stage' "
+                      f"and tags.`{STAGE_TAG}` = '{canonical_stage(stage)}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return found[0] if found else None
+
+
+def log_datasets(
+    stage: str,
+    datasets: list[DatasetRef],
+    *,
+    pipeline_run_id: str,
+    tracking_uri: str = "",
+    experiment: str = DEFAULT_EXPERIMENT,
+) -> str:
+    """Log `datasets` (with digest and source URI) on the nested run of `stage`; returns that run's id.
+
+    The stage's newest nested run is used (it may already be closed: MLflow accepts inputs then); a stage
+    that made none (e.g. a pass-through) gets one, closed at once. No-op ("") when tracking is off.
+    """
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri or not pipeline_run_id or not datasets:
+        return ""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = _experiment_id(client, experiment)
+    run = latest_stage_run(client, exp_id, pipeline_run_id, stage)
+    if run is not None:
+        run_id = run.info.run_id
+    else:
+        with stage_run(stage, pipeline_run_id=pipeline_run_id, tracking_uri=uri, experiment=experiment) as made:
+            run_id = made.run_id
+    client.log_inputs(run_id, datasets=[d.to_entity() for d in datasets])
     return run_id

@@ -96,3 +96,31 @@ def test_gate_decision_and_report_exist(lab_run):
     assert "publish" in decision and decision.get("reasons")
     report = arts[("mt-bench-eval", "report")].uri
     assert open(report).read().strip()
+
+
+def test_lineage_chain_datasets_and_closed_parent(lab_run):
+    uri = f"sqlite:///{lab_run / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(tracking.DEFAULT_EXPERIMENT)
+    [parent] = client.search_runs([exp.experiment_id], filter_string=f"tags.`{tracking.ROLE_TAG}` = 'pipeline'")
+    assert parent.info.status == "FINISHED" and parent.data.tags["labpipe.status"] == "SUCCEEDED"
+    info = lineage.describe(uri, pipeline_run_id=parent.data.tags[tracking.PIPELINE_RUN_TAG])
+    assert "skills_sft" not in info.stage_runs  # one name per stage: skill_sft
+    contexts = {stage: {(d["name"], d["context"]) for d in run["datasets"]} for stage, run in info.stage_runs.items()}
+    assert {("taxonomy", "input"), ("diff", "output")} <= contexts["taxonomy_diff"]
+    assert {("diff", "input"), ("seeds", "output")} <= contexts["seed_extraction"]
+    assert {("seeds", "input"), ("generated", "output")} <= contexts["synthetic_generation"]
+    assert {("knowledge_set", "output"), ("skills_set", "output")} <= contexts["critique_filter"]
+    assert ("knowledge_set", "training") in contexts["knowledge_sft"]
+    assert ("skills_set", "training") in contexts["skill_sft"]
+    assert ("questions", "evaluation") in contexts["mt_bench_eval"]
+    steps = {s["step"]: s for s in lineage.chain(info)}
+    for step in lineage.CHAIN_STEPS[:-1]:  # "registered" only when the gate passed
+        assert steps[step]["recorded"], step
+    assert len(steps["changed_leaves"]["data"]["leaf_ids"]) == 3
+    assert steps["seeds"]["data"]["sha256"] and steps["training_sets"]["data"]["skills_set"]["sha256"]
+    if steps["gate"]["data"]["publish"]:
+        assert main(["lineage", "labpipe-model@production", "--tracking-uri", uri]) == 0
+        mv = client.get_model_version_by_alias("labpipe-model", "production")
+        assert mv.tags["labpipe.taxonomy.commit"] == info.stages["taxonomy_diff"]["metadata.taxonomy_commit"]
+        assert mv.tags["labpipe.data.skills_set.sha256"] == steps["training_sets"]["data"]["skills_set"]["sha256"]

@@ -17,6 +17,8 @@ class FakeKFPServer:
         self.token = token
         self.requests: list[tuple[str, str, dict]] = []  # (method, path, json body)
         self.experiments: dict[str, dict] = {}
+        self.runs: list[dict] = []  # what GET /runs lists (newest first), as the API's JSON
+        self.queries: list[tuple[str, dict]] = []  # (path, query parameters) of every request
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -36,6 +38,7 @@ class FakeKFPServer:
                 body = json.loads(self.rfile.read(length) or b"{}") if length else {}
                 url = urlparse(self.path)
                 outer.requests.append((method, url.path, body))
+                outer.queries.append((url.path, {k: v[0] for k, v in parse_qs(url.query).items()}))
                 if self.headers.get("Authorization") != f"Bearer {outer.token}":
                     return self._reply(401, {"error": "unauthenticated"})
                 path = url.path
@@ -51,6 +54,9 @@ class FakeKFPServer:
                     exp = {"experiment_id": f"exp-{len(outer.experiments) + 1}", "display_name": body["display_name"]}
                     outer.experiments[exp["experiment_id"]] = exp
                     return self._reply(200, exp)
+                if path == "/apis/v2beta1/runs" and method == "GET":
+                    size = int(parse_qs(url.query).get("page_size", ["10"])[0])
+                    return self._reply(200, {"runs": outer.runs[:size], "total_size": len(outer.runs)})
                 if path == "/apis/v2beta1/runs" and method == "POST":
                     return self._reply(200, {**body, "run_id": "run-1", "state": "PENDING"})
                 if path == "/apis/v2beta1/recurringruns" and method == "POST":

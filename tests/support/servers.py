@@ -44,7 +44,8 @@ def s3_server() -> Iterator[str]:
 
 
 @contextmanager
-def mlflow_server(workdir: Path, *, s3_endpoint: str | None = None, bucket: str = "mlflow") -> Iterator[str]:
+def mlflow_server(workdir: Path, *, s3_endpoint: str | None = None, bucket: str = "mlflow",
+                  extra_args: tuple[str, ...] = ()) -> Iterator[str]:
     """A real `mlflow server` process (SQLite backend; artifacts proxied to S3 when an endpoint is given)."""
     port = free_port()
     cmd = [
@@ -61,6 +62,7 @@ def mlflow_server(workdir: Path, *, s3_endpoint: str | None = None, bucket: str 
         env.update(S3_ENV, MLFLOW_S3_ENDPOINT_URL=s3_endpoint)
     else:
         cmd += ["--artifacts-destination", str(workdir / "artifacts"), "--serve-artifacts"]
+    cmd += list(extra_args)  # e.g. --enable-workspaces
     log = open(workdir / "mlflow-server.log", "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

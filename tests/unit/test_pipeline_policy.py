@@ -13,7 +13,7 @@ from labpipe.paths import pipelines_dir
 # compiled task name -> the policy's name for it (knowledge and skill SFT are two tasks of `sft`)
 LOGICAL = {"sft": "knowledge-sft", "sft-2": "skill-sft"}
 RETRIED = {"synthetic-generation", "critique-filter", "sft", "sft-2", "mt-bench-eval"}
-NOT_RETRIED = {"preflight", "taxonomy-diff", "seed-extraction", "nothing-to-do", "publish-model"}
+NOT_RETRIED = {"preflight", "taxonomy-diff", "seed-extraction", "nothing-to-do", "publish-model", "finalize-run"}
 
 
 def _docs() -> list[dict]:
@@ -31,7 +31,7 @@ def _tasks(spec: dict) -> dict[str, tuple[str, dict]]:
 
 def _leaf_tasks(spec: dict) -> dict[str, dict]:
     """Tasks that run a container (not condition/branch groups)."""
-    return {n: t for n, (_, t) in _tasks(spec).items() if not n.startswith("condition")}
+    return {n: t for n, (_, t) in _tasks(spec).items() if not n.startswith(("condition", "exit-handler"))}
 
 
 def test_every_task_has_an_explicit_caching_decision_and_nothing_is_cached():
@@ -74,18 +74,37 @@ def test_cpu_and_memory_requests_and_limits_come_from_parameters_with_defaults()
     assert params["training_memory_limit"]["defaultValue"] == "128Gi"
 
 
-def test_preflight_runs_first_and_everything_else_after_it():
+def _exit_handler(spec: dict) -> tuple[str, dict]:
+    """(group task name, its DAG's tasks): the group every task but the exit task runs in."""
+    root = spec["root"]["dag"]["tasks"]
+    [group] = [n for n in root if n.startswith("exit-handler")]
+    return group, spec["components"][root[group]["componentRef"]["name"]]["dag"]["tasks"]
+
+
+def test_exit_handler_closes_the_run_whatever_happened():
     spec = _docs()[0]
     root = spec["root"]["dag"]["tasks"]
-    assert "dependentTasks" not in root["preflight"]
-    assert root["taxonomy-diff"]["dependentTasks"] == ["preflight"]
-    # every other root-level entry hangs off the diff (and so off the preflight)
-    for name, task in root.items():
+    group, _ = _exit_handler(spec)
+    assert set(root) == {group, "finalize-run"}
+    final = root["finalize-run"]
+    assert final["dependentTasks"] == [group]
+    assert final["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"  # runs on failure too
+    assert final["inputs"]["parameters"]["status"]["taskFinalStatus"]["producerTask"] == group
+
+
+def test_preflight_runs_first_and_everything_else_after_it():
+    spec = _docs()[0]
+    _, inner = _exit_handler(spec)
+    assert "dependentTasks" not in inner["preflight"]
+    assert inner["taxonomy-diff"]["dependentTasks"] == ["preflight"]
+    # every other entry of the handler's DAG hangs off the diff (and so off the preflight)
+    for name, task in inner.items():
         if name not in ("preflight", "taxonomy-diff"):
             assert "taxonomy-diff" in task.get("dependentTasks", []), name
     # ... and every other task sits inside those branches
     tasks = _tasks(spec)
-    assert {n for n, (dag, _) in tasks.items() if dag == "root"} == set(root)
+    top = {n for n, (dag, _) in tasks.items() if dag in ("root", "comp-exit-handler-1")}
+    assert top == set(inner) | set(spec["root"]["dag"]["tasks"])
 
 
 def test_weekly_defaults_and_the_nothing_to_do_branch():
@@ -95,7 +114,8 @@ def test_weekly_defaults_and_the_nothing_to_do_branch():
     assert params["scope"]["defaultValue"] == "taxonomy"
     assert params["force"]["defaultValue"] is False
     tasks = _tasks(spec)
-    conditions = {n: t["triggerPolicy"]["condition"] for n, (_, t) in tasks.items() if "triggerPolicy" in t}
+    conditions = {n: t["triggerPolicy"]["condition"] for n, (_, t) in tasks.items()
+                  if "condition" in t.get("triggerPolicy", {})}
     train = [n for n, c in conditions.items() if c.startswith("inputs") and "taxonomy-diff-Output" in c]
     otherwise = [n for n, c in conditions.items() if c.startswith("!(") and "taxonomy-diff-Output" in c]
     assert len(train) == 1 and len(otherwise) == 1

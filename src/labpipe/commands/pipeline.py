@@ -63,7 +63,9 @@ def register(sub) -> None:
     pre.set_defaults(func=cmd_preflight)
 
     lin = sub.add_parser("lineage", help="show which taxonomy commit, data and runs produced a model")
-    which = lin.add_mutually_exclusive_group(required=True)
+    lin.add_argument("target", nargs="?", metavar="MODEL|RUN",
+                     help="NAME@ALIAS, models:/NAME/VERSION, an MLflow run id or a pipeline run id")
+    which = lin.add_mutually_exclusive_group()
     which.add_argument("--model", help="registered model as NAME@ALIAS or NAME/VERSION, e.g. labpipe-model@production")
     which.add_argument("--run", help="an MLflow run id of any stage")
     which.add_argument("--pipeline-run", help="the pipeline run id (the KFP job id)")
@@ -161,7 +163,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     arguments = local_arguments(args, workdir)
     print(f"labpipe run: workdir {workdir}\n  MLflow: {tracking_uri}")
     started = time.time()
-    job, artifacts = runner.run_local(arguments, workdir / "kfp")
+    try:
+        job, artifacts = runner.run_local(arguments, workdir / "kfp")
+    except UserError as err:  # close the MLflow parent run FAILED, naming the failing stage (as the exit task does)
+        if pipeline_run_id := _latest_pipeline_run(tracking_uri, started):
+            tracking.close_pipeline_run(tracking_uri, pipeline_run_id, state="FAILED", error=str(err.problems[0]))
+        raise
 
     pipeline_run_id = _latest_pipeline_run(tracking_uri, started)
     print(f"\npipeline {job} finished in {time.time() - started:.0f} s; artifacts:")
@@ -169,7 +176,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         meta = ", ".join(f"{k}={_short(v)}" for k, v in list(art.metadata.items())[:6])
         print(f"  {art.task}/{art.name}: {art.uri}" + (f"\n      {meta}" if meta else ""))
     if pipeline_run_id:
-        tracking.finish_pipeline_run(tracking_uri, pipeline_run_id)
+        tracking.close_pipeline_run(tracking_uri, pipeline_run_id, state="SUCCEEDED")
         print(f"\nMLflow pipeline run: {pipeline_run_id}  (browse: mlflow ui --backend-store-uri {tracking_uri})")
         print(f"lineage: labpipe lineage --pipeline-run {pipeline_run_id} --tracking-uri {tracking_uri}")
         lineage.describe(tracking_uri, pipeline_run_id=pipeline_run_id)  # fails loudly if nothing was recorded
@@ -260,9 +267,14 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         raise UserError("no MLflow tracking server given", fix="pass --tracking-uri or set MLFLOW_TRACKING_URI")
-    result = lineage.describe(uri, pipeline_run_id=args.pipeline_run or "", run_id=args.run or "",
-                              model=args.model or "")
-    print(json.dumps(result.to_dict(), indent=2) if args.json else lineage.format_text(result))
+    if args.target and (args.model or args.run or args.pipeline_run):
+        raise UserError("give MODEL|RUN or one of --model/--run/--pipeline-run, not both")
+    if args.target:
+        result = lineage.describe_any(uri, args.target)
+    else:
+        result = lineage.describe(uri, pipeline_run_id=args.pipeline_run or "", run_id=args.run or "",
+                                  model=args.model or "")
+    print(json.dumps(result.to_dict(), indent=2) if args.json else lineage.format_chain(result))
     return 0
 
 

@@ -13,6 +13,7 @@ import os
 from labpipe import storage
 from labpipe.errors import UserError
 from labpipe.evaluation.gate import PRODUCTION_ALIAS, SCORE_TAG
+from labpipe.lineage import provenance_tags
 
 
 def publish_model(
@@ -22,11 +23,17 @@ def publish_model(
     *,
     run_id: str = "",
     tracking_uri: str = "",
+    source_uri: str = "",
+    pipeline_run_name: str = "",
+    model_registry: str = "",
     taxonomy_diff: str = "",
 ) -> str:
     """Register `candidate` under `production_model_name` and alias it `production`; returns the version.
 
     Refuses (UserError) when the decision says not to publish: the gate's "no" is final.
+    `source_uri`: where the candidate lives durably (an s3:// URI, e.g. the KFP artifact's URI when
+    `candidate` is the task's local view of it): registered in place, no second copy.
+    `model_registry`: also register the version in the Kubeflow Model Registry at that URL ("" = off).
     """
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -49,8 +56,8 @@ def publish_model(
         tracking_uri=tracking_uri,
         params={"candidate": candidate, "registered_model": production_model_name},
     ) as run:
-        if storage.is_s3(candidate):
-            source = candidate
+        if storage.is_s3(source_uri or candidate):
+            source = source_uri or candidate
         else:
             local = storage.materialize_dir(candidate)
             run.client.log_artifacts(run.run_id, str(local), "model")
@@ -68,9 +75,10 @@ def publish_model(
             "mt_bench.turn2": scores.get("turn2"),
             "mt_bench.judge": decision.get("judge", ""),
             "mt_bench.questions_sha256": decision.get("questions_sha256", ""),
-            "labpipe.candidate": candidate,
-            **_production_tags(taxonomy_diff),
+            "labpipe.candidate": source_uri or candidate,
         }
+        tags.update(provenance_tags(tracking_uri, run_id, decision, pipeline_run_name))
+        tags.update(_production_tags(taxonomy_diff))  # what the next weekly run compares with
         version = client.create_model_version(
             production_model_name,
             source=source,
@@ -80,6 +88,15 @@ def publish_model(
         )
         client.set_registered_model_alias(production_model_name, PRODUCTION_ALIAS, version.version)
         run.set_tags({"labpipe.published_version": version.version})
+        if model_registry:
+            from labpipe.evaluation.model_registry import register_version
+
+            registered = register_version(
+                model_registry, production_model_name, str(version.version), source,
+                properties={k: str(v) for k, v in tags.items() if v is not None},
+                description="; ".join(decision.get("reasons", [])),
+            )
+            run.set_tags({f"labpipe.model_registry.{k}": v for k, v in registered.items()})
     return str(version.version)
 
 

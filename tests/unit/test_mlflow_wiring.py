@@ -1,0 +1,60 @@
+"""The compiled pipeline takes MLflow from a parameter or the optional `labpipe-mlflow` secret on every
+task, and publish gets the run name and the (off by default) Kubeflow Model Registry URL; plus the pure
+parts of lineage: model references and the `labpipe runs` table."""
+
+from __future__ import annotations
+
+import yaml
+
+from labpipe import lineage
+from labpipe.paths import pipelines_dir
+
+
+def _docs() -> tuple[dict, dict]:
+    spec, platform = list(yaml.safe_load_all((pipelines_dir() / "lab_pipeline.yaml").read_text()))[:2]
+    return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+def test_every_task_can_take_mlflow_from_the_secret():
+    spec, executors = _docs()
+    for name in spec["deploymentSpec"]["executors"]:
+        mounts = [m for m in executors.get(name, {}).get("secretAsEnv", [])
+                  if m.get("secretNameParameter", {}).get("componentInputParameter", "").endswith("mlflow_secret")]
+        assert mounts, f"{name}: no labpipe-mlflow secret"
+        [mount] = mounts
+        assert mount["optional"] is True  # a plain laptop-to-server setup passes mlflow_tracking_uri instead
+        assert {e["envVar"] for e in mount["keyToEnv"]} >= {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN",
+                                                             "MLFLOW_TRACKING_AUTH"}
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["mlflow_secret"]["defaultValue"] == "labpipe-mlflow"
+    assert params["model_registry"]["defaultValue"] == ""  # the Model Registry is opt-in
+
+
+def test_publish_gets_the_run_name_and_model_registry():
+    spec, _ = _docs()
+    gate = next(t for t in spec["root"]["dag"]["tasks"].values() if "triggerPolicy" in t)
+    inner = spec["components"][gate["componentRef"]["name"]]["dag"]["tasks"]["publish-model"]["inputs"]["parameters"]
+    assert inner["pipeline_run_name"]["runtimeValue"]["constant"] == "{{$.pipeline_job_name}}"
+    assert inner["model_registry"]["componentInputParameter"] == "pipelinechannel--model_registry"
+
+
+def test_model_references():
+    assert lineage.parse_model_ref("labpipe-model@production") == ("labpipe-model", "production", "")
+    assert lineage.parse_model_ref("models:/labpipe-model/3") == ("labpipe-model", "", "3")
+    assert lineage.parse_model_ref("models:/labpipe-model@champion") == ("labpipe-model", "champion", "")
+    assert lineage.parse_model_ref("labpipe-model/3") == ("labpipe-model", "", "3")  # the old --model form
+    for run_ids in ("5f0c1d2e3a4b5c6d7e8f9a0b1c2d3e4f", "d6b2c3f0-1a2b-4c3d-9e8f-0a1b2c3d4e5f", "2918771"):
+        assert lineage.parse_model_ref(run_ids) is None
+
+
+def test_runs_table_and_summary():
+    tags = {"lineage.taxonomy_diff.metadata.taxonomy_commit": "0123456789abcdef", "lineage.taxonomy_diff."
+            "metadata.leaves": "3", "lineage.synthetic_generation.metadata.requests_sent": "12.0",
+            "lineage.mt_bench_eval.metadata.publish": "False"}
+    row = lineage.run_summary(tags)
+    assert row == {"taxonomy_commit": "0123456789ab", "leaves_changed": "3", "requests_sent": "12",
+                   "requests_reused": "", "gate": "rejected", "published_version": "", "failed_stages": ""}
+    table = lineage.format_runs([{"pipeline_run_id": "r1", "status": "FINISHED", **row}])
+    header, line = table.splitlines()
+    assert header.split()[:3] == ["run", "name", "status"] and line.split()[:3] == ["r1", "-", "FINISHED"]
+    assert lineage.format_runs([]) == "no pipeline runs found"
