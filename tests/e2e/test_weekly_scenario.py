@@ -27,6 +27,9 @@ from tests.support.servers import S3_ENV, mlflow_server, s3_server
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(1800)]  # ~11 min on 2 shared cores
 
 MODEL_NAME = "labpipe-model"
+# the parameters of the README's `labpipe schedule` example (tests/unit/test_readme_weekly.py checks it);
+# everything else the scenario passes only sizes the run for a laptop or points at the test's fakes
+CLUSTER_PARAMS = ("taxonomy", "base_model", "mlflow_tracking_uri", "generation_cache")
 EDITED_LEAF = "compositional_skills/writing/freeform/haiku"
 MARKER = "wkly-edit"
 
@@ -81,6 +84,7 @@ def scenario(tmp_path_factory, shared_data):
             # the base model on S3; the judge is the same tiny model in-process (structured output)
             tiny = build_tiny_model(root / "tiny")
             storage.s3_client().create_bucket(Bucket="models")
+            storage.s3_client().create_bucket(Bucket="labpipe-cache")
             storage.upload_dir(tiny, "s3://models/tiny")
             # the taxonomy: a work repository the "contributors" commit to, pushed to a bare one (the URL)
             work = prepare_sample_taxonomy(root / "repos")
@@ -89,6 +93,7 @@ def scenario(tmp_path_factory, shared_data):
             _git(work, "remote", "add", "origin", str(bare))
             params = {
                 "taxonomy": bare.as_uri(), "base_model": "s3://models/tiny",
+                "generation_cache": "s3://labpipe-cache/generation",
                 "teacher": teacher.base_url, "teacher_model": "fake-teacher", "judge": str(tiny),
                 "mlflow_tracking_uri": tracking_uri, "production_model_name": MODEL_NAME,
                 "questions": str(shared_data / "mt_bench"), "max_questions": 2, "max_new_tokens": 16,
@@ -115,7 +120,7 @@ def _leaf_ids(result) -> set[str]:
     return ids
 
 
-def test_weekly_runs(scenario):
+def test_weekly_runs(scenario, capsys):
     sc, work = scenario
     every_leaf = {"knowledge/community/tool_library", "compositional_skills/grounded/extraction/action_items",
                   EDITED_LEAF}
@@ -160,6 +165,20 @@ def test_weekly_runs(scenario):
     assert decision["production"] is not None  # compared with version 1's score
     assert sc.production().version == "2"
     assert sc.production().tags["labpipe.taxonomy.commit"] == diff3["head_commit"]
+
+    # the exit handler closed every run's MLflow parent run (the nothing-to-do run included)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=sc.tracking_uri)
+    exp = client.get_experiment_by_name("labpipe")
+    parents = client.search_runs([exp.experiment_id], filter_string="tags.`labpipe.role` = 'pipeline'")
+    assert sorted(r.info.status for r in parents) == ["FINISHED"] * 3
+    # and the registered version answers "where did this model come from"
+    from labpipe.cli import main
+
+    capsys.readouterr()
+    assert main(["lineage", f"{MODEL_NAME}@production", "--tracking-uri", sc.tracking_uri]) == 0
+    assert diff3["head_commit"][:12] in capsys.readouterr().out
 
     # ... and the teacher was paid only for the edited leaf: every request carries its marker
     requests = third["teacher_requests"]
