@@ -1,8 +1,9 @@
 """Preflight: every misconfiguration of a pipeline run, found in seconds, before anything expensive runs.
 
 `check(params)` runs every check and returns *all* problems (never the first only); each names the
-pipeline parameter or Kubernetes secret at fault and the fix. Network checks have bounded timeouts, so
-the whole preflight ends well under a minute even when every endpoint hangs.
+pipeline parameter or Kubernetes secret at fault and the fix. Network checks have bounded timeouts and run
+in parallel (after the MLflow lookup they may need), so the whole preflight ends well under a minute even
+when every endpoint hangs (benchmarks/bench_preflight.py).
 
 Checks: numbers in range, presets and profiles exist, node_selector/tolerations parse; the taxonomy can
 be cloned at the ref and the base ref resolves (base=production: the production version's commit is in
@@ -171,7 +172,7 @@ def check_taxonomy(params: dict[str, Any], report: Report, timeout: float, produ
             root = Path(tmp) / "taxonomy"
             try:
                 gitrepo.git("clone", "--quiet", "--no-checkout", "--filter=blob:none", taxonomy, str(root),
-                            timeout=timeout * 3)
+                            timeout=timeout * 2)
             except gitrepo.GitError as exc:
                 auth = "credentials" in exc.detail or "Authentication" in exc.detail or "403" in exc.detail
                 report.problems.append(_p(
@@ -389,8 +390,13 @@ def check(params: dict[str, Any], *, network: bool = True, timeout: float = DEFA
                 steps.append(lambda name=name: check_s3_writable(name, str(params[name]), report))
         if "questions" in params:
             steps.append(lambda: check_mt_bench(params, report))
-        for step in steps:
-            step()
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=len(steps) or 1) as pool:  # the slowest check bounds the total
+            for future in [pool.submit(step) for step in steps]:
+                future.result()
+        report.problems.sort(key=lambda p: (p.field, p.where))
+        report.passed.sort()
     report.seconds = time.monotonic() - started
     return report
 
@@ -409,9 +415,15 @@ def run_preflight(cfg: PreflightConfig) -> dict[str, Any]:
     """Check; write the report; raise one UserError with every problem, or return the summary."""
     from labpipe import storage
 
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # bounded: a dead server fails in seconds
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(cfg.timeout)))
-    report = check(cfg.params, network=cfg.network, timeout=cfg.timeout)
+    bounded = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(cfg.timeout))}
+    saved = {k: os.environ.get(k) for k in bounded}
+    os.environ.update({k: v for k, v in bounded.items() if saved[k] is None})  # a dead server fails in seconds
+    try:
+        report = check(cfg.params, network=cfg.network, timeout=cfg.timeout)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
     if cfg.out:
         storage.write_text(cfg.out, report.to_markdown())
     if report.problems:

@@ -178,7 +178,8 @@ def test_weekly_runs(scenario, capsys):
 
     capsys.readouterr()
     assert main(["lineage", f"{MODEL_NAME}@production", "--tracking-uri", sc.tracking_uri]) == 0
-    assert diff3["head_commit"][:12] in capsys.readouterr().out
+    chain = capsys.readouterr().out
+    assert diff3["head_commit"][:12] in chain and f"1 leaves: {EDITED_LEAF}" in chain, chain
 
     # ... and the teacher was paid only for the edited leaf: every request carries its marker
     requests = third["teacher_requests"]
