@@ -107,7 +107,7 @@ def _summaries(stage: str, outputs: Mapping[str, str]) -> dict[str, Any]:
         return {}
     doc = json.loads((path / "diff.json").read_text())
     ids = [f"{e['leaf_id']}" + ("" if e.get("status") in (None, "added", "modified") else f" ({e['status']})")
-           for e in doc.get("leaves", [])]
+           for e in doc.get("leaves", []) if e.get("status") != "unchanged"]  # scope=taxonomy lists every leaf
     text = ", ".join(ids)
     if len(text) > 4000:
         text = text[:4000].rsplit(", ", 1)[0] + f", ... ({len(ids)} in all)"

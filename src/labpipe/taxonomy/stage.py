@@ -233,7 +233,6 @@ def run_taxonomy_diff(cfg: TaxonomyDiffConfig) -> dict[str, Any]:
         "merge_base": doc["merge_base"],
         "scope": cfg.scope,
         "leaves_changed": len(changed_ids),
-        "leaf_ids": ", ".join(changed_ids)[:5000],  # the changed leaves (lineage's chain prints them)
         "train": plan.train,
         "plan": plan.reason,
         "fingerprint": plan.fingerprint,
