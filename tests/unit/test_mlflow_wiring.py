@@ -32,8 +32,9 @@ def test_every_task_can_take_mlflow_from_the_secret():
 
 def test_publish_gets_the_run_name_and_model_registry():
     spec, _ = _docs()
-    gate = next(t for t in spec["root"]["dag"]["tasks"].values() if "triggerPolicy" in t)
-    inner = spec["components"][gate["componentRef"]["name"]]["dag"]["tasks"]["publish-model"]["inputs"]["parameters"]
+    # publish sits under the gate's dsl.If, inside the weekly DAG's branches: find it wherever it is
+    gate = next(c for c in spec["components"].values() if "publish-model" in c.get("dag", {}).get("tasks", {}))
+    inner = gate["dag"]["tasks"]["publish-model"]["inputs"]["parameters"]
     assert inner["pipeline_run_name"]["runtimeValue"]["constant"] == "{{$.pipeline_job_name}}"
     assert inner["model_registry"]["componentInputParameter"] == "pipelinechannel--model_registry"
 
