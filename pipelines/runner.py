@@ -220,6 +220,14 @@ def submit(host: str, arguments: dict[str, Any], *, experiment: str, run_name: s
     return result.run_id
 
 
+def preflight(arguments: dict[str, Any], *, network: bool = False) -> None:
+    """Before submit/schedule: what can be checked from the submitting machine (the parameters; with
+    `network`, the services too). The pipeline's preflight task checks everything again from inside."""
+    from labpipe.preflight import PreflightConfig, run_preflight
+
+    run_preflight(PreflightConfig(params=arguments, network=network))
+
+
 def to_kfp_cron(cron: str) -> str:
     """Kubeflow's scheduler takes 6-field cron (with seconds); accept the usual 5-field form too."""
     fields = cron.split()

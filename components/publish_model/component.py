@@ -1,7 +1,7 @@
 """KFP component: register the candidate in MLflow and alias it `production` (runs under dsl.If)."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Input, Model
+from kfp.dsl import Artifact, Dataset, Input, Model
 from labpipe.components.images import image_for
 
 
@@ -14,6 +14,7 @@ def publish_model(
     tracking_uri: str,
     pipeline_run_name: str = "",
     model_registry: str = "",
+    diff: Input[Dataset] = None,
 ) -> str:
     """Register the approved checkpoint as a new version of `production_model_name`; return the version.
 
@@ -34,6 +35,7 @@ def publish_model(
         approved, decision.path, production_model_name, run_id=run_id, tracking_uri=tracking_uri,
         source_uri=join(candidate.uri, sub) if sub else candidate.uri, pipeline_run_name=pipeline_run_name,
         model_registry=model_registry,
+        taxonomy_diff=diff.path if diff is not None else "",  # taxonomy commit + fingerprint for the next run
     )
     record(
         "publish_model",

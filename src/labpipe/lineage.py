@@ -107,7 +107,7 @@ def _summaries(stage: str, outputs: Mapping[str, str]) -> dict[str, Any]:
         return {}
     doc = json.loads((path / "diff.json").read_text())
     ids = [f"{e['leaf_id']}" + ("" if e.get("status") in (None, "added", "modified") else f" ({e['status']})")
-           for e in doc.get("leaves", [])]
+           for e in doc.get("leaves", []) if e.get("status") != "unchanged"]  # scope=taxonomy lists every leaf
     text = ", ".join(ids)
     if len(text) > 4000:
         text = text[:4000].rsplit(", ", 1)[0] + f", ... ({len(ids)} in all)"
@@ -318,8 +318,9 @@ def chain(lin: Lineage) -> list[dict[str, Any]]:
         repo=td.get("inputs.taxonomy", ""), commit=commit, base=td.get("metadata.base", ""),
         base_used=td.get("metadata.base_used", ""), merge_base=td.get("metadata.merge_base", ""))
     leaf_ids = td.get("metadata.leaf_ids", "")
-    add("changed_leaves", bool(td), f"{_int(td.get('metadata.leaves'))} leaves: {leaf_ids or '(ids not recorded)'}",
-        count=_num(td.get("metadata.leaves")), leaf_ids=[x for x in leaf_ids.split(", ") if x])
+    changed = td.get("metadata.leaves_changed", td.get("metadata.leaves"))  # scope=taxonomy: leaves > changed
+    add("changed_leaves", bool(td), f"{_int(changed)} leaves: {leaf_ids or '(ids not recorded)'}",
+        count=_num(changed), leaf_ids=[x for x in leaf_ids.split(", ") if x])
     seeds_digest = se.get("metadata.dataset.seeds.sha256") or sg.get("metadata.dataset.seeds.sha256", "")
     add("seeds", bool(se), f"{_int(se.get('metadata.records', se.get('metadata.seeds')))} records, "
         f"sha256 {_short_digest(seeds_digest)}", uri=se.get("outputs.seeds", ""), sha256=seeds_digest)
@@ -420,7 +421,7 @@ def provenance_tags(tracking_uri: str, pipeline_run_id: str, decision: Mapping[s
                 "labpipe.taxonomy.base": td.get("metadata.base"),
                 "labpipe.taxonomy.base_used": td.get("metadata.base_used"),
                 "labpipe.taxonomy.merge_base": td.get("metadata.merge_base"),
-                "labpipe.taxonomy.leaves_changed": td.get("metadata.leaves"),
+                "labpipe.taxonomy.leaves_changed": td.get("metadata.leaves_changed", td.get("metadata.leaves")),
                 "labpipe.base_model": lin.stages.get("knowledge_sft", {}).get("inputs.base"),
                 "labpipe.generation.requests_sent": sg.get("metadata.requests_sent"),
                 "labpipe.generation.requests_reused": sg.get("metadata.requests_cached"),
@@ -446,8 +447,8 @@ def run_summary(tags: Mapping[str, str]) -> dict[str, Any]:
     publish = get("mt_bench_eval", "metadata.publish")
     return {
         "taxonomy_commit": get("taxonomy_diff", "metadata.taxonomy_commit")[:12],
-        "leaves_changed": _int(get("taxonomy_diff", "metadata.leaves")) if get("taxonomy_diff", "metadata.leaves")
-        else "",
+        "leaves_changed": _int(get("taxonomy_diff", "metadata.leaves_changed") or get("taxonomy_diff", "metadata.leaves"))
+        if get("taxonomy_diff", "metadata.leaves") else "",
         "requests_sent": _int(get("synthetic_generation", "metadata.requests_sent"))
         if get("synthetic_generation", "metadata.requests_sent") else "",
         "requests_reused": _int(get("synthetic_generation", "metadata.requests_cached"))

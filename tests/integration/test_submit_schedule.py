@@ -69,3 +69,17 @@ def test_wrong_token_is_a_user_error(kfp_server, monkeypatch, capsys):
     assert main(["submit", "--host", kfp_server.url, "--param", "taxonomy=x", "--param", "base_model=y"]) == 1
     err = capsys.readouterr().err
     assert "KFP_TOKEN" in err and "Traceback" not in err and "wrong" not in err
+
+
+def test_parameters_are_checked_before_anything_is_submitted(kfp_server, capsys):
+    rc = main(["schedule", "--host", kfp_server.url, "--cron", "0 3 * * 0",
+               "--param", "taxonomy=https://git.example.internal/taxonomy.git", "--param", "base_model=s3://m/g",
+               "--param", "max_questions=500", "--param", "training_preset=huge", "--param", "scope=all"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    assert "[max_questions]" in err and "[training_preset]" in err and "[scope]" in err
+    assert not kfp_server.bodies("POST", "/apis/v2beta1/recurringruns")
+    assert not kfp_server.bodies("POST", "/apis/v2beta1/experiments")
+    # --preflight off submits what it is given (the pipeline's own preflight task would then stop the run)
+    assert main(["submit", "--host", kfp_server.url, "--preflight", "off", "--param", "taxonomy=x",
+                 "--param", "base_model=y", "--param", "max_questions=500"]) == 0

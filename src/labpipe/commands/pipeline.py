@@ -52,6 +52,9 @@ def register(sub) -> None:
         p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                        help="pipeline parameter; repeatable (taxonomy=..., base_model=s3://... are required)")
         p.add_argument("--package", help="compiled pipeline YAML (default: the shipped pipelines/lab_pipeline.yaml)")
+        p.add_argument("--preflight", choices=("params", "full", "off"), default="params",
+                       help="before submitting: check the parameters (default), also reach every service "
+                            "from here (full: when this machine can reach the cluster's endpoints), or not")
         if name == "submit":
             p.add_argument("--run-name")
             p.set_defaults(func=cmd_submit)
@@ -59,6 +62,14 @@ def register(sub) -> None:
             p.add_argument("--cron", required=True, help="cron schedule, e.g. '0 3 * * 0' (Sundays 03:00)")
             p.add_argument("--name", default="labpipe-weekly", help="recurring run name")
             p.set_defaults(func=cmd_schedule)
+
+    pre = sub.add_parser("preflight", help="check a run's parameters, endpoints, S3, MLflow and data before "
+                                           "running it (what the pipeline's first task does)")
+    pre.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                     help="pipeline parameter, as for submit/schedule; repeatable")
+    pre.add_argument("--offline", action="store_true", help="only the checks that need no network")
+    pre.add_argument("--timeout", type=float, default=10.0, help="seconds per network check (default 10)")
+    pre.set_defaults(func=cmd_preflight)
 
     lin = sub.add_parser("lineage", help="show which taxonomy commit, data and runs produced a model")
     lin.add_argument("target", nargs="?", metavar="MODEL|RUN",
@@ -261,9 +272,38 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_defaults(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters a run gets: the pipeline's defaults, overridden by those given."""
+    import inspect
+
+    from labpipe.pipelines.lab_pipeline import pipeline_parameters
+
+    defaults = {k: v for k, v in pipeline_parameters().items() if v is not inspect.Parameter.empty}
+    return {**defaults, **params}
+
+
+def cmd_preflight(args: argparse.Namespace) -> int:
+    from labpipe.preflight import PreflightConfig, run_preflight
+
+    result = run_preflight(PreflightConfig(params=_with_defaults(parse_params(args.param)), network=not args.offline,
+                                           timeout=args.timeout))
+    for line in result["passed"]:
+        print(f"ok: {line}")
+    print(f"preflight passed in {result['seconds']:.1f} s")
+    return 0
+
+
+def _preflight_before_submit(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    from labpipe.pipelines import runner
+
+    if args.preflight != "off":
+        runner.preflight(_with_defaults(params), network=args.preflight == "full")
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from labpipe.pipelines import runner
 
+    _preflight_before_submit(args, parse_params(args.param))
     run_id = runner.submit(args.host, parse_params(args.param), experiment=args.experiment, run_name=args.run_name,
                            namespace=args.namespace, package=args.package and Path(args.package),
                            token_env=args.token_env)
@@ -274,6 +314,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_schedule(args: argparse.Namespace) -> int:
     from labpipe.pipelines import runner
 
+    _preflight_before_submit(args, parse_params(args.param))
     job_id = runner.schedule(args.host, parse_params(args.param), cron=args.cron, experiment=args.experiment,
                              name=args.name, namespace=args.namespace,
                              package=args.package and Path(args.package), token_env=args.token_env)

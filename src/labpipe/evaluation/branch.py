@@ -27,7 +27,7 @@ def branch_questions(records_uri: str) -> tuple[list[Question], dict[str, str]]:
         loc = f"{records_uri}:{lineno}:1"
         leaf = require(rec, "leaf_id", str, loc)
         status = str(rec.get("status", "added"))
-        if status == "deleted":
+        if status in ("deleted", "unchanged"):  # scope=taxonomy records every leaf; branch eval: changed only
             continue
         statuses[leaf] = status
         for i, ex in enumerate(require(rec, "seed_examples", list, loc), start=1):

@@ -26,6 +26,7 @@ def publish_model(
     source_uri: str = "",
     pipeline_run_name: str = "",
     model_registry: str = "",
+    taxonomy_diff: str = "",
 ) -> str:
     """Register `candidate` under `production_model_name` and alias it `production`; returns the version.
 
@@ -77,6 +78,7 @@ def publish_model(
             "labpipe.candidate": source_uri or candidate,
         }
         tags.update(provenance_tags(tracking_uri, run_id, decision, pipeline_run_name))
+        tags.update(_production_tags(taxonomy_diff))  # what the next weekly run compares with
         version = client.create_model_version(
             production_model_name,
             source=source,
@@ -96,3 +98,20 @@ def publish_model(
             )
             run.set_tags({f"labpipe.model_registry.{k}": v for k, v in registered.items()})
     return str(version.version)
+
+
+def _production_tags(taxonomy_diff: str) -> dict[str, str]:
+    """What the next weekly run compares with: taxonomy commit and repository, and the fingerprint."""
+    if not taxonomy_diff:
+        return {}
+    from labpipe import production
+    from labpipe.taxonomy.seeds import DIFF_FILE
+
+    doc = json.loads(storage.read_text(storage.join(taxonomy_diff, DIFF_FILE)))
+    plan = doc.get("plan") or {}
+    return {
+        production.TAXONOMY_COMMIT_TAG: doc.get("head_commit", ""),
+        production.TAXONOMY_REPO_TAG: doc.get("taxonomy", ""),
+        production.FINGERPRINT_TAG: plan.get("fingerprint", ""),
+        production.FINGERPRINT_PARTS_TAG: json.dumps(plan.get("parts") or {}, sort_keys=True)[:5000],
+    }

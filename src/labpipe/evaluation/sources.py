@@ -15,8 +15,8 @@ from pathlib import Path
 from labpipe import storage
 from labpipe.errors import Problem, UserError
 
+DATA_ENV = "LABPIPE_MT_BENCH_DATA"  # a data directory shipped in the image; used when no source is given
 FASTCHAT_COMMIT = "0e6d3e4beaab66f4d3f93db72541a4abab8af28d"
-DATA_ENV = "LABPIPE_MT_BENCH_DATA"  # a folder laid out like FastChat's data/mt_bench (the evaluation image's copy)
 _RAW = f"https://raw.githubusercontent.com/lm-sys/FastChat/{FASTCHAT_COMMIT}/fastchat/llm_judge/data"
 
 
@@ -49,15 +49,27 @@ def is_url(source: str) -> bool:
 
 
 def resolve(source: str, pinned: PinnedFile, data_dir: str = "") -> str:
-    """The location of one file: `source` if given, else inside `data_dir`, else inside $LABPIPE_MT_BENCH_DATA
-    (the evaluation image bakes the pinned files there), else the pinned URL."""
-    data_dir = data_dir or os.environ.get(DATA_ENV, "")
+    """The location of one file: `source` if given, else inside `data_dir`, else inside $LABPIPE_MT_BENCH_DATA,
+    else the pinned URL (never inside a Kubernetes pod: there the data must be in the image or given)."""
     if source:
         if not is_url(source) and not source.endswith(".jsonl") and _is_dir(source):
             return storage.join(source, pinned.name)
         return source
     if data_dir:
         return storage.join(data_dir, pinned.name)
+    if os.environ.get(DATA_ENV):  # the copy baked into the evaluation image
+        return storage.join(os.environ[DATA_ENV], pinned.name)
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):  # in a pod: never the internet unless a URL is passed
+        raise UserError(
+            Problem(
+                where="questions",
+                rule="mt-bench-data",
+                field="questions",
+                message=f"no MT-Bench data: questions is empty and this image has no {DATA_ENV}",
+                fix="use the labpipe-evaluation image (it ships the data), pass questions=s3://…/mt_bench, "
+                "or pass FastChat's URL explicitly to download it at run time",
+            )
+        )
     return pinned.url
 
 

@@ -28,7 +28,7 @@ def git(
     *args: str, cwd: str | Path | None = None, timeout: float = 900, env: dict[str, str] | None = None
 ) -> str:
     """Run git and return its stdout; raise GitError with git's message on failure."""
-    env = {**os.environ, **_NO_PROMPT, **(env or {})}
+    env = {**os.environ, **_NO_PROMPT, **_credentials(), **(env or {})}
     try:
         proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, timeout=timeout)
     except FileNotFoundError:
@@ -45,6 +45,19 @@ def git(
             detail.removeprefix("fatal: ").removeprefix("error: ").strip() or f"exit code {proc.returncode}",
         )
     return proc.stdout.decode("utf-8", errors="surrogateescape")
+
+
+def _credentials() -> dict[str, str]:
+    """HTTP credentials from GIT_USERNAME / GIT_PASSWORD (a Kubernetes secret mounted as env), passed to git
+    as an Authorization header through GIT_CONFIG_* variables: never in a URL, an argument or a log."""
+    user, password = os.environ.get("GIT_USERNAME", ""), os.environ.get("GIT_PASSWORD", "")
+    if not password:
+        return {}
+    import base64
+
+    token = base64.b64encode(f"{user or 'git'}:{password}".encode()).decode()
+    return {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
+            "GIT_CONFIG_VALUE_0": f"Authorization: Basic {token}"}
 
 
 def work_tree_prefix(path: str | Path) -> str | None:
@@ -84,3 +97,35 @@ def clone(url: str, dest: str | Path, *, ref: str = "") -> str:
             raise GitError(["checkout", ref], f"'{ref}' is not a branch, tag or commit of {url}")
         git("checkout", "--quiet", "--detach", commit, cwd=dest)
     return git("rev-parse", "HEAD", cwd=dest).strip()
+
+
+def is_bare(path: str | Path) -> bool:
+    """A bare repository (a served git URL such as file:///srv/taxonomy.git): it must be cloned to be diffed."""
+    try:
+        return git("rev-parse", "--is-bare-repository", cwd=path).strip() == "true"
+    except (GitError, NotADirectoryError, FileNotFoundError):
+        return False
+
+
+def is_shallow(cwd: str | Path) -> bool:
+    try:
+        return git("rev-parse", "--is-shallow-repository", cwd=cwd).strip() == "true"
+    except GitError:
+        return False
+
+
+def ensure_commit(cwd: str | Path, commit: str, *, timeout: float = 300) -> str | None:
+    """Make `commit` available in the clone at `cwd` (fetch it by id from origin when missing).
+
+    Returns the full commit id, or None when neither the clone nor origin has it (a shallow clone that
+    lacks it and a server that refuses fetching by id both end here)."""
+    found = resolve(commit, cwd)
+    if found:
+        return found
+    if not _SHA.match(commit):
+        return None
+    try:
+        git("fetch", "--quiet", "origin", commit, cwd=cwd, timeout=timeout)
+    except GitError:
+        return None
+    return resolve(commit, cwd)

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labpipe import production as prod
 from labpipe.errors import Problem, UserError
 from labpipe.storage import atomic_dir, atomic_path
 from labpipe.taxonomy import gitrepo
-from labpipe.taxonomy.diff import DEFAULT_BASE, taxonomy_diff
+from labpipe.taxonomy.diff import DEFAULT_BASE, EMPTY_BASE, LeafChange, taxonomy_diff
 from labpipe.taxonomy.seeds import DIFF_FILE, LEAVES_DIR, extract_seeds
-from labpipe.taxonomy.validate import ATTRIBUTION_FILE, LEAF_FILE, validate_taxonomy
+from labpipe.taxonomy.validate import ATTRIBUTION_FILE, LEAF_FILE, find_leaf_files, validate_taxonomy
 from labpipe.tracking import maybe_stage_run
 
 log = logging.getLogger(__name__)
@@ -32,9 +34,17 @@ class TaxonomyDiffConfig:
     taxonomy: str  # a local directory, or a git URL / local repository path / file:// URL to clone
     out: str  # directory to write: diff.json + leaves/<leaf_id>/{qna.yaml,attribution.txt}
     taxonomy_ref: str = ""  # branch, tag or commit to check out (the taxonomy is then cloned)
-    base: str = DEFAULT_BASE  # ref to diff against, or "empty" for every leaf
+    base: str = DEFAULT_BASE  # ref to diff against, "empty" for every leaf, or "production" (see below)
     run_id: str = ""
     tracking_uri: str = ""
+    # "changed": the output lists the changed leaves only; "taxonomy": every leaf at head (unchanged
+    # ones with status "unchanged"), so the training sets cover the whole taxonomy
+    scope: str = "changed"
+    # base "production": diff against the taxonomy commit recorded on this registered model's
+    # `production` version; a run whose fingerprint equals production's has nothing to do
+    production_model_name: str = ""
+    force: bool = False  # train even when nothing changed since production
+    inputs: prod.ModelInputs = field(default_factory=prod.ModelInputs)  # the fingerprint's non-taxonomy part
 
 
 @dataclass
@@ -57,7 +67,7 @@ def _local_dir(taxonomy: str) -> Path | None:
 def _checkout(cfg: TaxonomyDiffConfig, stack: ExitStack) -> Path:
     """The directory to diff: the local taxonomy itself, or a clone of it at cfg.taxonomy_ref."""
     local = _local_dir(cfg.taxonomy)
-    if local is not None and not cfg.taxonomy_ref:
+    if local is not None and not cfg.taxonomy_ref and not gitrepo.is_bare(local):
         return local
     if local is None and not gitrepo.is_remote_url(cfg.taxonomy):
         raise UserError(
@@ -92,20 +102,110 @@ def _document_repo(repo: str, taxonomy: str) -> str:
     return str((local / repo).resolve()) if local else repo
 
 
+def _production_base(cfg: TaxonomyDiffConfig, root: Path) -> tuple[str, prod.ProductionModel | None, str]:
+    """(ref to diff against, the production model or None, a note) for base "production"."""
+    uri = cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri or not cfg.production_model_name:
+        raise UserError(
+            Problem(
+                where="base=production",
+                rule="production-base",
+                field="mlflow_tracking_uri" if not uri else "production_model_name",
+                message="base=production reads the production model from the MLflow registry, but "
+                + ("no tracking URI is set" if not uri else "no registered model name is given"),
+                fix="set mlflow_tracking_uri (or MLFLOW_TRACKING_URI) and production_model_name, "
+                "or pass base=origin/main | <ref> | empty",
+            )
+        )
+    found = prod.find_production(cfg.production_model_name, uri)
+    if found is None:
+        return EMPTY_BASE, None, (
+            f"no model registered as {cfg.production_model_name}@{prod.PRODUCTION_ALIAS} yet: every leaf is new"
+        )
+    if not found.commit:
+        return EMPTY_BASE, found, (
+            f"{found.describe()} has no {prod.TAXONOMY_COMMIT_TAG} tag (published before labpipe recorded it): "
+            "every leaf is taken"
+        )
+    commit = gitrepo.ensure_commit(root, found.commit)
+    if commit is None:
+        shallow = gitrepo.is_shallow(root)
+        raise UserError(
+            Problem(
+                where=cfg.taxonomy,
+                rule="production-commit",
+                field="taxonomy",
+                message=f"the taxonomy commit of {found.describe()}, {found.commit}, is not in "
+                + ("this shallow clone" if shallow else "this taxonomy repository")
+                + " and cannot be fetched from it",
+                fix="clone with full history (no --depth)" if shallow
+                else "point taxonomy at the repository production was trained from "
+                f"({found.repo or 'see the version tag ' + prod.TAXONOMY_REPO_TAG}), or pass base=empty",
+            )
+        )
+    return commit, found, f"diffed against {found.describe()}"
+
+
 def run_taxonomy_diff(cfg: TaxonomyDiffConfig) -> dict[str, Any]:
-    """Diff the taxonomy, validate the changed leaves, and write diff.json plus a copy of each changed leaf."""
+    """Diff the taxonomy, validate the leaves to train on, and write diff.json plus a copy of each of them.
+
+    diff.json also holds the plan: train, or "nothing to do" (base=production and an unchanged fingerprint).
+    """
+    if cfg.scope not in prod.SCOPES:
+        raise UserError(
+            Problem(
+                where=f"scope={cfg.scope}",
+                rule="scope",
+                field="scope",
+                message=f"scope must be one of {', '.join(prod.SCOPES)}",
+                fix="scope=taxonomy trains on every leaf; scope=changed on the changed leaves only",
+            )
+        )
     with ExitStack() as stack:
         root = _checkout(cfg, stack)
-        diff = taxonomy_diff(root, cfg.base)
-        report = validate_taxonomy(root, paths=[c.path for c in diff.changed])
+        production, note = None, ""
+        base_ref = cfg.base or DEFAULT_BASE
+        if base_ref == prod.PRODUCTION_BASE:
+            base_ref, production, note = _production_base(cfg, root)
+        diff = taxonomy_diff(root, base_ref)
+        diff.base_requested = cfg.base or DEFAULT_BASE
+        all_paths, _ = find_leaf_files(root)
+        changed_ids = [c.leaf_id for c in diff.changed]
+        if cfg.scope == "taxonomy":
+            listed = {c.path for c in diff.changes}
+            diff.changes += [
+                LeafChange(p.rsplit("/", 1)[0], p, "unchanged") for p in all_paths if p not in listed
+            ]
+            diff.changes.sort(key=lambda c: (c.path, c.status))
+        train_paths = [c.path for c in diff.changes if c.status != "deleted"]
+        report = validate_taxonomy(root, paths=train_paths)
         report.problems = diff.warnings + report.problems
         report.raise_for_errors()
         for problem in report.warnings:
             log.warning(str(problem))
         leaves = {leaf.path: leaf for leaf in report.leaves}
+        parts = prod.fingerprint_parts(prod.taxonomy_digest(root, all_paths), cfg.inputs)
+        plan = prod.plan_run(
+            parts=parts,
+            changed_leaves=len(diff.changes) - sum(c.status == "unchanged" for c in diff.changes),
+            production=production,
+            base=cfg.base or DEFAULT_BASE,
+            scope=cfg.scope,
+            force=cfg.force,
+        )
+        if note:
+            log.info("%s", note)
+        log.info("%s", plan.reason)
         doc = diff.to_json()
+        doc["counts"]["unchanged"] = sum(c.status == "unchanged" for c in diff.changes)
         doc.update(
-            taxonomy=cfg.taxonomy, taxonomy_ref=cfg.taxonomy_ref, warnings=[str(p) for p in report.warnings]
+            taxonomy=cfg.taxonomy,
+            taxonomy_ref=cfg.taxonomy_ref,
+            warnings=[str(p) for p in report.warnings],
+            scope=cfg.scope,
+            changed_leaves=changed_ids,
+            base_note=note,
+            plan=plan.to_json(),
         )
         for entry in doc["leaves"]:
             leaf = leaves.get(entry["path"])
@@ -133,6 +233,12 @@ def run_taxonomy_diff(cfg: TaxonomyDiffConfig) -> dict[str, Any]:
         "base": cfg.base,
         "base_used": doc["base_used"],
         "merge_base": doc["merge_base"],
+        "scope": cfg.scope,
+        "leaves_changed": len(changed_ids),
+        "train": plan.train,
+        "plan": plan.reason,
+        "fingerprint": plan.fingerprint,
+        "production_version": (production.version if production else ""),
     }
     with maybe_stage_run(
         "taxonomy_diff",
@@ -144,9 +250,12 @@ def run_taxonomy_diff(cfg: TaxonomyDiffConfig) -> dict[str, Any]:
             "base": cfg.base,
             "taxonomy_commit": doc["head_commit"],
             "merge_base": doc["merge_base"],
+            "scope": cfg.scope,
+            "fingerprint": plan.fingerprint,
         },
     ) as run:
-        run.log_metrics({k: v for k, v in meta.items() if isinstance(v, int)})
+        run.log_metrics({k: v for k, v in meta.items() if isinstance(v, int) and not isinstance(v, bool)})
+        run.set_tags({"labpipe.plan": plan.reason[:5000]})
         run.log_artifact(Path(cfg.out) / DIFF_FILE)
     return meta
 

@@ -1,0 +1,431 @@
+"""Preflight: every misconfiguration of a pipeline run, found in seconds, before anything expensive runs.
+
+`check(params)` runs every check and returns *all* problems (never the first only); each names the
+pipeline parameter or Kubernetes secret at fault and the fix. Network checks have bounded timeouts and run
+in parallel (after the MLflow lookup they may need), so the whole preflight ends well under a minute even
+when every endpoint hangs (benchmarks/bench_preflight.py).
+
+Checks: numbers in range, presets and profiles exist, node_selector/tolerations parse; the taxonomy can
+be cloned at the ref and the base ref resolves (base=production: the production version's commit is in
+the repository); teacher and judge endpoints answer GET /v1/models, list the named model and accept the
+key; every s3:// location is reachable (output locations: a marker is written and deleted); the MLflow
+server answers and the registered model's aliases can be read; the base model has a config and a
+tokenizer; the MT-Bench data is present and verified (never the internet unless a URL is passed).
+
+`network=False` runs only the checks that need nothing but the parameters (what `labpipe submit` can
+check from a laptop that cannot reach in-cluster services).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labpipe import production as prod
+from labpipe.errors import Problem, UserError
+
+DEFAULT_TIMEOUT_S = 10.0
+MT_BENCH_ENV = "LABPIPE_MT_BENCH_DATA"
+# parameters naming locations the run writes to (checked writable when s3://)
+OUTPUT_LOCATIONS = ("generation_cache", "checkpoint_root", "output_root")
+# parameter -> (minimum, maximum or None)
+RANGES: dict[str, tuple[float, float | None]] = {
+    "chunk_tokens": (16, 1_000_000),
+    "concurrency": (1, 4096),
+    "samples_per_skill_leaf": (1, 100_000),
+    "max_steps": (0, None),
+    "gpus": (0, 64),
+    "max_questions": (0, 80),
+    "max_new_tokens": (1, 65_536),
+    "gate_tolerance": (0.0, 10.0),
+}
+CHOICES = {
+    "scope": prod.SCOPES,
+    "checkpoint_selection": ("last", "best"),
+}
+
+
+def _p(param: str, message: str, fix: str, rule: str = "preflight", where: str = "") -> Problem:
+    return Problem(where=where or f"parameter {param}", rule=rule, message=message, fix=fix, field=param)
+
+
+@dataclass
+class Report:
+    problems: list[Problem] = field(default_factory=list)
+    passed: list[str] = field(default_factory=list)  # one line per check that passed
+    seconds: float = 0.0
+
+    def to_markdown(self) -> str:
+        lines = [f"# Preflight: {'FAILED' if self.problems else 'passed'} ({self.seconds:.1f} s)", ""]
+        lines += [f"- problem: {p}" for p in self.problems]
+        lines += [f"- ok: {line}" for line in self.passed]
+        return "\n".join(lines) + "\n"
+
+
+# -- checks that need only the parameters ------------------------------------------------------------
+
+
+def check_static(params: dict[str, Any], report: Report) -> None:
+    for name, (low, high) in RANGES.items():
+        if name not in params:
+            continue
+        value = params[name]
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            report.problems.append(_p(name, f"{value!r} is not a number", f"pass a number for {name}"))
+            continue
+        if number < low or (high is not None and number > high):
+            span = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+            report.problems.append(_p(name, f"{value!r} is out of range", f"pass {name} {span}"))
+    for name, allowed in CHOICES.items():
+        if name in params and params[name] not in allowed:
+            report.problems.append(_p(name, f"{params[name]!r} is not one of {', '.join(allowed)}",
+                                      f"pass {name}={allowed[0]}"))
+    _check_presets(params, report)
+    _check_placement(params, report)
+    for required in ("taxonomy", "base_model"):
+        if required in params and not params[required]:
+            report.problems.append(_p(required, "is required", f"pass --param {required}=..."))
+    if params.get("base") == prod.PRODUCTION_BASE and not params.get("production_model_name"):
+        report.problems.append(_p("production_model_name", "base=production needs a registered model name",
+                                  "pass production_model_name=labpipe-model"))
+    if not report.problems:
+        report.passed.append("parameters: numbers in range, presets exist, placement parses")
+
+
+def _check_presets(params: dict[str, Any], report: Report) -> None:
+    from labpipe.critique.profiles import PROFILES_DIR
+    from labpipe.training.config import PHASES
+
+    preset = params.get("training_preset")
+    if preset is not None:
+        phases = Path(__file__).parent / "training" / "phases" / str(preset)
+        missing = [ph for ph in PHASES if not (phases / f"{ph}.yaml").is_file()]
+        if missing:
+            shipped = sorted(p.name for p in phases.parent.iterdir() if p.is_dir())
+            report.problems.append(_p("training_preset", f"no preset {preset!r}",
+                                      f"use one of {', '.join(shipped)}"))
+    profile = params.get("critique_profile")
+    if profile is not None and not (PROFILES_DIR / f"{profile}.yaml").is_file():
+        shipped = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+        report.problems.append(_p("critique_profile", f"no critique profile {profile!r}",
+                                  f"use one of {', '.join(shipped)}"))
+
+
+def _as_json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _check_placement(params: dict[str, Any], report: Report) -> None:
+    if "node_selector" in params:
+        try:
+            selector = _as_json(params["node_selector"])
+            if not isinstance(selector, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in selector.items()
+            ):
+                raise ValueError("expected an object of string labels")
+        except ValueError as exc:
+            report.problems.append(_p("node_selector", f"does not parse ({exc})",
+                                      'pass a JSON object, e.g. {"nvidia.com/gpu.product": "H100"}'))
+    if "tolerations" in params:
+        try:
+            tolerations = _as_json(params["tolerations"])
+            if not isinstance(tolerations, list) or not all(isinstance(t, dict) for t in tolerations):
+                raise ValueError("expected a list of objects")
+            for t in tolerations:
+                unknown = set(t) - {"key", "operator", "value", "effect", "tolerationSeconds"}
+                if unknown:
+                    raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
+                if t.get("operator", "Equal") not in ("Equal", "Exists"):
+                    raise ValueError(f"operator {t['operator']!r} is not Equal or Exists")
+        except ValueError as exc:
+            report.problems.append(_p("tolerations", f"does not parse ({exc})",
+                                      'pass a JSON list, e.g. [{"key": "nvidia.com/gpu", "operator": "Exists", '
+                                      '"effect": "NoSchedule"}]'))
+
+
+# -- checks that reach services ------------------------------------------------------------------------
+
+
+def check_taxonomy(params: dict[str, Any], report: Report, timeout: float, production: prod.ProductionModel | None
+                   ) -> None:
+    """The taxonomy clones at the ref (blobs left out: commits and trees suffice) and the base resolves."""
+    from labpipe.taxonomy import gitrepo
+
+    taxonomy, ref = str(params.get("taxonomy", "")), str(params.get("taxonomy_ref", ""))
+    base = str(params.get("base", prod.PRODUCTION_BASE))
+    if not taxonomy:
+        return
+    local = Path(taxonomy.removeprefix("file://"))
+    with tempfile.TemporaryDirectory(prefix="labpipe-preflight-") as tmp:
+        if local.is_dir() and not ref and not gitrepo.is_bare(local):
+            root = local
+        elif gitrepo.is_remote_url(taxonomy) or local.is_dir():
+            root = Path(tmp) / "taxonomy"
+            try:
+                gitrepo.git("clone", "--quiet", "--no-checkout", "--filter=blob:none", taxonomy, str(root),
+                            timeout=timeout * 2)
+            except gitrepo.GitError as exc:
+                auth = "credentials" in exc.detail or "Authentication" in exc.detail or "403" in exc.detail
+                report.problems.append(_p(
+                    "taxonomy", f"cannot clone {taxonomy} ({exc.detail})",
+                    "put a username and token in the taxonomy git secret (keys GIT_USERNAME, GIT_PASSWORD)"
+                    if auth else "check the URL and that the pipeline's pods can reach the git server",
+                    rule="taxonomy-clone"))
+                return
+            if ref and not (gitrepo.resolve(ref, root) or gitrepo.resolve(f"origin/{ref}", root)
+                            or gitrepo.ensure_commit(root, ref, timeout=timeout)):
+                report.problems.append(_p("taxonomy_ref", f"'{ref}' is not a branch, tag or commit of {taxonomy}",
+                                          "pass an existing ref, or leave taxonomy_ref empty for the default branch"))
+                return
+        else:
+            report.problems.append(_p("taxonomy", f"{taxonomy} is neither a directory nor a git URL",
+                                      "pass the taxonomy's git URL (https://…/taxonomy.git)"))
+            return
+        if base == prod.PRODUCTION_BASE:
+            if production is not None and production.commit:
+                if gitrepo.ensure_commit(root, production.commit, timeout=timeout) is None:
+                    shallow = gitrepo.is_shallow(root)
+                    report.problems.append(_p(
+                        "base", f"the taxonomy commit of {production.describe()} is not in "
+                        + ("this shallow clone" if shallow else f"{taxonomy}"),
+                        "point taxonomy at the repository production was trained from, or pass base=empty",
+                        rule="production-commit"))
+                    return
+        elif base != "empty":
+            if not gitrepo.resolve(base, root):
+                report.problems.append(_p("base", f"the base ref '{base}' does not exist in {taxonomy}",
+                                          "pass base=production (the default), an existing ref, or empty",
+                                          rule="base-ref"))
+                return
+    report.passed.append(f"taxonomy: {taxonomy} at {ref or 'the default branch'}, base {base} resolves")
+
+
+def check_endpoint(role: str, params: dict[str, Any], report: Report, timeout: float) -> None:
+    """GET /v1/models answers, lists the named model, and accepts the key (from the role's secret)."""
+    import httpx
+
+    prefix = role.upper()
+    target = str(params.get(role) or os.environ.get(f"{prefix}_ENDPOINT", ""))
+    model = str(params.get(f"{role}_model") or os.environ.get(f"{prefix}_MODEL", ""))
+    secret = str(params.get(f"{role}_secret") or f"labpipe-{role}")
+    if not target:
+        report.problems.append(Problem(
+            where=f"secret {secret}", rule="endpoint", field=role,
+            message=f"no {role}: neither the {role} parameter nor the secret's key 'endpoint' is set",
+            fix=f"pass {role}=https://…/v1 or create secret {secret} with keys endpoint, model, api_key"))
+        return
+    if not target.startswith(("http://", "https://")):
+        check_model_dir(role, target, report)
+        return
+    key = os.environ.get(f"{prefix}_API_KEY") or os.environ.get("OPENAI_API_KEY", "")
+    url = target.rstrip("/") + "/models"
+    try:
+        resp = httpx.get(url, headers={"Authorization": f"Bearer {key}"} if key else {}, timeout=timeout)
+    except httpx.HTTPError as exc:
+        report.problems.append(_p(role, f"{url} does not answer ({type(exc).__name__}: {str(exc)[:120]})",
+                                  f"check the {role} URL (ends in /v1) and that the server is up", rule="endpoint"))
+        return
+    if resp.status_code in (401, 403):
+        report.problems.append(Problem(
+            where=f"secret {secret}", rule="endpoint-key", field="api_key",
+            message=f"{url} refused the API key (HTTP {resp.status_code})",
+            fix=f"put a valid key under 'api_key' in secret {secret}"))
+        return
+    if resp.status_code != 200:
+        report.problems.append(_p(role, f"{url} answered HTTP {resp.status_code}",
+                                  "check the URL: an OpenAI-compatible server answers GET /v1/models",
+                                  rule="endpoint"))
+        return
+    try:
+        ids = [m.get("id") for m in resp.json().get("data", [])]
+    except (ValueError, AttributeError):
+        ids = []
+    if model and model not in ids:
+        report.problems.append(_p(f"{role}_model", f"{url} does not serve {model!r} (it lists {', '.join(map(str, ids)) or 'none'})",
+                                  f"pass {role}_model as one of the listed ids", rule="endpoint-model"))
+        return
+    report.passed.append(f"{role}: {target} serves {model or ids[:1]}")
+
+
+def check_model_dir(param: str, location: str, report: Report) -> None:
+    """A Hugging Face model directory (path or s3:// prefix) with a config and a tokenizer."""
+    from labpipe import storage
+
+    try:
+        if storage.is_s3(location):
+            bucket, prefix = storage.split_s3(location)
+            prefix = prefix.rstrip("/") + "/" if prefix else ""
+            resp = storage.s3_client().list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1000)
+            names = {o["Key"][len(prefix):] for o in resp.get("Contents", [])}
+        else:
+            path = Path(location)
+            names = {p.name for p in path.iterdir()} if path.is_dir() else set()
+    except Exception as exc:  # botocore raises many types; all mean "cannot list it"
+        report.problems.append(_p(param, f"cannot list {location} ({str(exc).splitlines()[0][:150]})",
+                                  "check the URI and the S3 data connection (secret s3_secret)", rule="model"))
+        return
+    if not names:
+        report.problems.append(_p(param, f"{location} is empty or does not exist",
+                                  "pass a Hugging Face model directory or s3:// prefix", rule="model"))
+        return
+    missing = []
+    if "config.json" not in names:
+        missing.append("config.json")
+    if not names & {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json"}:
+        missing.append("a tokenizer (tokenizer.json / tokenizer.model)")
+    if missing:
+        report.problems.append(_p(param, f"{location} has no {' and no '.join(missing)}",
+                                  "upload the whole Hugging Face model directory (save_pretrained output)",
+                                  rule="model"))
+        return
+    report.passed.append(f"{param}: {location} has a config and a tokenizer")
+
+
+def check_s3_writable(param: str, location: str, report: Report) -> None:
+    """Write and delete a marker object under `location`."""
+    from labpipe import storage
+
+    bucket, prefix = storage.split_s3(location)
+    key = f"{prefix.rstrip('/')}/.labpipe-preflight-{uuid.uuid4().hex[:8]}".lstrip("/")
+    try:
+        client = storage.s3_client()
+        client.put_object(Bucket=bucket, Key=key, Body=b"labpipe preflight\n")
+        client.delete_object(Bucket=bucket, Key=key)
+    except Exception as exc:
+        report.problems.append(_p(param, f"cannot write to {location} ({str(exc).splitlines()[0][:150]})",
+                                  "check the bucket exists and the S3 data connection (secret s3_secret) may write",
+                                  rule="s3-write"))
+        return
+    report.passed.append(f"{param}: {location} is writable")
+
+
+def check_mlflow(params: dict[str, Any], report: Report, timeout: float) -> prod.ProductionModel | None:
+    """The server answers and the production alias of the registered model can be read."""
+    uri = str(params.get("mlflow_tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI", ""))
+    name = str(params.get("production_model_name") or "")
+    if not uri:
+        report.problems.append(_p("mlflow_tracking_uri", "no MLflow tracking server (the gate, publishing and "
+                                  "base=production need one)",
+                                  "pass mlflow_tracking_uri=http://labpipe-mlflow:5000 (or set MLFLOW_TRACKING_URI)",
+                                  rule="mlflow"))
+        return None
+    if uri.startswith(("http://", "https://")):
+        import httpx
+
+        try:
+            resp = httpx.get(uri.rstrip("/") + "/api/2.0/mlflow/experiments/search",
+                             params={"max_results": 1}, timeout=timeout, headers=_mlflow_headers())
+        except httpx.HTTPError as exc:
+            report.problems.append(_p("mlflow_tracking_uri", f"{uri} does not answer ({type(exc).__name__})",
+                                      "check the URL and that the MLflow service is up", rule="mlflow"))
+            return None
+        if resp.status_code != 200:
+            hint = " (MLflow's --allowed-hosts must list this host)" if resp.status_code == 403 else ""
+            report.problems.append(_p("mlflow_tracking_uri", f"{uri} answered HTTP {resp.status_code}{hint}",
+                                      "check the URL and the MLflow credentials", rule="mlflow"))
+            return None
+    if not name:
+        report.passed.append(f"mlflow: {uri} answers")
+        return None
+    try:
+        found = prod.find_production(name, uri)
+    except UserError as err:
+        report.problems += err.problems
+        return None
+    report.passed.append(f"mlflow: {uri} answers; production: "
+                         f"{found.describe() if found else f'none registered as {name} yet (every leaf)'}")
+    return found
+
+
+def _mlflow_headers() -> dict[str, str]:
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def check_mt_bench(params: dict[str, Any], report: Report) -> None:
+    """Present and verified. questions="" means the copy baked into the image (LABPIPE_MT_BENCH_DATA); in a
+    pod without it that is an error (never the internet unless a URL is passed); on a laptop, FastChat's
+    pinned files (downloaded once, cached)."""
+    from labpipe.evaluation.questions import load_questions
+
+    location = str(params.get("questions") or "")
+    try:
+        questions, _ = load_questions(location, max_questions=int(params.get("max_questions") or 0))
+    except UserError as err:
+        report.problems += [Problem(where=p.where, rule="mt-bench-data", message=p.message, fix=p.fix,
+                                    field="questions") for p in err.problems]
+        return
+    shown = location or os.environ.get(MT_BENCH_ENV) or "FastChat's pinned files"
+    report.passed.append(f"MT-Bench: {len(questions)} questions at {shown}, sha256 verified")
+
+
+def check(params: dict[str, Any], *, network: bool = True, timeout: float = DEFAULT_TIMEOUT_S) -> Report:
+    """Every check; all problems in one report."""
+    from labpipe import storage
+
+    started = time.monotonic()
+    report = Report()
+    check_static(params, report)
+    if network:
+        steps: list[Callable[[], Any]] = []
+        production = check_mlflow(params, report, timeout) if (
+            "mlflow_tracking_uri" in params or params.get("base") == prod.PRODUCTION_BASE) else None
+        steps.append(lambda: check_taxonomy(params, report, timeout, production))
+        for role in ("teacher", "judge"):
+            if role in params:
+                steps.append(lambda role=role: check_endpoint(role, params, report, timeout))
+        if params.get("base_model"):
+            steps.append(lambda: check_model_dir("base_model", str(params["base_model"]), report))
+        for name in OUTPUT_LOCATIONS:
+            if storage.is_s3(str(params.get(name) or "")):
+                steps.append(lambda name=name: check_s3_writable(name, str(params[name]), report))
+        if "questions" in params:
+            steps.append(lambda: check_mt_bench(params, report))
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=len(steps) or 1) as pool:  # the slowest check bounds the total
+            for future in [pool.submit(step) for step in steps]:
+                future.result()
+        report.problems.sort(key=lambda p: (p.field, p.where))
+        report.passed.sort()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+@dataclass
+class PreflightConfig:
+    params: dict[str, Any]  # pipeline parameters by name (as the run received them)
+    out: str = ""  # the Markdown report (local path or s3://); "" = none
+    network: bool = True
+    timeout: float = DEFAULT_TIMEOUT_S
+    run_id: str = ""
+    tracking_uri: str = ""
+
+
+def run_preflight(cfg: PreflightConfig) -> dict[str, Any]:
+    """Check; write the report; raise one UserError with every problem, or return the summary."""
+    from labpipe import storage
+
+    bounded = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(cfg.timeout))}
+    saved = {k: os.environ.get(k) for k in bounded}
+    os.environ.update({k: v for k, v in bounded.items() if saved[k] is None})  # a dead server fails in seconds
+    try:
+        report = check(cfg.params, network=cfg.network, timeout=cfg.timeout)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+    if cfg.out:
+        storage.write_text(cfg.out, report.to_markdown())
+    if report.problems:
+        raise UserError(report.problems)
+    return {"checks_passed": len(report.passed), "seconds": round(report.seconds, 2), "passed": report.passed}
