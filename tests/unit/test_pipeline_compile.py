@@ -56,11 +56,13 @@ def test_generation_fans_out_without_secret_name_parameters_in_the_loop():
     """kubeflow/pipelines#13078: inside ParallelFor the secret names are literals, not pipeline parameters."""
     docs = list(yaml.safe_load_all((pipelines_dir() / "lab_pipeline.yaml").read_text()))
     spec, platform = docs[0], next(d for d in docs if d and "platforms" in d)
-    loop = next(t for t in spec["root"]["dag"]["tasks"].values() if "parameterIterator" in t)
+    dags = [spec["root"]["dag"], *(c["dag"] for c in spec["components"].values() if "dag" in c)]
+    loop = next(t for dag in dags for t in dag["tasks"].values() if "parameterIterator" in t)
     assert loop["parameterIterator"]["items"]["inputParameter"]
     assert loop["iteratorPolicy"]["parallelismLimit"] >= 1
-    critique = spec["root"]["dag"]["tasks"]["critique-filter"]
-    assert critique["inputs"]["artifacts"]["generated"]["taskOutputArtifact"]["producerTask"] in spec["root"]["dag"]["tasks"]
+    [dag] = [d for d in dags if "critique-filter" in d["tasks"]]
+    critique = dag["tasks"]["critique-filter"]
+    assert critique["inputs"]["artifacts"]["generated"]["taskOutputArtifact"]["producerTask"] in dag["tasks"]
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     gen = executors["exec-synthetic-generation"]["secretAsEnv"]
     assert gen and all("componentInputParameter" not in s["secretNameParameter"] for s in gen)

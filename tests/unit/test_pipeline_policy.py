@@ -11,9 +11,10 @@ from labpipe.pipelines import lab_pipeline
 from labpipe.paths import pipelines_dir
 
 # compiled task name -> the policy's name for it (knowledge and skill SFT are two tasks of `sft`)
-LOGICAL = {"sft": "knowledge-sft", "sft-2": "skill-sft"}
+LOGICAL = {"sft": "knowledge-sft", "sft-2": "skill-sft", "run-report-2": "run-report"}
 RETRIED = {"synthetic-generation", "critique-filter", "sft", "sft-2", "mt-bench-eval"}
-NOT_RETRIED = {"preflight", "taxonomy-diff", "seed-extraction", "nothing-to-do", "publish-model", "finalize-run"}
+NOT_RETRIED = {"preflight", "taxonomy-diff", "seed-extraction", "nothing-to-do", "publish-model", "finalize-run",
+               "run-report", "run-report-2"}
 
 
 def _docs() -> list[dict]:
@@ -31,7 +32,7 @@ def _tasks(spec: dict) -> dict[str, tuple[str, dict]]:
 
 def _leaf_tasks(spec: dict) -> dict[str, dict]:
     """Tasks that run a container (not condition/branch groups)."""
-    return {n: t for n, (_, t) in _tasks(spec).items() if not n.startswith(("condition", "exit-handler"))}
+    return {n: t for n, (_, t) in _tasks(spec).items() if not n.startswith(("condition", "exit-handler", "for-loop"))}
 
 
 def test_every_task_has_an_explicit_caching_decision_and_nothing_is_cached():
@@ -62,7 +63,7 @@ def test_cpu_and_memory_requests_and_limits_come_from_parameters_with_defaults()
     spec = _docs()[0]
     params = spec["root"]["inputDefinitions"]["parameters"]
     executors = spec["deploymentSpec"]["executors"]
-    assert len(executors) == len(_leaf_tasks(spec))
+    assert {f"exec-{t['componentRef']['name'].removeprefix('comp-')}" for t in _leaf_tasks(spec).values()} == set(executors)
     for name, executor in executors.items():
         resources = executor["container"].get("resources", {})
         for field in ("resourceCpuRequest", "resourceCpuLimit", "resourceMemoryRequest", "resourceMemoryLimit"):

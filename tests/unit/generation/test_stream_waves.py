@@ -16,7 +16,7 @@ def test_waves_give_the_step_by_step_output(tmp_path):
         run_generation(
             GenerationConfig(
                 seeds=str(SEEDS), out=str(tmp_path / name), teacher="http://t/v1", progress=False,
-                fan_out_scale=0.5, stream=stream, generation_cache="off",
+                fan_out_scale=0.5, stream=stream, generation_cache="off", max_failed_share=1.0,
             ),
             client=clients[name],
         )  # fmt: skip
