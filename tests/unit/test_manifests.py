@@ -81,7 +81,7 @@ def test_secret_templates_cover_every_secret_the_pipeline_and_rbac_name():
     role = next(o for o in _render(MANIFESTS / "base") if o["metadata"]["name"] == "labpipe-secrets-reader"
                 and o["kind"] == "Role")
     assert set(role["rules"][0]["resourceNames"]) == secrets
-    assert {"labpipe-teacher", "labpipe-judge", "labpipe-s3", "labpipe-git", "labpipe-ca", "labpipe-mlflow"} <= secrets
+    assert {"labpipe-teacher", "labpipe-judge", "labpipe-s3", "labpipe-taxonomy-git", "labpipe-ca", "labpipe-mlflow"} <= secrets
 
 
 def test_pipeline_service_accounts_may_run_training_jobs():
