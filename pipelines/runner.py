@@ -49,25 +49,34 @@ def pipeline_stages() -> list:
 
     spec = lab_pipeline.pipeline_spec
     found: dict[str, tuple[StageInfo, set[str]]] = {}
+    members: dict[str, set[str]] = {}  # group task (dsl.If, ParallelFor, ExitHandler) -> the leaf tasks in it
 
-    def walk(dag, outer_deps: set[str]) -> None:
+    def walk(dag, outer_deps: set[str]) -> set[str]:
+        added: set[str] = set()
         for key, task in sorted(dag.tasks.items()):
             comp = task.component_ref.name
             deps = set(task.dependent_tasks) | outer_deps
             inner = spec.components[comp].dag if comp in spec.components else None
-            if inner is not None and inner.tasks:  # a dsl.If / ParallelFor group: show its tasks
-                walk(inner, deps)
+            if inner is not None and inner.tasks:  # a group: show its tasks
+                members[key] = walk(inner, deps)
+                added |= members[key]
                 continue
             component = re.sub(r"-\d+$", "", comp.removeprefix("comp-"))
             found[key] = (StageInfo(key, task.task_info.name or key, component), deps)
+            added.add(key)
+        return added
 
     walk(spec.root.dag, set())
-    groups = {key for key, task in spec.root.dag.tasks.items() if key not in found}
     ordered: list[StageInfo] = []
     done: set[str] = set()
+
+    def satisfied(dep: str) -> bool:
+        if dep in members:  # a task after a group runs after everything in it
+            return members[dep] <= done
+        return dep in done or dep not in found
+
     while len(ordered) < len(found):
-        ready = [k for k, (_, deps) in found.items()
-                 if k not in done and all(d in done or d in groups or d not in found for d in deps)]
+        ready = [k for k, (_, deps) in found.items() if k not in done and all(satisfied(d) for d in deps)]
         if not ready:  # a cycle cannot happen in a compiled DAG; keep going rather than hang
             ready = [k for k in found if k not in done]
         for key in ready[:1]:

@@ -51,12 +51,13 @@ def test_plain_view_one_line_per_stage_transition(run):
     seen = [line.split(" in ")[0] if "done" in line else line for line in lines]
     expected, ran = [], []
     for stage in _stages():  # a task under the gate's If or Else branch runs or is skipped
-        if f"– {stage.label}: skipped" in seen and stage.task in ("publish-model", "run-report", "run-report-2"):
+        if f"– {stage.label}: skipped" in seen and stage.task in ("publish-model", "run-report", "run-report-2",
+                                                                   "nothing-to-do"):
             continue
         expected += [f"▶ {stage.label}: started", f"✓ {stage.label}: done"]
         ran.append(stage)
     assert [line for line in seen if not line.endswith(": skipped")] == expected
-    assert len(seen) - len(expected) == 1  # one of the gate's two branches did not run
+    assert len(seen) - len(expected) == 2  # one of the gate's two branches and the "nothing to do" branch did not run
     figures = {line.split(": done")[0][2:]: line.split("  ", 1)[1] for line in lines if ": done" in line}
     assert re.fullmatch(r"\d+ changed leaves .*", figures["1 taxonomy diff"])
     assert re.fullmatch(r"\d+/\d+ kept \(\d+%\); knowledge \d+, skills \d+", figures["4 critique filtering"])
@@ -185,7 +186,7 @@ def test_report_command_by_mlflow_run_id(run, tmp_path):
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(tracking.DEFAULT_EXPERIMENT)
-    [stage] = client.search_runs([exp.experiment_id], filter_string="tags.`labpipe.stage` = 'skills_sft'")
+    [stage] = client.search_runs([exp.experiment_id], filter_string="tags.`labpipe.stage` = 'skill_sft'")
     out = tmp_path / "again.html"
     proc = subprocess.run([LABPIPE, "report", stage.info.run_id, "--out", str(out), "--tracking-uri", uri],
                           capture_output=True, text=True, timeout=300)

@@ -51,10 +51,11 @@ def test_user_error_inside_a_component_is_reported_by_task(tmp_path, shared_data
     assert proc.returncode == 1, output
     assert "Traceback" not in output
     stage_lines = [line.split("] ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("[")]
-    assert stage_lines[0] == "▶ 1 taxonomy diff: started"
-    assert stage_lines[1].startswith("✓ 1 taxonomy diff: done")
-    assert stage_lines[3].startswith("✗ 2 seed extraction: FAILED")
-    assert "3 synthetic generation: skipped" in stage_lines[4]
+    assert stage_lines[0] == "▶ 0 preflight: started" and stage_lines[1].startswith("✓ 0 preflight: done")
+    assert stage_lines[2] == "▶ 1 taxonomy diff: started"
+    assert stage_lines[3].startswith("✓ 1 taxonomy diff: done")
+    assert stage_lines[5].startswith("✗ 2 seed extraction: FAILED")
+    assert any("3 synthetic generation: skipped" in line for line in stage_lines[6:]), stage_lines
     log = workdir / "logs" / "seed-extraction.log"
     errors = [line for line in proc.stderr.splitlines() if ": error: " in line]
     assert errors[0].startswith("task seed-extraction (2 seed extraction): error: task-failed")

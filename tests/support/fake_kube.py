@@ -50,10 +50,13 @@ class FakeKube:
         for var in trainer.get("env") or []:
             if "value" in var:
                 env[var["name"]] = var["value"]
-            else:
-                ref = var["valueFrom"]["secretKeyRef"]
+            else:  # a secret's key, or a ConfigMap's (this fake holds ConfigMaps in `secrets` too)
+                source = var["valueFrom"]
+                ref = source.get("secretKeyRef") or source["configMapKeyRef"]
                 if ref["key"] in self.secrets.get(ref["name"], {}):
                     env[var["name"]] = self.secrets[ref["name"]][ref["key"]]
+                elif not ref.get("optional"):
+                    raise KeyError(f"{ref['name']}/{ref['key']} is missing and not optional: the pod cannot start")
         command = trainer["command"]
         if command[0] == "labpipe":
             command = [sys.executable, "-m", "labpipe.cli", *command[1:]]

@@ -197,7 +197,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         except Exception as exc:  # the task's own problems matter more than a report of them
             print(f"no report of the failed run: {str(exc).splitlines()[0][:200]}")
         raise
-    pipeline_run_id = _finish_tracking(tracking_uri, started, "FINISHED", view, report)
+    pipeline_run_id = _finish_tracking(tracking_uri, started, "SUCCEEDED", view, report)
     from labpipe.runview import summary_lines
 
     print("\n".join(summary_lines(view, artifacts, job_dir=workdir / "kfp" / job, seconds=time.time() - started,

@@ -73,7 +73,7 @@ def test_per_step_metrics_reach_mlflow(phased_run):
     client = MlflowClient(tracking_uri=phased_run["tracking_uri"])
     runs = client.search_runs(
         [client.get_experiment_by_name("labpipe").experiment_id],
-        filter_string="tags.`labpipe.stage` = 'skills_sft'",
+        filter_string="tags.`labpipe.stage` = 'skill_sft'",  # one name per stage everywhere
     )
     assert len(runs) == 1
     run = runs[0]
