@@ -61,7 +61,7 @@ def main() -> None:
     storage.upload_file = counting_upload
     shared = Path(os.environ.get("LABPIPE_SHARED_DATA", REPO.parent / "shared" / "data"))
     if not shared.exists():
-        shared = Path("/work/shared/data")
+        raise SystemExit(f"real test data not found at {shared}: check out ../shared or set LABPIPE_SHARED_DATA")
     knowledge, skills = write_sets(shared, root / "data", skills_replay=5)
     base = build_tiny_model(root / "tiny")
 
