@@ -60,11 +60,13 @@ def _p(param: str, message: str, fix: str, rule: str = "preflight", where: str =
 class Report:
     problems: list[Problem] = field(default_factory=list)
     passed: list[str] = field(default_factory=list)  # one line per check that passed
+    warnings: list[Problem] = field(default_factory=list)  # the run works, but not the way a cluster should
     seconds: float = 0.0
 
     def to_markdown(self) -> str:
         lines = [f"# Preflight: {'FAILED' if self.problems else 'passed'} ({self.seconds:.1f} s)", ""]
         lines += [f"- problem: {p}" for p in self.problems]
+        lines += [f"- warning: {w}" for w in self.warnings]
         lines += [f"- ok: {line}" for line in self.passed]
         return "\n".join(lines) + "\n"
 
@@ -99,6 +101,21 @@ def check_static(params: dict[str, Any], report: Report) -> None:
                                   "pass production_model_name=labpipe-model"))
     if not report.problems:
         report.passed.append("parameters: numbers in range, presets exist, placement parses")
+    _check_durable_state(params, report)
+
+
+def _check_durable_state(params: dict[str, Any], report: Report) -> None:
+    """In a pod, local state dies with the pod: a retried task would pay for its teacher requests again."""
+    if not os.environ.get("KUBERNETES_SERVICE_HOST") or "generation_cache" not in params:
+        return
+    location = str(params.get("generation_cache") or "")
+    if location == "off" or location.startswith("s3://"):
+        return
+    report.warnings.append(Problem(
+        where="parameter generation_cache", rule="durable-state", field="generation_cache", severity="warning",
+        message=f"{location or 'the default (local under LABPIPE_CACHE)'} is inside this pod: a retried or later "
+                "run resends every teacher and judge request",
+        fix="pass generation_cache=s3://<bucket>/generation-cache (shared by shards, retries and later runs)"))
 
 
 def _check_presets(params: dict[str, Any], report: Report) -> None:
@@ -424,8 +441,11 @@ def run_preflight(cfg: PreflightConfig) -> dict[str, Any]:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
+    for warning in report.warnings:
+        print(str(warning), flush=True)  # in the task's log; the run goes on
     if cfg.out:
         storage.write_text(cfg.out, report.to_markdown())
     if report.problems:
         raise UserError(report.problems)
-    return {"checks_passed": len(report.passed), "seconds": round(report.seconds, 2), "passed": report.passed}
+    return {"checks_passed": len(report.passed), "seconds": round(report.seconds, 2), "passed": report.passed,
+            "warnings": [str(w) for w in report.warnings]}
