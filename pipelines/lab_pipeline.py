@@ -371,7 +371,8 @@ def lab_pipeline(
             samples_per_skill_leaf=samples_per_skill_leaf, max_steps=max_steps, gpus=gpus, node_selector=node_selector,
             tolerations=tolerations, checkpoint_selection=checkpoint_selection,
             production_model_name=production_model_name, gate_tolerance=gate_tolerance, run_id=RUN_ID,
-            tracking_uri=mlflow_tracking_uri, generation_cache=generation_cache,
+            tracking_uri=mlflow_tracking_uri, generation_cache=generation_cache, training_backend=training_backend,
+            training_nodes=training_nodes, checkpoint_root=checkpoint_root, workspace=bool(WORKSPACE_SIZE),
         ).set_display_name("0 preflight")
         _with_git(_with_endpoint(_with_endpoint(_with_s3(check, s3_secret), "teacher", teacher_secret), "judge",
                                  judge_secret), taxonomy_secret)

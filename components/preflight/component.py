@@ -37,9 +37,14 @@ def preflight(
     tracking_uri: str,
     report: Output[Markdown],
     generation_cache: str = "",
+    training_backend: str = "pod",
+    training_nodes: int = 1,
+    checkpoint_root: str = "",
+    workspace: bool = False,
 ):
     """Check every parameter and service the run needs; fail with all problems (secrets are mounted as env)."""
     params = {k: v for k, v in locals().items() if k not in ("run_id", "tracking_uri", "report")}
+    # workspace: the pipeline was compiled with a KFP workspace (training checkpoints outlive the pod)
     params["mlflow_tracking_uri"] = tracking_uri
     from labpipe.errors import UserError
     from labpipe.preflight import PreflightConfig, run_preflight

@@ -99,23 +99,50 @@ def check_static(params: dict[str, Any], report: Report) -> None:
     if params.get("base") == prod.PRODUCTION_BASE and not params.get("production_model_name"):
         report.problems.append(_p("production_model_name", "base=production needs a registered model name",
                                   "pass production_model_name=labpipe-model"))
+    _check_training_scale(params, report)
     if not report.problems:
         report.passed.append("parameters: numbers in range, presets exist, placement parses")
     _check_durable_state(params, report)
 
 
+def _check_training_scale(params: dict[str, Any], report: Report) -> None:
+    """The SFT task's own check (a TrainJob needs an s3:// checkpoint_root), before hours of generation."""
+    if "training_backend" not in params and "training_nodes" not in params:
+        return
+    from labpipe.training.task import scale_problems
+
+    try:
+        nodes, gpus = int(params.get("training_nodes", 1)), int(params.get("gpus", 1))
+    except (TypeError, ValueError):
+        report.problems.append(_p("training_nodes", "training_nodes and gpus must be whole numbers",
+                                  "pass training_nodes=1 gpus=1 (or more)"))
+        return
+    reported = {p.field for p in report.problems}  # gpus out of range: said once, by the range check
+    for p in scale_problems(str(params.get("training_backend", "pod")), nodes, gpus,
+                            str(params.get("checkpoint_root") or "")):
+        if p.field not in reported:
+            report.problems.append(_p(p.field, p.message, p.fix, rule=p.rule))
+
+
 def _check_durable_state(params: dict[str, Any], report: Report) -> None:
-    """In a pod, local state dies with the pod: a retried task would pay for its teacher requests again."""
-    if not os.environ.get("KUBERNETES_SERVICE_HOST") or "generation_cache" not in params:
+    """In a pod, local state dies with the pod: a retried task would pay for its teacher requests again, and a
+    killed training pod would start over."""
+    if not os.environ.get("KUBERNETES_SERVICE_HOST"):
         return
     location = str(params.get("generation_cache") or "")
-    if location == "off" or location.startswith("s3://"):
-        return
-    report.warnings.append(Problem(
-        where="parameter generation_cache", rule="durable-state", field="generation_cache", severity="warning",
-        message=f"{location or 'the default (local under LABPIPE_CACHE)'} is inside this pod: a retried or later "
-                "run resends every teacher and judge request",
-        fix="pass generation_cache=s3://<bucket>/generation-cache (shared by shards, retries and later runs)"))
+    if "generation_cache" in params and location != "off" and not location.startswith("s3://"):
+        report.warnings.append(Problem(
+            where="parameter generation_cache", rule="durable-state", field="generation_cache", severity="warning",
+            message=f"{location or 'the default (local under LABPIPE_CACHE)'} is inside this pod: a retried or "
+                    "later run resends every teacher and judge request",
+            fix="pass generation_cache=s3://<bucket>/generation-cache (shared by shards, retries and later runs)"))
+    root = str(params.get("checkpoint_root") or "")
+    if "checkpoint_root" in params and not root.startswith("s3://") and not params.get("workspace"):
+        report.warnings.append(Problem(
+            where="parameter checkpoint_root", rule="durable-state", field="checkpoint_root", severity="warning",
+            message=f"{root or 'the default (local under LABPIPE_CACHE)'} is inside the training pod and the "
+                    "pipeline has no KFP workspace: a killed or retried SFT task starts training over",
+            fix="pass checkpoint_root=s3://<bucket>/checkpoints (or compile with LABPIPE_WORKSPACE_SIZE=500Gi)"))
 
 
 def _check_presets(params: dict[str, Any], report: Report) -> None:

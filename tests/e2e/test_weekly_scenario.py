@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(180
 MODEL_NAME = "labpipe-model"
 # the parameters of the README's `labpipe schedule` example (tests/unit/test_readme_weekly.py checks it);
 # everything else the scenario passes only sizes the run for a laptop or points at the test's fakes
-CLUSTER_PARAMS = ("taxonomy", "base_model", "mlflow_tracking_uri", "generation_cache")
+CLUSTER_PARAMS = ("taxonomy", "base_model", "mlflow_tracking_uri", "generation_cache", "checkpoint_root")
 EDITED_LEAF = "compositional_skills/writing/freeform/haiku"
 MARKER = "wkly-edit"
 
@@ -94,6 +94,7 @@ def scenario(tmp_path_factory, shared_data):
             params = {
                 "taxonomy": bare.as_uri(), "base_model": "s3://models/tiny",
                 "generation_cache": "s3://labpipe-cache/generation",
+                "checkpoint_root": "s3://labpipe-cache/checkpoints",
                 "teacher": teacher.base_url, "teacher_model": "fake-teacher", "judge": str(tiny),
                 "mlflow_tracking_uri": tracking_uri, "production_model_name": MODEL_NAME,
                 "questions": str(shared_data / "mt_bench"), "max_questions": 2, "max_new_tokens": 16,
@@ -137,6 +138,10 @@ def test_weekly_runs(scenario, capsys):
     assert v1.tags["labpipe.taxonomy.commit"] == diff["head_commit"] == _git(work, "rev-parse", "HEAD")
     assert v1.tags["labpipe.fingerprint"] == diff["plan"]["fingerprint"]
     assert v1.tags["labpipe.taxonomy.repo"] == sc.params["taxonomy"]
+    # the checkpoints went to checkpoint_root (they outlive a killed pod), not into the Model artifact
+    summary = json.loads((Path(first["sft"]["model"].uri) / "training_summary.json").read_text())
+    assert summary["checkpoint_dir"].startswith("s3://labpipe-cache/checkpoints/"), summary
+    assert summary["checkpoints"] and not list(Path(first["sft"]["model"].uri).glob("**/checkpoint-*"))
 
     # run 2: nothing changed -> the nothing-to-do branch; no teacher request, no training, production unchanged
     second = sc.run()

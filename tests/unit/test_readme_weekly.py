@@ -23,5 +23,6 @@ def test_readme_schedule_example_is_the_scenario():
     assert tuple(sorted(params)) == tuple(sorted(CLUSTER_PARAMS))
     assert params["taxonomy"].startswith("https://") and params["taxonomy"].endswith(".git")
     assert params["base_model"].startswith("s3://") and params["generation_cache"].startswith("s3://")
+    assert params["checkpoint_root"].startswith("s3://")  # a killed training pod resumes
     defaults = pipeline_parameters()
     assert defaults["base"] == "production" and defaults["scope"] == "taxonomy"  # what the scenario relies on

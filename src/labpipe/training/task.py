@@ -48,29 +48,40 @@ class SftTaskConfig:
     namespace: str = ""  # "" = the pod's own namespace
 
 
-def check(cfg: SftTaskConfig) -> str:
-    """The backend to use; UserError for settings that cannot work."""
+def scale_problems(training_backend: str, training_nodes: int, gpus: int, checkpoint_root: str) -> list[Problem]:
+    """What cannot work in these training settings (also checked by preflight, before anything runs)."""
     problems = []
-    if cfg.training_backend not in jobs.BACKENDS:
-        problems.append(Problem("training_backend", "backend", f"unknown backend {cfg.training_backend!r}",
+    if training_backend not in jobs.BACKENDS:
+        problems.append(Problem("training_backend", "backend", f"unknown backend {training_backend!r}",
                                 f"use one of {', '.join(jobs.BACKENDS)}", field="training_backend"))  # fmt: skip
-    if cfg.training_nodes < 1:
-        problems.append(Problem("training_nodes", "value", f"{cfg.training_nodes} nodes", "use 1 or more",
+    if training_nodes < 1:
+        problems.append(Problem("training_nodes", "value", f"{training_nodes} nodes", "use 1 or more",
                                 field="training_nodes"))  # fmt: skip
-    if cfg.gpus < 0:
-        problems.append(Problem("gpus", "value", f"{cfg.gpus} GPUs", "use 0 or more", field="gpus"))
-    backend = "trainjob" if cfg.training_backend == "pod" and cfg.training_nodes > 1 else cfg.training_backend
-    if backend in ("trainjob", "pytorchjob") and not storage.is_s3(cfg.checkpoint_root):
+    if gpus < 0:
+        problems.append(Problem("gpus", "value", f"{gpus} GPUs", "use 0 or more", field="gpus"))
+    backend = backend_for(training_backend, training_nodes)
+    if backend in ("trainjob", "pytorchjob") and not storage.is_s3(checkpoint_root):
         problems.append(Problem(
             "checkpoint_root", "s3-required",
-            f"training_backend={backend} needs an s3:// checkpoint_root (got {cfg.checkpoint_root!r}): the job's "
+            f"training_backend={backend} needs an s3:// checkpoint_root (got {checkpoint_root!r}): the job's "
             "nodes read the data and base model and write checkpoints and the model there",
             "pass checkpoint_root=s3://bucket/prefix (the S3 secret of the pipeline is mounted into the job)",
             field="checkpoint_root",
         ))  # fmt: skip
+    return problems
+
+
+def backend_for(training_backend: str, training_nodes: int) -> str:
+    """`pod` with several nodes means a TrainJob."""
+    return "trainjob" if training_backend == "pod" and training_nodes > 1 else training_backend
+
+
+def check(cfg: SftTaskConfig) -> str:
+    """The backend to use; UserError for settings that cannot work."""
+    problems = scale_problems(cfg.training_backend, cfg.training_nodes, cfg.gpus, cfg.checkpoint_root)
     if problems:
         raise UserError(problems)
-    return backend
+    return backend_for(cfg.training_backend, cfg.training_nodes)
 
 
 def run_sft_task(cfg: SftTaskConfig) -> dict[str, Any]:
