@@ -95,7 +95,9 @@ CACHING = {
 
 
 def _cache(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
-    return task.set_caching_options(CACHING[name][0])
+    """What every task gets (each task of the pipeline passes through here): its caching policy and the
+    cluster configuration (CA bundle, proxy, MLflow secret)."""
+    return _with_cluster_config(task.set_caching_options(CACHING[name][0]))
 
 
 def _resources(task: dsl.PipelineTask, cpu_request, cpu_limit, memory_request, memory_limit) -> dsl.PipelineTask:
@@ -133,14 +135,6 @@ def _with_cluster_config(task: dsl.PipelineTask) -> dsl.PipelineTask:
                                      optional=True)
     return kubernetes.use_secret_as_env(task, secret_name=MLFLOW_SECRET, secret_key_to_env=MLFLOW_SECRET_KEYS,
                                         optional=True)
-
-
-def _every_task(apply) -> None:
-    """Apply a setting to every task defined so far in the pipeline being compiled (or run by kfp.local)."""
-    from kfp.dsl import pipeline_context
-
-    for task in pipeline_context.Pipeline.get_default_pipeline().tasks.values():
-        apply(task)
 
 
 def _on_gpus(task: dsl.PipelineTask, gpus, node_selector, tolerations) -> dsl.PipelineTask:
@@ -214,7 +208,8 @@ def generation_pipeline(
     seeds = seed_extraction(diff=diff.outputs["diff"], tokenizer=tokenizer, chunk_tokens=chunk_tokens,
                             shards=generation_shards, run_id=RUN_ID,
                             tracking_uri=mlflow_tracking_uri).set_display_name("2 seed extraction")
-    _with_s3(seeds, s3_secret)
+    _cache(diff, "taxonomy-diff")
+    _with_s3(_cache(seeds, "seed-extraction"), s3_secret)
     _generate_and_critique(
         seeds, teacher=teacher, teacher_model=teacher_model, generation_gate=generation_gate, concurrency=concurrency,
         request_timeout_s=request_timeout_s, max_retries=max_retries, judge=judge, judge_model=judge_model,
@@ -222,7 +217,6 @@ def generation_pipeline(
         samples_per_skill_leaf=samples_per_skill_leaf, seed=seed, tracking_uri=mlflow_tracking_uri,
         generation_cache=generation_cache, response_format=response_format,
     )
-    _every_task(_with_cluster_config)
 
 
 def _train_evaluate_publish(diff, *, base_model, teacher, teacher_model, teacher_secret, judge, judge_model,
@@ -411,7 +405,6 @@ def lab_pipeline(
             done = nothing_to_do(diff=diff.outputs["diff"], run_id=RUN_ID, tracking_uri=mlflow_tracking_uri)
             _resources(_cache(done.set_display_name("nothing to do"), "nothing-to-do"), *light)
 
-    _every_task(_with_cluster_config)
 
 
 def pipeline_parameters() -> dict[str, object]:

@@ -3,17 +3,28 @@ bundle secret as a file with LABPIPE_CA_BUNDLE pointing at it, and the optional 
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from labpipe.paths import pipelines_dir
 
 
-def _docs():
-    return [d for d in yaml.safe_load_all((pipelines_dir() / "lab_pipeline.yaml").read_text()) if d]
+def _docs(name: str, tmp_path):
+    if name == "lab_pipeline":
+        path = pipelines_dir() / "lab_pipeline.yaml"
+    else:  # the data-only pipeline is not checked in: compile it here
+        from kfp import compiler
+        from labpipe.pipelines.lab_pipeline import generation_pipeline
+
+        path = tmp_path / "generation.yaml"
+        compiler.Compiler().compile(generation_pipeline, str(path))
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 
-def test_every_task_gets_the_ca_bundle_and_the_proxy_settings():
-    spec, platform = _docs()[0], next(d for d in _docs() if "platforms" in d)
+@pytest.mark.parametrize("pipeline", ["lab_pipeline", "generation_pipeline"])
+def test_every_task_gets_the_ca_bundle_and_the_proxy_settings(pipeline, tmp_path):
+    docs = _docs(pipeline, tmp_path)
+    spec, platform = docs[0], next(d for d in docs if "platforms" in d)
     executors = spec["deploymentSpec"]["executors"]
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert executors

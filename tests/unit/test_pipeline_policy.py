@@ -143,3 +143,14 @@ def test_parameters_used_inside_branches_are_passed_into_them():
                 parent = value.get("componentInputParameter")
                 if parent:
                     assert parent in declared, f"{name}/{task_name}: {key} reads {parent}, not passed in"
+
+
+def test_the_data_only_pipeline_caches_nothing_either(tmp_path):
+    from kfp import compiler
+
+    path = tmp_path / "generation.yaml"
+    compiler.Compiler().compile(lab_pipeline.generation_pipeline, str(path))
+    tasks = _leaf_tasks(next(yaml.safe_load_all(path.read_text())))
+    assert {"taxonomy-diff", "seed-extraction", "synthetic-generation", "critique-filter"} <= set(tasks)
+    for name, task in tasks.items():
+        assert task["cachingOptions"].get("enableCache", False) is False, name
