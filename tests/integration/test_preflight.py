@@ -89,12 +89,14 @@ def test_everything_wrong_is_one_report(world, monkeypatch, tmp_path):
         "max_questions": 500,
         "training_preset": "huge",
         "tolerations": '[{"key": "x", "operatr": "Exists"}]',
+        "training_nodes": 2,  # a TrainJob, but no s3:// checkpoint_root for its nodes to share
+        "checkpoint_root": "",
     }
     report = check(bad, timeout=3)
     fields = sorted({p.field for p in report.problems})
     assert fields == sorted({"taxonomy_ref", "api_key", "judge_model", "base_model", "generation_cache",
                              "mlflow_tracking_uri", "questions", "max_questions", "training_preset",
-                             "tolerations"}), [str(p) for p in report.problems]
+                             "tolerations", "checkpoint_root"}), [str(p) for p in report.problems]
     by_field = {p.field: p for p in report.problems}
     assert "secret labpipe-teacher" in by_field["api_key"].where  # names the secret, not the key's value
     assert "sk-wrong" not in json.dumps([str(p) for p in report.problems])
