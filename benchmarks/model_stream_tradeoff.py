@@ -103,9 +103,9 @@ def main() -> None:
             for in_flight in (slots, 2 * slots):
                 for policy in POLICIES:
                     stream = [streamed(lat, slots, in_flight, policy) for lat in draws]
-                    eff_steps = mean(i / s for i, s in zip(ideal, steps))
-                    eff_stream = mean(i / s for i, s in zip(ideal, stream))
-                    speedup = mean(a / b for a, b in zip(steps, stream))
+                    eff_steps = mean(i / s for i, s in zip(ideal, steps, strict=True))
+                    eff_stream = mean(i / s for i, s in zip(ideal, stream, strict=True))
+                    speedup = mean(a / b for a, b in zip(steps, stream, strict=True))
                     points += 1
                     both += eff_stream >= 0.9 and speedup >= 1.3
                     if eff_stream >= 0.9 and speedup > best[0]:

@@ -113,7 +113,13 @@ def run_critique(config: CritiqueConfig, client=None, cache=None) -> dict[str, A
     from labpipe.critique.report import Ledger, to_markdown, yield_report
     from labpipe.generation.cache import open_cache
     from labpipe.generation.checkpoint import CallStats, Checkpoint
-    from labpipe.generation.client import check_failures, make_client, resolve_model_spec, stats_of
+    from labpipe.generation.client import (
+        check_failures,
+        client_options,
+        make_client,
+        resolve_model_spec,
+        stats_of,
+    )
     from labpipe.generation.flow import load_flows
     from labpipe.storage import atomic_path
     from labpipe.tracking import maybe_stage_run
@@ -132,20 +138,7 @@ def run_critique(config: CritiqueConfig, client=None, cache=None) -> dict[str, A
                     "critique with the flows that generated the records (--flows DIR)",
                 )
             )
-    spec = resolve_model_spec(
-        config.judge,
-        config.judge_model,
-        role="judge",
-        api_key_env=config.api_key_env,
-        concurrency=config.concurrency,
-        secret=config.secret,
-    )
-    spec.timeout_s, spec.max_retries, spec.schema_retries = (
-        config.timeout_s,
-        config.max_retries,
-        config.schema_retries,
-    )
-    spec.response_format, spec.context_length = config.response_format, config.context_length
+    spec = resolve_model_spec(config.judge, config.judge_model, role="judge", **client_options(config))
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     ledger = Ledger()

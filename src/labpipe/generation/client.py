@@ -202,9 +202,12 @@ class ChatClient(Protocol):
 
 
 def resolve_model_spec(
-    target: str, model: str = "", *, role: str, api_key_env: str = "", concurrency: int = 32, secret: str = ""
+    target: str, model: str = "", *, role: str, api_key_env: str = "", concurrency: int = 32, secret: str = "",
+    **client_options: Any,
 ) -> ModelSpec:
-    """A ModelSpec from flags/parameters, falling back to ROLE_ENDPOINT / ROLE_MODEL / ROLE_API_KEY."""
+    """A ModelSpec from flags/parameters, falling back to ROLE_ENDPOINT / ROLE_MODEL / ROLE_API_KEY.
+
+    `client_options`: other ModelSpec fields (timeout_s, max_retries, schema_retries, ...)."""
     prefix = role.upper()
     target = target or os.environ.get(f"{prefix}_ENDPOINT", "")
     model = model or os.environ.get(f"{prefix}_MODEL", "")
@@ -220,7 +223,19 @@ def resolve_model_spec(
         )
     if not api_key_env:
         api_key_env = f"{prefix}_API_KEY" if os.environ.get(f"{prefix}_API_KEY") else "OPENAI_API_KEY"
-    return ModelSpec(target=target, model=model or None, api_key_env=api_key_env, concurrency=concurrency)
+    return ModelSpec(
+        target=target, model=model or None, api_key_env=api_key_env, concurrency=concurrency, **client_options
+    )
+
+
+# the options a stage config (generation, critique) passes on to its model client
+CLIENT_OPTIONS = ("api_key_env", "concurrency", "secret", "timeout_s", "max_retries", "schema_retries",
+                  "response_format", "context_length")  # fmt: skip
+
+
+def client_options(config: Any) -> dict[str, Any]:
+    """The client settings of a stage config, for resolve_model_spec."""
+    return {name: getattr(config, name) for name in CLIENT_OPTIONS}
 
 
 def make_client(spec: ModelSpec) -> ChatClient:

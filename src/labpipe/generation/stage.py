@@ -46,6 +46,7 @@ from labpipe.generation.client import (
     ChatRequest,
     ChatResult,
     check_failures,
+    client_options,
     resolve_model_spec,
     stats_of,
 )
@@ -214,20 +215,7 @@ def run_generation(config: GenerationConfig, client: ChatClient | None = None, c
         raise UserError(
             Problem(config.flows_dir or "flows", "no-flow", f"no flow handles kind(s) {', '.join(missing)}")
         )
-    spec = resolve_model_spec(
-        config.teacher,
-        config.teacher_model,
-        role="teacher",
-        api_key_env=config.api_key_env,
-        concurrency=config.concurrency,
-        secret=config.secret,
-    )
-    spec.timeout_s, spec.max_retries, spec.schema_retries = (
-        config.timeout_s,
-        config.max_retries,
-        config.schema_retries,
-    )
-    spec.response_format, spec.context_length = config.response_format, config.context_length
+    spec = resolve_model_spec(config.teacher, config.teacher_model, role="teacher", **client_options(config))
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
