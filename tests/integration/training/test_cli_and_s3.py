@@ -70,24 +70,12 @@ def test_cli_reports_user_errors_without_traceback(tmp_path, tiny_model, trainin
 
 
 @pytest.fixture()
-def s3(monkeypatch):
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    for key, value in {
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
+def s3(s3_env):
+    """The session's moto S3 endpoint (tests/integration/conftest.py) with the bucket this file uses."""
     from labpipe.storage import s3_client
 
-    s3_client().create_bucket(Bucket="models")
-    yield "models"
-    server.stop()
+    s3_client().create_bucket(Bucket="models")  # idempotent in us-east-1
+    return "models"
 
 
 def test_base_model_from_s3_and_output_to_s3(s3, tmp_path, tiny_model, training_sets):

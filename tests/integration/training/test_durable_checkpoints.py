@@ -36,24 +36,12 @@ run_training(TrainingConfig(phase="knowledge", base_model=sys.argv[1], data=sys.
 
 
 @pytest.fixture()
-def s3(monkeypatch):
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    for key, value in {
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
+def s3(s3_env):
+    """The session's moto S3 endpoint (tests/integration/conftest.py) with the bucket this file uses."""
     from labpipe.storage import s3_client
 
-    s3_client().create_bucket(Bucket="ckpt")
-    yield "ckpt"
-    server.stop()
+    s3_client().create_bucket(Bucket="ckpt")  # idempotent in us-east-1
+    return "ckpt"
 
 
 def _weights(out):
