@@ -12,9 +12,9 @@ import json
 import re
 import threading
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+
+from tests.support.jsonhttp import JsonHandler, Served
 
 CUSTOM = re.compile(r"^/apis/(?P<group>[^/]+)/(?P<version>[^/]+)/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?$")
 PODS = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods$")
@@ -84,33 +84,20 @@ class FakeKube:
         threading.Thread(target=watch, daemon=True).start()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     fake: FakeKube
 
-    def log_message(self, *args):  # quiet
-        pass
-
-    def _send(self, status: int, body, content_type="application/json"):
-        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def _status(self, status: int, reason: str, message: str):
-        self._send(status, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason,
+        self.reply(status, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason,
                             "message": message, "code": status})  # fmt: skip
 
-    def _route(self, method: str):
-        url = urlparse(self.path)
+    def handle_request(self, method: str, path: str, query: dict, body: dict):
         fake = self.fake
         with fake.lock:
-            fake.requests.append((method, url.path))
-        if m := CUSTOM.match(url.path):
+            fake.requests.append((method, path))
+        if m := CUSTOM.match(path):
             key = (m["plural"], m["ns"], m["name"] or "")
             if method == "POST":
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 key = (m["plural"], m["ns"], body["metadata"]["name"])
                 with fake.lock:
                     if key in fake.objects:
@@ -119,7 +106,7 @@ class _Handler(BaseHTTPRequestHandler):
                     if fake.runner is not None and m["plural"] == "trainjobs":
                         fake.scenarios[key[2]] = {"outcome": "run"}  # the nodes decide
                         fake.start_nodes(body)
-                return self._send(201, body)
+                return self.reply(201, body)
             with fake.lock:
                 obj = fake.objects.get(key)
             if obj is None:
@@ -128,7 +115,7 @@ class _Handler(BaseHTTPRequestHandler):
                 with fake.lock:
                     del fake.objects[key]
                     fake.deleted.append(key[2])
-                return self._send(200, {"kind": "Status", "status": "Success"})
+                return self.reply(200, {"kind": "Status", "status": "Success"})
             with fake.lock:
                 fake.gets[key[2]] = fake.gets.get(key[2], 0) + 1
                 scenario = fake.scenarios.get(key[2], {"outcome": "succeed", "after": 2})
@@ -138,31 +125,22 @@ class _Handler(BaseHTTPRequestHandler):
                     obj["status"] = {"conditions": [{"type": "Created", "status": "True"}, {
                         "type": kind, "status": "True", "reason": scenario.get("reason", ""),
                         "message": scenario.get("message", "")}]}  # fmt: skip
-            return self._send(200, obj)
-        if m := PODS.match(url.path):
-            selector = parse_qs(url.query).get("labelSelector", [""])[0]
+            return self.reply(200, obj)
+        if m := PODS.match(path):
+            selector = query.get("labelSelector", "")
             labels = dict(part.split("=", 1) for part in selector.split(",") if "=" in part)
             job = labels.get("jobset.sigs.k8s.io/jobset-name") or labels.get("training.kubeflow.org/job-name")
             with fake.lock:
                 exists = any(k[2] == job for k in fake.objects)
             items = [{"metadata": {"name": f"{job}-node-0-0", "namespace": m["ns"], "labels": labels}}] if exists else []
-            return self._send(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
-        if m := LOG.match(url.path):
+            return self.reply(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
+        if m := LOG.match(path):
             job = m["pod"].removesuffix("-node-0-0")
             if job in fake.procs:  # follow: answer when node 0 has exited, with its whole log
                 fake.procs[job][0].wait()
-                return self._send(200, fake.node_logs[job].read_text(), content_type="text/plain")
-            return self._send(200, "\n".join(fake.log_lines) + "\n", content_type="text/plain")
-        return self._status(404, "NotFound", url.path)
-
-    def do_GET(self):
-        self._route("GET")
-
-    def do_POST(self):
-        self._route("POST")
-
-    def do_DELETE(self):
-        self._route("DELETE")
+                return self.reply(200, fake.node_logs[job].read_text(), content_type="text/plain")
+            return self.reply(200, "\n".join(fake.log_lines) + "\n", content_type="text/plain")
+        return self._status(404, "NotFound", path)
 
 
 @contextmanager
@@ -170,19 +148,12 @@ def fake_kube_server(workdir: Path):
     """Yields (FakeKube, kubeconfig path) for a server on 127.0.0.1; stops it afterwards."""
     fake = FakeKube()
     handler = type("Handler", (_Handler,), {"fake": fake})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    kubeconfig = workdir / "kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-        "clusters": [{"name": "fake", "cluster": {"server": url}}],
-        "users": [{"name": "fake", "user": {"token": "fake-token"}}],
-        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": "lab"}}],
-    }))  # fmt: skip
-    try:
+    with Served(handler) as served:
+        kubeconfig = workdir / "kubeconfig"
+        kubeconfig.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+            "clusters": [{"name": "fake", "cluster": {"server": served.url}}],
+            "users": [{"name": "fake", "user": {"token": "fake-token"}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": "lab"}}],
+        }))  # fmt: skip
         yield fake, kubeconfig
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -8,11 +8,9 @@ artifact, list registered models) with the registry's JSON field names, and answ
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
+
+from tests.support.jsonhttp import JsonHandler, Served
 
 API = "/api/model_registry/v1"
 
@@ -28,42 +26,16 @@ class FakeModelRegistry:
         self._ids = 0
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _reply(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _handle(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}") if length else {}
-                url = urlparse(self.path)
-                query = {k: v[0] for k, v in parse_qs(url.query).items()}
-                outer.requests.append((method, url.path, query, body))
+        class Handler(JsonHandler):
+            def handle_request(self, method: str, path: str, query: dict, body: dict) -> None:
+                outer.requests.append((method, path, query, body))
                 outer.headers.append(dict(self.headers))
                 if outer.token and self.headers.get("Authorization") != f"Bearer {outer.token}":
-                    return self._reply(401, {"code": "401", "message": "unauthorized"})
-                status, reply = outer.route(method, url.path, query, body)
-                self._reply(status, reply)
+                    return self.reply(401, {"code": "401", "message": "unauthorized"})
+                self.reply(*outer.route(method, path, query, body))
 
-            def do_GET(self):
-                self._handle("GET")
-
-            def do_POST(self):
-                self._handle("POST")
-
-            def do_PATCH(self):
-                self._handle("PATCH")
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._served = Served(Handler)
+        self.url = self._served.url
 
     def _new(self, body: dict) -> dict:
         self._ids += 1
@@ -120,9 +92,8 @@ class FakeModelRegistry:
         return missing
 
     def __enter__(self) -> FakeModelRegistry:
-        self._thread.start()
+        self._served.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._served.__exit__(*exc)
