@@ -229,15 +229,12 @@ def manifest(spec: JobSpec) -> dict[str, Any]:
         return trainjob_manifest(spec)
     if spec.backend == "pytorchjob":
         return pytorchjob_manifest(spec)
-    raise UserError(
-        Problem(
-            where="training_backend",
-            rule="backend",
-            field="training_backend",
-            message=f"unknown backend {spec.backend!r}",
-            fix=f"use one of {', '.join(BACKENDS)}",
-        )
-    )
+    raise UserError(unknown_backend(spec.backend))
+
+
+def unknown_backend(backend: str) -> Problem:
+    return Problem(where="training_backend", rule="backend", field="training_backend",
+                   message=f"unknown backend {backend!r}", fix=f"use one of {', '.join(BACKENDS)}")  # fmt: skip
 
 
 def node0_selector(spec: JobSpec) -> str:

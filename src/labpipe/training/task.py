@@ -52,8 +52,7 @@ def scale_problems(training_backend: str, training_nodes: int, gpus: int, checkp
     """What cannot work in these training settings (also checked by preflight, before anything runs)."""
     problems = []
     if training_backend not in jobs.BACKENDS:
-        problems.append(Problem("training_backend", "backend", f"unknown backend {training_backend!r}",
-                                f"use one of {', '.join(jobs.BACKENDS)}", field="training_backend"))  # fmt: skip
+        problems.append(jobs.unknown_backend(training_backend))
     if training_nodes < 1:
         problems.append(Problem("training_nodes", "value", f"{training_nodes} nodes", "use 1 or more",
                                 field="training_nodes"))  # fmt: skip
