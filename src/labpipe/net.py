@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import ssl
 import tempfile
-import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from labpipe.errors import Problem, UserError
+
+if TYPE_CHECKING:
+    import ssl
 
 CA_ENV = "LABPIPE_CA_BUNDLE"
 # Where pipeline tasks find the optional `labpipe-ca` secret; a missing file there means "no private CA".
@@ -69,6 +71,8 @@ def trust_store() -> str | None:
     extra = private_ca()
     if extra is None:
         return _standard_store()
+    import ssl
+
     import certifi
 
     private = Path(extra).read_bytes()
@@ -126,6 +130,8 @@ def configure() -> str | None:
 
 def ssl_context(ca_bundle: str | None = None) -> ssl.SSLContext:
     """An SSL context for httpx: an explicit bundle, else the configured trust store, else certifi's roots."""
+    import ssl
+
     import certifi
 
     return ssl.create_default_context(cafile=ca_bundle or trust_store() or certifi.where())
@@ -133,6 +139,7 @@ def ssl_context(ca_bundle: str | None = None) -> ssl.SSLContext:
 
 def proxy_for(url: str) -> str | None:
     """The proxy the standard variables give for `url` (None: direct, including NO_PROXY matches)."""
+    import urllib.request  # here, not at import: every labpipe process imports this module
     from urllib.parse import urlparse
 
     parsed = urlparse(url)
