@@ -17,6 +17,7 @@ from labpipe.errors import UserError
 
 COMMAND_MODULES = ["taxonomy", "model", "generation", "training", "evaluation", "pipeline"]
 COMMAND_MODULES += ["runs"]  # labpipe runs: recent pipeline runs (labpipe.commands.runs)
+COMMAND_MODULES += ["review"]  # labpipe review: a taxonomy contribution before merging (labpipe.commands.review)
 
 
 def build_parser() -> argparse.ArgumentParser:

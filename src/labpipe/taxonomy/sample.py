@@ -4,7 +4,11 @@
 
     dest/sample-documents/   taxonomy/documents/*, committed with a fixed author and date, so its
                              commit id is the same on every machine (the knowledge leaf names it)
-    dest/taxonomy/           the taxonomy (without documents/), one commit on branch main
+    dest/taxonomy/           the taxonomy (without documents/ and branches/), one commit on branch main
+
+With `contributor=True`, dest/taxonomy/ also gets the branch `contrib/new-leaves`: one commit on top of
+main made of the files under taxonomy/branches/contrib-new-leaves/ (one good leaf, one near-duplicate of
+the haiku leaf, one broken leaf), what `labpipe review` is shown and tested on (docs/review.md).
 
 The knowledge leaf's `document.repo` is `../sample-documents`: a relative document.repo is resolved
 against the taxonomy directory (a labpipe convention; InstructLab taxonomies use URLs).
@@ -21,6 +25,9 @@ from labpipe.taxonomy import gitrepo
 
 DOCUMENTS_DIR = "documents"
 DOCUMENTS_REPO = "sample-documents"
+BRANCHES_DIR = "branches"  # taxonomy/branches/<folder>: files committed on top of main as a branch
+CONTRIBUTOR_BRANCH = "contrib/new-leaves"
+_BRANCH_FOLDERS = {CONTRIBUTOR_BRANCH: "contrib-new-leaves"}
 _FIXED = {
     "GIT_AUTHOR_NAME": "labpipe",
     "GIT_AUTHOR_EMAIL": "labpipe@example.invalid",
@@ -51,17 +58,35 @@ def sample_taxonomy_source() -> Path:
     return path
 
 
-def commit_all(repo: Path, message: str) -> str:
-    """Commit every file in `repo` (a fresh `git init`) with a fixed identity and date; returns the commit id."""
-    git = ["-c", "commit.gpgsign=false", "-c", "core.autocrlf=false", "-c", "init.defaultBranch=main"]
-    gitrepo.git(*git, "init", "--quiet", "--initial-branch=main", cwd=repo)
+_GIT = ["-c", "commit.gpgsign=false", "-c", "core.autocrlf=false", "-c", "init.defaultBranch=main"]
+
+
+def commit_all(repo: Path, message: str, *, init: bool = True) -> str:
+    """Commit every file in `repo` (a fresh `git init` unless `init` is False) with a fixed identity and
+    date; returns the commit id."""
+    git = _GIT
+    if init:
+        gitrepo.git(*git, "init", "--quiet", "--initial-branch=main", cwd=repo)
     gitrepo.git(*git, "add", "--all", cwd=repo)
     gitrepo.git(*git, "commit", "--quiet", "--no-verify", "-m", message, cwd=repo, env=_FIXED)
     return gitrepo.git("rev-parse", "HEAD", cwd=repo).strip()
 
 
-def prepare_sample_taxonomy(dest: str | Path) -> Path:
-    """Materialise the sample taxonomy and its document repository under `dest`; returns the taxonomy path."""
+def add_branch(taxonomy: Path, branch: str, files: Path, message: str) -> str:
+    """Commit the files under `files` (laid out as in the taxonomy) on a new branch `branch` from the
+    current HEAD, with the fixed identity and date; the work tree is back on the previous branch after."""
+    current = gitrepo.git("rev-parse", "--abbrev-ref", "HEAD", cwd=taxonomy).strip()
+    gitrepo.git(*_GIT, "checkout", "--quiet", "-b", branch, cwd=taxonomy)
+    shutil.copytree(files, taxonomy, dirs_exist_ok=True)
+    commit = commit_all(taxonomy, message, init=False)
+    gitrepo.git(*_GIT, "checkout", "--quiet", current, cwd=taxonomy)
+    return commit
+
+
+def prepare_sample_taxonomy(dest: str | Path, *, contributor: bool = False) -> Path:
+    """Materialise the sample taxonomy and its document repository under `dest`; returns the taxonomy path.
+
+    `contributor`: also add the branch CONTRIBUTOR_BRANCH (the sample contribution `labpipe review` checks)."""
     source = sample_taxonomy_source()
     dest = Path(dest)
     docs, taxonomy = dest / DOCUMENTS_REPO, dest / "taxonomy"
@@ -70,6 +95,9 @@ def prepare_sample_taxonomy(dest: str | Path) -> Path:
             shutil.rmtree(path)
     shutil.copytree(source / DOCUMENTS_DIR, docs)
     commit_all(docs, "sample documents")
-    shutil.copytree(source, taxonomy, ignore=shutil.ignore_patterns(DOCUMENTS_DIR, ".*"))
+    shutil.copytree(source, taxonomy, ignore=shutil.ignore_patterns(DOCUMENTS_DIR, BRANCHES_DIR, ".*"))
     commit_all(taxonomy, "sample taxonomy")
+    if contributor:
+        folder = source / BRANCHES_DIR / _BRANCH_FOLDERS[CONTRIBUTOR_BRANCH]
+        add_branch(taxonomy, CONTRIBUTOR_BRANCH, folder, "Add tool care tips, tool haiku and workshop rules")
     return taxonomy

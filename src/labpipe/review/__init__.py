@@ -1,0 +1,1 @@
+"""Review a taxonomy contribution before it is merged (`labpipe review`, the review pipeline): stage.py."""
