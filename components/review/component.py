@@ -5,7 +5,7 @@ from kfp.dsl import HTML, Artifact, Markdown, Output
 from labpipe.components.images import image_for
 
 
-@dsl.component(base_image=image_for("generation"))
+@dsl.component(base_image=image_for("evaluation"))  # the judge prompts are in this image
 def review(
     taxonomy: str,
     ref: str,

@@ -9,7 +9,9 @@ from typing import Any
 from labpipe.report.html import CSS, _fmt, _reasons
 
 BADGE = {"pass": "ok", "warn": "warn", "fail": "bad"}
-REVIEW_CSS = CSS + ".badge.warn{background:#fef3c7;color:#92400e}.warn{color:#92400e;font-weight:600}\n"
+REVIEW_CSS = CSS + (
+    ".badge.warn{background:#fef3c7;color:#92400e}.warn{color:#92400e;font-weight:600}th.v,td.v{white-space:nowrap}\n"
+)
 MD_ICON = {"pass": "✅ pass", "warn": "⚠️ warn", "fail": "❌ fail"}
 
 
@@ -59,14 +61,14 @@ def to_html(doc: dict[str, Any]) -> str:
         rows.append(
             f'<tr id="leaf-{escape(leaf["leaf_id"])}"><td class="leaf"><code>{escape(leaf["leaf_id"])}</code>'
             f'<br><span class="muted">{escape(leaf.get("kind") or "?")} · {escape(leaf["status"])}</span></td>'
-            f'<td>{_badge(leaf["verdict"])}</td><td class="reasons"><ul>{reasons}</ul></td>'
+            f'<td class="v">{_badge(leaf["verdict"])}</td><td class="reasons"><ul>{reasons}</ul></td>'
             f'<td class="n">{_fmt(sample.get("kept"))} / {_fmt(sample.get("generated"))}</td>'
             f'<td class="n">{_fmt(known.get("mean_score"))}</td>'
             f'<td class="n">{_fmt(cost.get("planned_teacher_requests"))}</td>'
             f'<td class="n">{_fmt(cost.get("planned_tokens"))}</td></tr>'
         )
     summary = (
-        '<section id="verdicts"><h2>Verdict per leaf</h2><table><tr><th>leaf</th><th>verdict</th><th>reasons</th>'
+        '<section id="verdicts"><h2>Verdict per leaf</h2><table><tr><th>leaf</th><th class="v">verdict</th><th>reasons</th>'
         '<th class="n">sample kept</th><th class="n">known (1-10)</th><th class="n">planned requests</th>'
         '<th class="n">planned tokens</th></tr>' + "".join(rows) + "</table></section>"
     )
