@@ -72,3 +72,40 @@ def test_unknown_document_commit_fails_located(tmp_path, tiny_model):
     line = next(n for n, text in enumerate(qna.read_text().splitlines(), 1) if MISSING in text)
     assert [p["where"].rsplit(":", 1)[0] for p in leaf["problems"]] == [f"{LEAF}/qna.yaml:{line}"]
     assert leaf["reasons"][0].startswith("document does not resolve")
+
+
+def test_base_production_diffs_against_production_and_asks_the_production_model(
+    tmp_path, tiny_model, monkeypatch, shared_data
+):
+    """base=production (the default) against a real MLflow registry (SQLite store): the diff base is the taxonomy
+    commit tagged on NAME@production, and the production model (logged as artifacts of the publish run, so
+    downloaded) answers the seed questions."""
+    from mlflow.tracking import MlflowClient
+
+    from labpipe import production
+    from labpipe.evaluation.publish import publish_model
+    from labpipe.taxonomy import gitrepo
+    from labpipe.taxonomy.sample import CONTRIBUTOR_BRANCH, prepare_sample_taxonomy
+
+    from .test_review_branch import GOOD, judge_rating
+
+    monkeypatch.chdir(tmp_path)  # the SQLite store's artifacts go under ./mlruns
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    taxonomy = prepare_sample_taxonomy(tmp_path / "sample", contributor=True)
+    version = publish_model(str(tiny_model), {"publish": True}, "labpipe-model", tracking_uri=uri)
+    main = gitrepo.resolve("main", taxonomy)
+    MlflowClient(tracking_uri=uri).set_model_version_tag(
+        "labpipe-model", version, production.TAXONOMY_COMMIT_TAG, main
+    )
+    with FakeOpenAIServer(judge_rating(9)) as server:
+        config = _config(taxonomy, tmp_path / "out", server, tiny_model, ref=CONTRIBUTOR_BRANCH, leaves=[GOOD],
+                         tracking_uri=uri, questions=str(shared_data / "mt_bench"), max_new_tokens=8, known_questions=1)  # fmt: skip
+        config.known = True
+        totals = run_review(config)
+    doc = json.loads((tmp_path / "out" / "review.json").read_text())
+    assert (
+        doc["base"] == "production" and doc["base_used"] == main and doc["production"]["version"] == version
+    )
+    [leaf] = doc["leaves"]
+    assert leaf["known"]["asked"] == f"labpipe-model version {version} (taxonomy commit {main[:12]})"
+    assert leaf["verdict"] == "warn" and totals["exit_code"] == 0  # warn exits 0 unless --fail-on-warn
