@@ -11,7 +11,7 @@ def register(sub) -> None:
         help="review the leaves a taxonomy branch changes: validation, overlap, a generation sample and its "
         "critique yield, documents, already known, cost; a verdict per leaf (exit 1 on fail)",
     )
-    p.add_argument("--taxonomy", required=True, help="taxonomy git URL, local repository or directory")
+    p.add_argument("--taxonomy", help="taxonomy git URL, local repository or directory (required)")
     p.add_argument(
         "--ref", default="", help="the contribution: branch, tag or commit (default: the work tree)"
     )
@@ -95,12 +95,26 @@ def register(sub) -> None:
         "--tracking-uri", default="", help="MLflow (the production model; default MLFLOW_TRACKING_URI)"
     )
     p.add_argument("--workdir", default="", help="keep the sample's generation, critique and answers here")
+    p.add_argument(
+        "--compile",
+        metavar="YAML",
+        help="only write the review pipeline (KFP IR, to upload or submit on a cluster) to this file",
+    )
     p.set_defaults(func=review_cmd)
 
 
 def review_cmd(args: argparse.Namespace) -> int:
     import os
 
+    from labpipe.errors import UserError
+
+    if args.compile:
+        from labpipe.pipelines.review_pipeline import compile_review_pipeline
+
+        print(f"compiled {compile_review_pipeline(args.compile)}")
+        return 0
+    if not args.taxonomy:
+        raise UserError("labpipe review: --taxonomy is required", fix="pass --taxonomy URL|PATH --ref BRANCH")
     from labpipe.review.stage import REVIEW_HTML, REVIEW_JSON, REVIEW_MD, ReviewConfig, run_review
     from labpipe.storage import join
 

@@ -21,9 +21,10 @@ BRANCH = "contrib/tool-care-tips"
 
 
 def test_review_pipeline_compiles(tmp_path):
-    from labpipe.pipelines.review_pipeline import compile_review_pipeline
+    from labpipe.cli import main
 
-    spec, platform = yaml.safe_load_all(Path(compile_review_pipeline(tmp_path / "review.yaml")).read_text())
+    assert main(["review", "--compile", str(tmp_path / "review.yaml")]) == 0  # what a curator uploads
+    spec, platform = yaml.safe_load_all((tmp_path / "review.yaml").read_text())
     assert spec["pipelineInfo"]["name"] == "lab-review"
     assert {"taxonomy", "ref", "base", "generation_cache"} <= set(
         spec["root"]["inputDefinitions"]["parameters"]
