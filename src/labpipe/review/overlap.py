@@ -1,10 +1,13 @@
 """Overlap of a leaf's seeds with the rest of the taxonomy: near-duplicates and contradictions.
 
-Near-duplicates use critique's measure unchanged (`labpipe.critique.dedup.near_duplicates`: MinHash
-LSH over word 3-shingles of question + answer, at the critique profile's `dedup_threshold`): the other
-leaves' seeds go first, the reviewed leaf's last, so every seed of the leaf that critique would drop as
-a near-duplicate of an existing seed is found, with the seed it duplicates. A contradiction is the same
-question (after critique's case, punctuation and whitespace normalisation) with a different answer.
+Near-duplicates use critique's measure (`labpipe.critique.dedup`: Jaccard similarity of the word 3-shingles of
+the normalised question + answer, at or above the critique profile's `dedup_threshold`), computed exactly for
+every pair of the leaf's seeds and the other leaves' seeds. Critique estimates the same similarity with
+MinHash LSH, which scales to the generated records but misses pairs near the threshold (on the public
+taxonomy it misses two seed pairs at 0.90 and 0.92: benchmarks/RESULTS.md); a taxonomy's seeds are few
+enough to compare exactly, and faster so (a pair is skipped when the sizes of its shingle sets alone rule
+the threshold out). A contradiction is the same question (after critique's case, punctuation and
+whitespace normalisation) with a different answer.
 """
 
 from __future__ import annotations
@@ -50,16 +53,29 @@ def seeds_of(leaf_id: str, examples: list[dict[str, str]]) -> list[Seed]:
 
 
 def find_overlap(leaf: list[Seed], others: list[Seed], threshold: float) -> Overlap:
-    """Seeds of `leaf` that duplicate or contradict one of `others` (every other leaf's seeds)."""
-    from labpipe.critique.dedup import near_duplicates
+    """Seeds of `leaf` that duplicate or contradict one of `others` (every other leaf's seeds); a near-duplicate
+    names the most similar other seed."""
+    from labpipe.critique.dedup import jaccard, shingle_set
 
-    records = [{"id": s.id, "question": s.question, "answer": s.answer} for s in (*others, *leaf)]
-    mine = {s.id: s for s in leaf}
-    theirs = {s.id: s for s in others}
+    def features(s: Seed) -> set[str]:
+        return shingle_set({"question": s.question, "answer": s.answer})
+
+    theirs = [(s, features(s)) for s in others]
     out = Overlap()
-    for rec_id, of in near_duplicates(records, threshold).items():
-        if rec_id in mine and of in theirs:
-            out.near_duplicates.append({"seed": rec_id, "of": of, "question": mine[rec_id].question})
+    for s in leaf:
+        mine = features(s)
+        best, best_j = None, threshold
+        for other, shingles in theirs:
+            small, large = sorted((len(mine), len(shingles)))
+            if large and small / large < best_j:  # |A & B| / |A | B| <= min / max: cannot reach it
+                continue
+            j = jaccard(mine, shingles)
+            if j >= best_j and (best is None or j > best_j):
+                best, best_j = other, j
+        if best is not None:
+            out.near_duplicates.append(
+                {"seed": s.id, "of": best.id, "question": s.question, "similarity": round(best_j, 3)}
+            )
     by_question: dict[str, Seed] = {}
     for s in others:
         by_question.setdefault(_norm(s.question), s)

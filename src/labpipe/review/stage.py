@@ -250,30 +250,32 @@ def _validate(root: Path, changes) -> tuple[dict[str, LeafReview], dict[str, Any
     return reviews, leaves
 
 
+def reference_leaves(root: Path) -> list[Any]:
+    """Every leaf of the taxonomy at `root` whose seeds can be read, foundational skills included: validated as
+    usual except for attribution.txt (older public leaves lack it; their seeds still count for overlap)."""
+    from labpipe.taxonomy.validate import find_leaf_files, validate_leaf
+
+    paths, _ = find_leaf_files(root, foundational=True)
+    return [leaf for path in paths if (leaf := validate_leaf(root, path, check_attribution=False)[0]) is not None]
+
+
 def base_leaves(root: Path, commit: str) -> list[Any]:
-    """The valid leaves of the taxonomy at `commit` (extracted with git archive, validated as usual)."""
+    """`reference_leaves` of the taxonomy at `commit` (extracted with git archive)."""
     import tarfile
 
     from labpipe.taxonomy import gitrepo
-    from labpipe.taxonomy.validate import validate_taxonomy
 
     if not commit:
         return []
     prefix = gitrepo.work_tree_prefix(root) or ""
     with tempfile.TemporaryDirectory(prefix="labpipe-review-base-") as tmp:
         archive = Path(tmp) / "base.tar"
-        gitrepo.git(
-            "archive",
-            "--format=tar",
-            "-o",
-            str(archive),
-            f"{commit}:{prefix}" if prefix else commit,
-            cwd=root,
-        )
+        tree_ish = f"{commit}:{prefix}" if prefix else commit
+        gitrepo.git("archive", "--format=tar", "-o", str(archive), tree_ish, cwd=root)
         tree = Path(tmp) / "tree"
         with tarfile.open(archive) as tar:
             tar.extractall(tree, filter="data")
-        return validate_taxonomy(tree).leaves
+        return reference_leaves(tree)
 
 
 def _overlap(config, root, base_tree, changes, reviews, leaves) -> None:

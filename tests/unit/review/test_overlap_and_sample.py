@@ -42,7 +42,7 @@ def test_near_duplicates_and_contradictions_point_at_the_other_leaf():
     )
     found = find_overlap(mine, others, 0.85)
     assert found.near_duplicates == [
-        {"seed": "skills/new#1", "of": "skills/haiku#1", "question": mine[0].question}
+        {"seed": "skills/new#1", "of": "skills/haiku#1", "question": mine[0].question, "similarity": 1.0}
     ]
     assert found.contradictions == [{"seed": "skills/new#2", "of": "skills/haiku#3", "question": HAIKU[2][0]}]
     assert found.leaves() == ["skills/haiku"]
@@ -86,3 +86,33 @@ def test_knowledge_sample_is_a_subset_of_the_full_run_items():
     for size, items in ((1, 1), (2, 2), (5, 5), (7, 10)):  # contexts first, then whole chunks x contexts
         sample = _first_step_ids(flow, *sample_record(record, flow, size))
         assert sample <= full and len(sample) == items
+
+
+def test_near_duplicates_just_above_the_threshold_are_all_found():
+    """Exact Jaccard over critique's shingles: a pair at 0.88-0.95 is always found (MinHash LSH, critique's
+    estimate, misses such pairs now and then), and one below the threshold never is."""
+    from labpipe.critique.dedup import jaccard, shingle_set
+
+    words = [f"w{i}" for i in range(60)]
+    base = Seed("a/x", 1, "Summarise the text.", " ".join(words))
+    for k in (2, 3, 4, 12):  # change the last k words: lower and lower similarity
+        changed = Seed("b/y", 1, "Summarise the text.", " ".join(words[:-k] + [f"v{i}" for i in range(k)]))
+        j = jaccard(*(shingle_set({"question": s.question, "answer": s.answer}) for s in (base, changed)))
+        found = find_overlap([changed], [base], 0.85).near_duplicates
+        assert (found != []) == (j >= 0.85), (k, j)
+        if found:
+            assert found[0]["similarity"] == round(j, 3)
+
+
+def test_critique_minhash_equals_datasketch_updated_one_by_one():
+    import numpy as np
+    from datasketch import MinHash
+
+    from labpipe.critique.dedup import NUM_PERM, minhash
+
+    for n in (1, 7, 300):
+        shingles = {f"s{i} t{i * 7} u{i % 5}" for i in range(n)}
+        reference = MinHash(num_perm=NUM_PERM, seed=1)
+        for s in shingles:
+            reference.update(s.encode())
+        assert np.array_equal(minhash(shingles).hashvalues, reference.hashvalues)
