@@ -103,7 +103,12 @@ def _request_ids(folder: Path) -> set[str]:
 
 def bench_laptop(work: Path) -> dict:
     from labpipe.models.tiny import build_tiny_model
-    from labpipe.taxonomy.sample import BRANCHES_DIR, add_branch, prepare_sample_taxonomy, sample_taxonomy_source
+    from labpipe.taxonomy.sample import (
+        BRANCHES_DIR,
+        add_branch,
+        prepare_sample_taxonomy,
+        sample_taxonomy_source,
+    )
 
     tiny = build_tiny_model(work / "tiny")
     taxonomy = prepare_sample_taxonomy(work / "sample")
@@ -137,7 +142,11 @@ def bench_laptop(work: Path) -> dict:
     sent = reused = hits = 0
     for manifest in manifests:
         meta = json.loads(manifest.read_text())
-        sent, reused, hits = sent + meta["requests_sent"], reused + meta["requests_reused"], hits + meta["cache_hits"]
+        sent, reused, hits = (
+            sent + meta["requests_sent"],
+            reused + meta["requests_reused"],
+            hits + meta["cache_hits"],
+        )
         run_ids |= _request_ids(manifest.parent / "checkpoints")
     return {
         "review_s": round(review_s, 1), "run_s": round(run_s, 1), "verdict": leaf["verdict"],
