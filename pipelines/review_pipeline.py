@@ -44,6 +44,8 @@ def review_pipeline(
     response_format: str = "auto",
     questions: str = "",
     known_threshold: float = 8.0,
+    known_model: str = "",  # the production model's endpoint (…/v1); "" = the registry's model, in the task
+    known_model_name: str = "",
     production_model_name: str = "labpipe-model",
     mlflow_tracking_uri: str = "",
     cpu_request: str = "2",
@@ -55,7 +57,8 @@ def review_pipeline(
         taxonomy=taxonomy, ref=ref, base=base, base_model=base_model, teacher=teacher, teacher_model=teacher_model,
         judge=judge, judge_model=judge_model, sample_size=sample_size, generation_gate=generation_gate,
         critique_profile=critique_profile, chunk_tokens=chunk_tokens, seed=seed, generation_cache=generation_cache,
-        response_format=response_format, questions=questions, known_threshold=known_threshold,
+        response_format=response_format, questions=questions, known_threshold=known_threshold, known_model=known_model,
+        known_model_name=known_model_name,
         production_model_name=production_model_name, run_id=RUN_ID, tracking_uri=mlflow_tracking_uri,
     ).set_display_name("review")
     _with_git(_with_endpoint(_with_endpoint(_with_s3(task, s3_secret), "teacher", teacher_secret), "judge",

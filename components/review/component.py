@@ -29,6 +29,8 @@ def review(
     response_format: str = "auto",
     questions: str = "",
     known_threshold: float = 8.0,
+    known_model: str = "",
+    known_model_name: str = "",
     production_model_name: str = "labpipe-model",
 ) -> str:
     """The overall verdict (pass | warn | fail); result: a folder with review.json/.md/.html, page and
@@ -44,7 +46,8 @@ def review(
         base_model=base_model, teacher=teacher, teacher_model=teacher_model, judge=judge, judge_model=judge_model,
         sample_size=sample_size, generation_gate=generation_gate, critique_profile=critique_profile,
         chunk_tokens=chunk_tokens, seed=seed, generation_cache=generation_cache, response_format=response_format,
-        questions=questions, known_threshold=known_threshold, production_model_name=production_model_name,
+        questions=questions, known_threshold=known_threshold, known_model=known_model,
+        known_model_name=known_model_name, production_model_name=production_model_name,
         run_id=run_id, tracking_uri=tracking_uri,
     ))  # fmt: skip
     result.metadata.update(totals)

@@ -81,6 +81,13 @@ def register(sub) -> None:
         default=8.0,
         help="mean judge score (1-10) from which a leaf is already known (default 8)",
     )
+    p.add_argument(
+        "--known-model",
+        default="",
+        help="ask this model (e.g. the production model's endpoint, …/v1) instead of the registry's production "
+        "model loaded in-process (default: the registry's, else --base-model)",
+    )
+    p.add_argument("--known-model-name", default="", help="the model name at --known-model")
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--skip-known", dest="known", action="store_false", help="do not ask the model")
     p.add_argument(
@@ -147,6 +154,8 @@ def review_cmd(args: argparse.Namespace) -> int:
         questions=args.questions or os.environ.get("LABPIPE_MT_BENCH_DATA", ""),
         known=args.known,
         known_questions=args.known_questions,
+        known_model=args.known_model,
+        known_model_name=args.known_model_name,
         known_threshold=args.known_threshold,
         max_new_tokens=args.max_new_tokens,
         warn_yield=args.warn_yield,

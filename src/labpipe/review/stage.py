@@ -77,6 +77,8 @@ class ReviewConfig:
     # overlap and "already known"
     dedup_profile: str = "lab"  # whose dedup_threshold measures near-duplicates (LAB's: 0.85)
     known: bool = True  # ask the production (or base) model the seed questions
+    known_model: str = ""  # ask this model instead of looking production up (e.g. its KServe endpoint, /v1)
+    known_model_name: str = ""  # the model name at that endpoint
     known_questions: int = 5  # seed questions asked per leaf
     known_threshold: float = 8.0  # mean judge score (1-10) from which a leaf counts as already known
     max_new_tokens: int = 256
@@ -256,7 +258,9 @@ def reference_leaves(root: Path) -> list[Any]:
     from labpipe.taxonomy.validate import find_leaf_files, validate_leaf
 
     paths, _ = find_leaf_files(root, foundational=True)
-    return [leaf for path in paths if (leaf := validate_leaf(root, path, check_attribution=False)[0]) is not None]
+    return [
+        leaf for path in paths if (leaf := validate_leaf(root, path, check_attribution=False)[0]) is not None
+    ]
 
 
 def base_leaves(root: Path, commit: str) -> list[Any]:
@@ -600,11 +604,15 @@ def _already_known(config, work, records, reviews, production) -> None:
     from labpipe.evaluation.stage import EvalConfig, judge_label, run_mt_bench
 
     uri = config.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
-    if production is None and uri and config.production_model_name:
+    if not config.known_model and production is None and uri and config.production_model_name:
         from labpipe.production import find_production
 
         production = find_production(config.production_model_name, uri)
-    if production is not None:
+    endpoint_name = ""
+    if config.known_model:
+        model, label, endpoint_name = config.known_model, "production", config.known_model_name
+        described = f"{config.known_model} {config.known_model_name}".strip()
+    elif production is not None:
         model, label = (
             production_model_location(production.name, uri, work / "production-model"),
             "production",
@@ -625,6 +633,7 @@ def _already_known(config, work, records, reviews, production) -> None:
     judge = config.judge or os.environ.get("JUDGE_ENDPOINT", "")
     eval_cfg = EvalConfig(
         model=model,
+        model_endpoint_name=endpoint_name,
         judge=judge,
         judge_model=config.judge_model or os.environ.get("JUDGE_MODEL", ""),
         out=str(work / "known"),
@@ -696,3 +705,6 @@ def _write_outputs(config: ReviewConfig, doc: dict[str, Any]) -> None:
         },
     ) as run:
         run.log_metrics({k: v for k, v in doc["totals"].items() if isinstance(v, int | float)})
+        if not storage.is_s3(config.out):
+            for name in (REVIEW_JSON, REVIEW_MD, REVIEW_HTML):
+                run.log_artifact(Path(config.out) / name, "review")

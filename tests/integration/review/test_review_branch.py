@@ -127,17 +127,23 @@ def test_a_second_review_sends_nothing_the_first_paid_for(reviewed):
     assert flows and not [r for r in resent if "response_format" in r]
 
 
-def test_fail_on_warn_and_already_known(tmp_path, tiny_model, shared_data):
+def test_fail_on_warn_and_already_known_by_an_endpoint(tmp_path, tiny_model, shared_data):
+    """--known-model: the production model behind an endpoint (e.g. KServe) answers instead of a local copy."""
     from labpipe.taxonomy.sample import prepare_sample_taxonomy
 
     taxonomy = prepare_sample_taxonomy(tmp_path / "sample", contributor=True)
     with FakeOpenAIServer(judge_rating(9)) as server:
-        proc = review(taxonomy, tmp_path / "out", server, tiny_model, shared_data / "mt_bench",
-                      "--leaf", GOOD, "--fail-on-warn")  # fmt: skip
+        proc = review(taxonomy, tmp_path / "out", server, tiny_model, shared_data / "mt_bench", "--leaf", GOOD,
+                      "--fail-on-warn", "--known-model", server.base_url, "--known-model-name", server.model)  # fmt: skip
+        asked = [r["messages"][-1]["content"] for r in server.requests if r.get("model") == server.model]
+        endpoint = f"{server.base_url} {server.model}"
     assert proc.returncode == 1, proc.stderr[-3000:]
     [leaf] = json.loads((tmp_path / "out" / "review.json").read_text())["leaves"]
     assert leaf["verdict"] == "warn" and leaf["known"]["mean_score"] == 9.0
-    assert leaf["reasons"][0].startswith("already known: the base model")
+    assert leaf["reasons"][0].startswith(f"already known: {endpoint} scores 9.0/10")
+    # the endpoint answered the first --known-questions (2) seed questions, and no other
+    assert sum(q == "How should I store a handsaw between jobs?" for q in asked) == 1
+    assert not any(q.startswith("How do I keep wooden tool handles") for q in asked)
 
 
 def test_review_page_in_headless_chromium(reviewed):
