@@ -135,7 +135,7 @@ def bench_laptop(work: Path) -> dict:
         "--param", f"questions={mt_bench}", env=env, log=work / "run.log",
     )  # fmt: skip
     [job] = [p for p in (work / "run" / "kfp").iterdir() if p.is_dir()]
-    manifests = list(job.glob("synthetic-generation*/generated/manifest.json"))
+    manifests = list(job.rglob("synthetic-generation*/generated/manifest.json"))  # in the ParallelFor folders
     if not manifests:
         raise SystemExit(f"the run produced no generation manifest; see {work / 'run.log'}")
     run_ids: set[str] = set()
