@@ -113,10 +113,72 @@ _META = ("apiVersion", "kind", "metadata")
 
 
 def schema_errors(obj: dict[str, Any], schema: dict[str, Any]) -> list[str]:
-    """Type, enum and required-field errors (what the API server answers with 422 Invalid), metadata aside."""
+    """Type, enum, required-field and CEL-rule errors (what the API server answers with 422 Invalid), metadata
+    aside."""
     schema = {**schema, "properties": {**schema.get("properties", {}), "metadata": {"type": "object"}}}
     validator = jsonschema.Draft7Validator(schema)
-    return [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(obj)]
+    errors = [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(obj)]
+    return errors + cel_errors(obj, schema)
+
+
+# x-kubernetes-validations: a small subset of CEL, enough for the create-time rules of the CRDs labpipe writes
+# (has(), size(), comparisons, in, matches, && || !). Transition rules (oldSelf) do not apply on create; rules with
+# macros (exists, all, filter) are not evaluated here.
+_CEL_SKIP = ("oldSelf", ".exists(", ".all(", ".filter(", ".size()")
+
+
+def _cel_to_python(rule: str) -> str:
+    import re
+
+    expr = re.sub(r"has\(self((?:\.\w+)+)\)", lambda m: f"_has(self, {m[1][1:]!r})", rule)
+    expr = re.sub(r"self((?:\.\w+)+)\.matches\(", lambda m: f"_matches(_get(self, {m[1][1:]!r}), ", expr)
+    expr = re.sub(r"\bself\.matches\(", "_matches(self, ", expr)
+    expr = re.sub(r"self((?:\.\w+)+)", lambda m: f"_get(self, {m[1][1:]!r})", expr)
+    expr = expr.replace("&&", " and ").replace("||", " or ").replace("size(", "len(")
+    expr = re.sub(r"!(?!=)", " not ", expr)
+    return expr.replace("true", "True").replace("false", "False")
+
+
+def _cel(rule: str, value: Any) -> bool:
+    import re
+
+    def get(obj, path):
+        for key in path.split("."):
+            obj = obj[key]
+        return obj
+
+    def has(obj, path):
+        try:
+            get(obj, path)
+            return True
+        except (KeyError, TypeError):
+            return False
+
+    env = {"self": value, "_get": get, "_has": has, "_matches": lambda v, p: re.search(p, v) is not None, "len": len}
+    try:
+        return bool(eval(_cel_to_python(rule), {"__builtins__": {}}, env))  # noqa: S307 - rules from CRD files
+    except (KeyError, TypeError):
+        return False  # a field the rule needs is absent: the rule fails, as CEL's "no such key" does
+
+
+def cel_errors(value: Any, schema: dict[str, Any], path: str = "") -> list[str]:
+    errors = []
+    for check in schema.get("x-kubernetes-validations") or []:
+        rule = " ".join(check["rule"].split())
+        if not any(skip in rule for skip in _CEL_SKIP) and not _cel(rule, value):
+            errors.append(f"{path or '<root>'}: Invalid value: {check.get('message') or rule}")
+    if isinstance(value, dict):
+        props, extra = schema.get("properties") or {}, schema.get("additionalProperties")
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else key
+            if key in props:
+                errors += cel_errors(item, props[key], sub)
+            elif isinstance(extra, dict):
+                errors += cel_errors(item, extra, sub)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            errors += cel_errors(item, schema["items"], f"{path}[{i}]")
+    return errors
 
 
 def known(crd_dir: str | Path, obj: dict[str, Any]) -> bool:
@@ -149,6 +211,7 @@ def validate(crd_dir: str | Path, obj: dict[str, Any]) -> list[str]:
     validator = jsonschema.Draft7Validator(schema)
     errors = [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(obj)]
     errors += _unknown_fields(obj, schema, "")
+    errors += cel_errors(obj, schema)
     if not obj.get("metadata", {}).get("name"):
         errors.append("metadata.name: required")
     return errors
