@@ -33,12 +33,8 @@ def sft(
 ):
     """Train `phase` (knowledge | skills) from `base` (a previous phase's Model) if given, else `base_model`.
 
-    base_model is a local path or s3:// URI; max_steps <= 0 keeps the preset's epochs. model.path holds model/
-    (the HF model) and training_summary.json; checkpoints go to the durable location under checkpoint_root
-    (see labpipe.training.task). gpus > 1: one process per GPU; training_nodes > 1 or training_backend
-    trainjob | pytorchjob: a Kubeflow Trainer job on training_nodes x gpus, in `training_image` (a pipeline
-    input, pinned at compile time: never this pod's own lock file), labelled for Kueue's `queue_name`, failed and
-    deleted after `deadline_minutes` (0: none).
+    model.path: model/ and training_summary.json. Job mode (README.md): a Kubeflow Trainer job on training_nodes x
+    gpus in `training_image`, an input pinned at compile time (never this image's own lock file).
     """
     from labpipe.errors import clean_user_errors
 
@@ -55,11 +51,6 @@ def sft(
         queue_name=queue_name, deadline_minutes=deadline_minutes,
     ))  # fmt: skip
     model.metadata.update(meta)
-    record(
-        "knowledge_sft" if phase == "knowledge" else "skill_sft",
-        meta,
-        pipeline_run_id=run_id,
-        tracking_uri=tracking_uri,
-        inputs={"base": base.uri if base is not None else base_model, "data": data.uri},
-        outputs={"model": model.uri},
-    )
+    record("knowledge_sft" if phase == "knowledge" else "skill_sft", meta, pipeline_run_id=run_id,
+           tracking_uri=tracking_uri, inputs={"base": base.uri if base is not None else base_model, "data": data.uri},
+           outputs={"model": model.uri})  # fmt: skip
