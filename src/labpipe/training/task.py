@@ -95,9 +95,25 @@ def backend_for(training_backend: str, training_nodes: int) -> str:
     return "trainjob" if training_backend == "pod" and training_nodes > 1 else training_backend
 
 
+def job_problems(queue_name: str, deadline_minutes: float) -> list[Problem]:
+    """What cannot work in the job settings: a Kueue queue name that is no DNS label, a negative deadline."""
+    import re
+
+    problems = []
+    if queue_name and not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", queue_name):
+        problems.append(Problem("queue_name", "dns-label", f"queue_name {queue_name!r} is not a LocalQueue name",
+                                "pass the name of a LocalQueue of the project (`oc get localqueues`)",
+                                field="queue_name"))  # fmt: skip
+    if deadline_minutes < 0:
+        problems.append(Problem("training_deadline_minutes", "value", f"{deadline_minutes} minutes",
+                                "use 0 (no deadline) or more", field="training_deadline_minutes"))  # fmt: skip
+    return problems
+
+
 def check(cfg: SftTaskConfig) -> str:
     """The backend to use; UserError for settings that cannot work."""
     problems = scale_problems(cfg.training_backend, cfg.training_nodes, cfg.gpus, cfg.checkpoint_root)
+    problems += job_problems(cfg.queue_name, cfg.deadline_minutes)
     if problems:
         raise UserError(problems)
     return backend_for(cfg.training_backend, cfg.training_nodes)
