@@ -93,6 +93,9 @@ def test_the_fake_prunes_unknown_fields_like_an_api_server(kube):
     stored = custom.create_namespaced_custom_object("trainer.kubeflow.org", "v1alpha1", "lab", "trainjobs", body)
     assert foreign not in stored["spec"] and fake.warnings == [f'unknown field "spec.{foreign}"']
     assert stored["spec"]["trainer"]["image"] == "img"  # the known fields stay
+    with pytest.raises(ApiException) as absent:  # a kind no installed CRD defines is not served
+        custom.create_namespaced_custom_object("kubeflow.org", "v1", "lab", "mpijobs", {"metadata": {"name": "x"}})
+    assert absent.value.status == 404
 
 
 def test_a_field_the_cluster_would_drop_is_an_error_that_names_it(kube):
