@@ -90,8 +90,10 @@ def test_the_fake_prunes_unknown_fields_like_an_api_server(kube):
         custom.create_namespaced_custom_object("trainer.kubeflow.org", "v1alpha1", "lab", "trainjobs", body,
                                                field_validation="Strict")  # fmt: skip
     assert refused.value.status == 400 and jobs.unknown_fields(refused.value) == [f"spec.{foreign}"]
-    stored = custom.create_namespaced_custom_object("trainer.kubeflow.org", "v1alpha1", "lab", "trainjobs", body)
-    assert foreign not in stored["spec"] and fake.warnings == [f'unknown field "spec.{foreign}"']
+    stored, status, headers = custom.create_namespaced_custom_object_with_http_info(
+        "trainer.kubeflow.org", "v1alpha1", "lab", "trainjobs", body)
+    assert status == 201 and foreign not in stored["spec"] and fake.warnings == [f'unknown field "spec.{foreign}"']
+    assert headers["Warning"] == f'299 - "unknown field \\"spec.{foreign}\\""'  # what the client sees
     assert stored["spec"]["trainer"]["image"] == "img"  # the known fields stay
     with pytest.raises(ApiException) as absent:  # a kind no installed CRD defines is not served
         custom.create_namespaced_custom_object("kubeflow.org", "v1", "lab", "mpijobs", {"metadata": {"name": "x"}})
