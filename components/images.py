@@ -48,3 +48,22 @@ def image_for(stage: str, lock: Path = LOCK_FILE) -> str:
         if pinned:
             return pinned
     return f"{(registry or DEFAULT_REGISTRY).rstrip('/')}/{IMAGES[stage]}:{tag or DEFAULT_TAG}"
+
+
+def kustomize_images(lock: Path = LOCK_FILE) -> str:
+    """A kustomize Component that points every manifest's reference to a stage image (quay.io/labpipe/<image>,
+    as written in manifests/) at the image `image_for` resolves: the pushed digest after
+    `scripts/build-images.sh --push`. `labpipe compile` writes it to manifests/images/ (the weekly CronJob uses it)."""
+    lines = ["# Written by `labpipe compile` from the image pins (components/images.lock.json after",
+             "# `scripts/build-images.sh --push REGISTRY`): the weekly CronJob runs the pushed image by digest.",
+             "apiVersion: kustomize.config.k8s.io/v1alpha1", "kind: Component", "images:"]  # fmt: skip
+    for stage, name in IMAGES.items():
+        ref = image_for(stage, lock)
+        lines.append(f"  - name: {DEFAULT_REGISTRY}/{name}")
+        if "@sha256:" in ref:
+            new_name, digest = ref.split("@", 1)
+            lines += [f"    newName: {new_name}", f"    digest: {digest}"]
+        else:
+            new_name, tag = ref.rsplit(":", 1)
+            lines += [f"    newName: {new_name}", f"    newTag: {tag}"]
+    return "\n".join(lines) + "\n"

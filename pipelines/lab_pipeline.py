@@ -17,6 +17,7 @@ from kfp import dsl, kubernetes
 from kfp.dsl import pipeline_channel
 from labpipe.components.critique_filter.component import critique_filter
 from labpipe.components.finalize_run.component import finalize_run
+from labpipe.components.images import image_for
 from labpipe.components.knowledge_sft.component import knowledge_sft
 from labpipe.components.mt_bench_eval.component import mt_bench_eval
 from labpipe.components.nothing_to_do.component import nothing_to_do
@@ -24,6 +25,7 @@ from labpipe.components.preflight.component import preflight
 from labpipe.components.publish_model.component import publish_model
 from labpipe.components.run_report.component import run_report
 from labpipe.components.seed_extraction.component import seed_extraction
+from labpipe.components.sft_resources.component import sft_resources
 from labpipe.components.skill_sft.component import skill_sft
 from labpipe.components.synthetic_generation.component import synthetic_generation
 from labpipe.components.taxonomy_diff.component import taxonomy_diff
@@ -48,6 +50,14 @@ RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
 # from a parameter (kubeflow/pipelines#10111), and parameterised secret names fail inside ParallelFor on
 # OpenShift (kubeflow/pipelines#13078). Templates: manifests/secrets/ca.yaml and network.yaml.
 CA_SECRET, CA_MOUNT = "labpipe-ca", "/etc/labpipe/ca"
+# OpenShift AI's trusted CA bundle, injected into every project (opendatahub-io/opendatahub-operator
+# trustedCABundle): an optional ConfigMap with ca-bundle.crt and odh-ca-bundle.crt, added to the trust store too.
+TRUSTED_CA_CONFIG, TRUSTED_CA_MOUNT = "odh-trusted-ca-bundle", "/etc/labpipe/odh-ca"
+CA_FILES = ":".join((f"{CA_MOUNT}/ca.crt", f"{TRUSTED_CA_MOUNT}/ca-bundle.crt", f"{TRUSTED_CA_MOUNT}/odh-ca-bundle.crt"))
+# The image of the training jobs (TrainJob / PyTorchJob): the one pinned when compiling (images.lock.json after
+# `scripts/build-images.sh --push`), as the default of the `training_image` parameter, so the SFT task never reads
+# a lock file baked into its own image.
+TRAINING_IMAGE = image_for("training")
 NETWORK_CONFIG = "labpipe-network"
 PROXY_KEYS = {key: key for key in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")}
 # Generation fan-out (docs/scale-out.md). Inside dsl.ParallelFor, secret names are literals, not the
@@ -87,6 +97,7 @@ CACHING = {
     "critique-filter": (False, "calls the judge endpoint (external)"),
     "knowledge-sft": (False, "reads base_model from a URI whose content may change; logs to MLflow"),
     "skill-sft": (False, "logs training runs to MLflow; its input comes from an uncached task anyway"),
+    "sft-resources": (False, "milliseconds of arithmetic on the parameters: a cache lookup would cost more"),
     "mt-bench-eval": (False, "calls the judge and reads the production model's score from the registry"),
     "publish-model": (False, "registers a model version and moves the production alias (side effect)"),
     "run-report": (False, "renders the run's MLflow record into a page and logs it there (reads and writes MLflow)"),
@@ -130,7 +141,9 @@ def _with_endpoint(task: dsl.PipelineTask, role: str, secret) -> dsl.PipelineTas
 def _with_cluster_config(task: dsl.PipelineTask) -> dsl.PipelineTask:
     """What every task gets on a cluster: the optional CA bundle, proxy settings and MLflow secret."""
     kubernetes.use_secret_as_volume(task, secret_name=CA_SECRET, mount_path=CA_MOUNT, optional=True)
-    task.set_env_variable("LABPIPE_CA_BUNDLE", f"{CA_MOUNT}/ca.crt")
+    kubernetes.use_config_map_as_volume(task, config_map_name=TRUSTED_CA_CONFIG, mount_path=TRUSTED_CA_MOUNT,
+                                        optional=True)
+    task.set_env_variable("LABPIPE_CA_BUNDLE", CA_FILES)
     kubernetes.use_config_map_as_env(task, config_map_name=NETWORK_CONFIG, config_map_key_to_env=PROXY_KEYS,
                                      optional=True)
     return kubernetes.use_secret_as_env(task, secret_name=MLFLOW_SECRET, secret_key_to_env=MLFLOW_SECRET_KEYS,
@@ -226,7 +239,7 @@ def _train_evaluate_publish(diff, *, base_model, teacher, teacher_model, teacher
                             checkpoint_selection, production_model_name, gate_tolerance, mlflow_tracking_uri,
                             generation_cache, model_registry, generation_shards, request_timeout_s, max_retries,
                             response_format, training_nodes, training_backend, training_runtime, checkpoint_root,
-                            resources):
+                            resources, training_image, queue_name, training_deadline_minutes):
     """Stages 2-7 and the gated publish (the branch taken when there is something to train)."""
     seeds = seed_extraction(diff=diff.outputs["diff"], tokenizer=base_model, chunk_tokens=chunk_tokens,
                             shards=generation_shards, run_id=RUN_ID,
@@ -243,24 +256,34 @@ def _train_evaluate_publish(diff, *, base_model, teacher, teacher_model, teacher
         generation_cache=generation_cache, response_format=response_format, resources=resources,
     )
 
+    # the SFT pods' own resources: the training ones in pod mode, light ones (no GPU) when a job trains
+    plan = sft_resources(training_backend=training_backend, training_nodes=training_nodes, gpus=gpus,
+                         training_cpu_request=resources["training"][0], training_cpu_limit=resources["training"][1],
+                         training_memory_request=resources["training"][2],
+                         training_memory_limit=resources["training"][3],
+                         node_selector=node_selector).set_display_name("SFT resources")
+    _resources(_cache(plan, "sft-resources"), *resources["light"])
+    sft_pod = [plan.outputs[k] for k in ("cpu_request", "cpu_limit", "memory_request", "memory_limit")]
+
     training_scale = dict(gpus=gpus, training_nodes=training_nodes, training_backend=training_backend,
                           training_runtime=training_runtime, checkpoint_root=checkpoint_root,
                           workspace=dsl.WORKSPACE_PATH_PLACEHOLDER if WORKSPACE_SIZE else "",
                           node_selector=node_selector, tolerations=tolerations, s3_secret=s3_secret,
-                          ca_bundle=CA_SECRET)
+                          ca_bundle=CA_SECRET, trusted_ca=TRUSTED_CA_CONFIG, training_image=training_image,
+                          queue_name=queue_name, deadline_minutes=training_deadline_minutes)
     knowledge = knowledge_sft(
         base_model=base_model, data=critique.outputs["knowledge_set"], preset=training_preset, max_steps=max_steps,
         run_id=RUN_ID, tracking_uri=mlflow_tracking_uri, **training_scale,
     ).set_display_name("5 knowledge SFT")
-    _on_gpus(_with_s3(knowledge, s3_secret), gpus, node_selector, tolerations)
-    _resources(_cache(knowledge, "knowledge-sft"), *resources["training"]).set_retry(**RETRY)
-
     skills = skill_sft(
         knowledge_model=knowledge.outputs["model"], data=critique.outputs["skills_set"], preset=training_preset,
         max_steps=max_steps, run_id=RUN_ID, tracking_uri=mlflow_tracking_uri, **training_scale,
     ).set_display_name("6 skill SFT")
-    _on_gpus(_with_s3(skills, s3_secret), gpus, node_selector, tolerations)
-    _resources(_cache(skills, "skill-sft"), *resources["training"]).set_retry(**RETRY)
+    for sft_task, name in ((knowledge, "knowledge-sft"), (skills, "skill-sft")):
+        _on_gpus(_with_s3(sft_task, s3_secret), plan.outputs["gpus"], plan.outputs["node_selector"], tolerations)
+        _resources(_cache(sft_task, name), *sft_pod).set_retry(**RETRY)
+        # the training job's pods run under this task's service account (the pipeline's runner)
+        kubernetes.use_field_path_as_env(sft_task, "LABPIPE_SERVICE_ACCOUNT", "spec.serviceAccountName")
 
     evaluation = mt_bench_eval(
         candidate=skills.outputs["model"], base_model=base_model, judge=judge, judge_model=judge_model,
@@ -347,6 +370,9 @@ def lab_pipeline(
     training_backend: str = "pod",
     training_runtime: str = "torch-distributed",
     checkpoint_root: str = "",
+    training_image: str = TRAINING_IMAGE,  # the TrainJob/PyTorchJob image (pinned when compiling)
+    queue_name: str = "",  # Kueue LocalQueue for training jobs (kueue.x-k8s.io/queue-name); "" = none
+    training_deadline_minutes: float = 0.0,  # a training job still running after this long fails; 0 = none
 ):
     light = (light_cpu_request, light_cpu_limit, light_memory_request, light_memory_limit)
     gen_res = (generation_cpu_request, generation_cpu_limit, generation_memory_request, generation_memory_limit)
@@ -400,6 +426,8 @@ def lab_pipeline(
                 training_nodes=training_nodes, training_backend=training_backend, training_runtime=training_runtime,
                 checkpoint_root=checkpoint_root,
                 resources={"light": light, "generation": gen_res, "training": train_res, "evaluation": eval_res},
+                training_image=training_image, queue_name=queue_name,
+                training_deadline_minutes=training_deadline_minutes,
             )
         with dsl.Else(name="nothing to do"):
             done = nothing_to_do(diff=diff.outputs["diff"], run_id=RUN_ID, tracking_uri=mlflow_tracking_uri)

@@ -22,14 +22,23 @@ from labpipe.paths import pipelines_dir
 PIPELINE_YAML = "lab_pipeline.yaml"
 
 
-def compile_pipeline(out: str | Path | None = None) -> Path:
-    """Compile the DAG to KFP IR YAML (deterministic: same code, same bytes)."""
+def compile_pipeline(out: str | Path | None = None, images_out: str | Path | None = None) -> Path:
+    """Compile the DAG to KFP IR YAML (deterministic: same code, same bytes). With `images_out` (default: the
+    checkout's manifests/images when compiling the checked-in pipeline), also write the kustomize Component that
+    pins the manifests' images (the weekly CronJob) to the same images as the YAML."""
     from kfp import compiler
+    from labpipe.components.images import kustomize_images
     from labpipe.pipelines.lab_pipeline import lab_pipeline
 
+    manifests_images = pipelines_dir().parent / "manifests" / "images"
+    if images_out is None and out is None and manifests_images.is_dir():
+        images_out = manifests_images
     out = Path(out) if out else pipelines_dir() / PIPELINE_YAML
     out.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(lab_pipeline, str(out))
+    if images_out is not None:
+        Path(images_out).mkdir(parents=True, exist_ok=True)
+        (Path(images_out) / "kustomization.yaml").write_text(kustomize_images())
     return out
 
 
@@ -217,14 +226,86 @@ def kfp_client(host: str, namespace: str | None = None, token_env: str = "KFP_TO
                           **net.kfp_client_options(host))
 
 
-def submit(host: str, arguments: dict[str, Any], *, experiment: str, run_name: str | None = None,
-           namespace: str | None = None, package: Path | None = None, token_env: str = "KFP_TOKEN") -> str:
+DEFAULT_PIPELINE_NAME = "labpipe"
+
+
+def pipeline_version_name(package: Path, pipeline_name: str = DEFAULT_PIPELINE_NAME) -> str:
+    """The version name of a compiled pipeline: the pipeline's name and the first 12 hex digits of the sha256 of
+    the YAML's bytes (so one content is one version, and a recompiled pipeline is a new one)."""
+    import hashlib
+
+    return f"{pipeline_name}-{hashlib.sha256(Path(package).read_bytes()).hexdigest()[:12]}"
+
+
+def _version_named(client, pipeline_id: str, name: str):
+    flt = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]})
+    found = client.list_pipeline_versions(pipeline_id, page_size=10, filter=flt).pipeline_versions or []
+    return next((v for v in found if v.display_name == name), None)
+
+
+def upload_version(client, package: Path, pipeline_name: str = DEFAULT_PIPELINE_NAME) -> tuple[str, str, bool]:
+    """Create (or find) the pipeline `pipeline_name` and upload `package` as its version named by its content
+    hash (or find that version). Returns (pipeline_id, version_id, uploaded)."""
+    import kfp_server_api
+
+    pipeline_id = client.get_pipeline_id(pipeline_name)
+    if pipeline_id is None:
+        created = client._pipelines_api.pipeline_service_create_pipeline(  # the kfp.Client has no empty-create
+            pipeline=kfp_server_api.V2beta1Pipeline(
+                display_name=pipeline_name,
+                description="LAB: taxonomy -> synthetic data -> phased SFT -> MT-Bench, gated (labpipe)",
+            )
+        )
+        pipeline_id = created.pipeline_id
+    name = pipeline_version_name(package, pipeline_name)
+    existing = _version_named(client, pipeline_id, name)
+    if existing is not None:
+        return pipeline_id, existing.pipeline_version_id, False
+    version = client.upload_pipeline_version(str(package), pipeline_version_name=name, pipeline_id=pipeline_id)
+    return pipeline_id, version.pipeline_version_id, True
+
+
+def latest_version(client, pipeline_name: str = DEFAULT_PIPELINE_NAME) -> tuple[str, str]:
+    """(pipeline_id, version_id) of the newest version of `pipeline_name` (uploaded by `labpipe upload`)."""
+    pipeline_id = client.get_pipeline_id(pipeline_name)
+    versions = []
+    if pipeline_id is not None:
+        versions = client.list_pipeline_versions(pipeline_id, page_size=1, sort_by="created_at desc").pipeline_versions
+    if not versions:
+        raise UserError(f"no pipeline {pipeline_name!r} with an uploaded version on this pipeline server",
+                        fix="run `labpipe upload --host …` after `labpipe compile` first")
+    return pipeline_id, versions[0].pipeline_version_id
+
+
+def _pipeline_version(client, package: Path | None, pipeline_name: str, version: str) -> tuple[str, str]:
+    if version == "latest":
+        return latest_version(client, pipeline_name)
+    pipeline_id, version_id, _ = upload_version(client, package or pipelines_dir() / PIPELINE_YAML, pipeline_name)
+    return pipeline_id, version_id
+
+
+def upload(host: str, *, pipeline_name: str = DEFAULT_PIPELINE_NAME, package: Path | None = None,
+           namespace: str | None = None, token_env: str = "KFP_TOKEN") -> tuple[str, str, str, bool]:
+    """`labpipe upload`: (pipeline_id, version name, version_id, uploaded)."""
     client = kfp_client(host, namespace, token_env)
     package = package or pipelines_dir() / PIPELINE_YAML
     with talking_to(host, token_env):
-        result = client.create_run_from_pipeline_package(
-            str(package), arguments=arguments, run_name=run_name or f"lab-{time.strftime('%Y%m%d-%H%M%S')}",
-            experiment_name=experiment, namespace=namespace,
+        pipeline_id, version_id, uploaded = upload_version(client, package, pipeline_name)
+    return pipeline_id, pipeline_version_name(package, pipeline_name), version_id, uploaded
+
+
+def submit(host: str, arguments: dict[str, Any], *, experiment: str, run_name: str | None = None,
+           namespace: str | None = None, package: Path | None = None, token_env: str = "KFP_TOKEN",
+           pipeline_name: str = DEFAULT_PIPELINE_NAME, version: str = "") -> str:
+    """One run of the pipeline version of `package` (uploaded if new) or, with version="latest", of the newest
+    version of `pipeline_name`: the run is listed under that pipeline in the dashboard."""
+    client = kfp_client(host, namespace, token_env)
+    with talking_to(host, token_env):
+        pipeline_id, version_id = _pipeline_version(client, package, pipeline_name, version)
+        exp = client.create_experiment(experiment, namespace=namespace)
+        result = client.run_pipeline(
+            experiment_id=exp.experiment_id, job_name=run_name or f"lab-{time.strftime('%Y%m%d-%H%M%S')}",
+            params=arguments, pipeline_id=pipeline_id, version_id=version_id,
         )
     return result.run_id
 
@@ -249,15 +330,15 @@ def to_kfp_cron(cron: str) -> str:
 
 
 def schedule(host: str, arguments: dict[str, Any], *, cron: str, experiment: str, name: str,
-             namespace: str | None = None, package: Path | None = None, token_env: str = "KFP_TOKEN") -> str:
+             namespace: str | None = None, package: Path | None = None, token_env: str = "KFP_TOKEN",
+             pipeline_name: str = DEFAULT_PIPELINE_NAME, version: str = "") -> str:
     cron = to_kfp_cron(cron)
     client = kfp_client(host, namespace, token_env)
-    package = package or pipelines_dir() / PIPELINE_YAML
     with talking_to(host, token_env):
+        pipeline_id, version_id = _pipeline_version(client, package, pipeline_name, version)
         exp = client.create_experiment(experiment, namespace=namespace)
         job = client.create_recurring_run(
-            experiment_id=exp.experiment_id, job_name=name, cron_expression=cron,
-            pipeline_package_path=str(package), params=arguments, max_concurrency=1, no_catchup=True,
-            enable_caching=False,
+            experiment_id=exp.experiment_id, job_name=name, cron_expression=cron, pipeline_id=pipeline_id,
+            version_id=version_id, params=arguments, max_concurrency=1, no_catchup=True, enable_caching=False,
         )
     return job.recurring_run_id

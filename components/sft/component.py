@@ -26,19 +26,19 @@ def sft(
     tolerations: list = [],  # noqa: B006
     s3_secret: str = "",
     ca_bundle: str = "",
+    trusted_ca: str = "",
+    training_image: str = "",
+    queue_name: str = "",
+    deadline_minutes: float = 0.0,
 ):
     """Train `phase` (knowledge | skills) from `base` (a previous phase's Model) if given, else `base_model`.
 
-    base_model is a local path or s3:// URI; max_steps <= 0 keeps the preset's epochs. model.path holds model/
-    (the HF model) and training_summary.json; checkpoints go to the durable location under checkpoint_root
-    (see labpipe.training.task). gpus > 1: one process per GPU; training_nodes > 1 or training_backend
-    trainjob | pytorchjob: a Kubeflow Trainer job on training_nodes x gpus.
+    model.path: model/ and training_summary.json. Job mode (README.md): a Kubeflow Trainer job on training_nodes x
+    gpus in `training_image`, an input pinned at compile time (never this image's own lock file).
     """
     from labpipe.errors import clean_user_errors
 
     clean_user_errors()  # a UserError prints its problems, no traceback
-    from labpipe.components.images import image_for as training_image
-
     from labpipe.lineage import record
     from labpipe.training.task import SftTaskConfig, run_sft_task
 
@@ -46,15 +46,11 @@ def sft(
         phase=phase, base_model=base.path if base is not None else base_model, data=data.path, out=model.path,
         preset=preset, max_steps=max_steps, run_id=run_id, tracking_uri=tracking_uri, gpus=gpus,
         training_nodes=training_nodes, training_backend=training_backend, training_runtime=training_runtime,
-        checkpoint_root=checkpoint_root, workspace=workspace, image=training_image("training"),
-        node_selector=node_selector, tolerations=tolerations, s3_secret=s3_secret, ca_bundle=ca_bundle,
+        checkpoint_root=checkpoint_root, workspace=workspace, image=training_image, node_selector=node_selector,
+        tolerations=tolerations, s3_secret=s3_secret, ca_bundle=ca_bundle, trusted_ca=trusted_ca,
+        queue_name=queue_name, deadline_minutes=deadline_minutes,
     ))  # fmt: skip
     model.metadata.update(meta)
-    record(
-        "knowledge_sft" if phase == "knowledge" else "skill_sft",
-        meta,
-        pipeline_run_id=run_id,
-        tracking_uri=tracking_uri,
-        inputs={"base": base.uri if base is not None else base_model, "data": data.uri},
-        outputs={"model": model.uri},
-    )
+    record("knowledge_sft" if phase == "knowledge" else "skill_sft", meta, pipeline_run_id=run_id,
+           tracking_uri=tracking_uri, inputs={"base": base.uri if base is not None else base_model, "data": data.uri},
+           outputs={"model": model.uri})  # fmt: skip

@@ -1,7 +1,8 @@
 """Enterprise networks: one CA bundle and the standard proxy variables, honoured by every client labpipe uses.
 
-One input: `LABPIPE_CA_BUNDLE`, a PEM file with the private CA(s) of a TLS-inspecting proxy or of internal
-services (on a cluster: the `labpipe-ca` secret mounted into every task). The private CAs are *added* to the
+One input: `LABPIPE_CA_BUNDLE`, a PEM file (or several, separated by `:`) with the private CA(s) of a
+TLS-inspecting proxy or of internal services (on a cluster: the `labpipe-ca` secret and OpenShift AI's
+`odh-trusted-ca-bundle` ConfigMap, both optional, mounted into every task and training job). The private CAs are *added* to the
 public roots (certifi), so public endpoints keep working next to internal ones. When it is unset, a complete
 trust store named by the standard `SSL_CERT_FILE` or `REQUESTS_CA_BUNDLE` is passed on to the clients that
 read other variables.
@@ -31,23 +32,36 @@ if TYPE_CHECKING:
 CA_ENV = "LABPIPE_CA_BUNDLE"
 # Where pipeline tasks find the optional `labpipe-ca` secret; a missing file there means "no private CA".
 CLUSTER_CA_PATH = "/etc/labpipe/ca/ca.crt"
+# Where they find OpenShift AI's optional `odh-trusted-ca-bundle` ConfigMap (the platform's trusted CAs, injected
+# into every project: ca-bundle.crt and odh-ca-bundle.crt, either may be empty or absent).
+CLUSTER_TRUSTED_CA_DIR = "/etc/labpipe/odh-ca"
+CLUSTER_CA_FILES = (CLUSTER_CA_PATH, f"{CLUSTER_TRUSTED_CA_DIR}/ca-bundle.crt", f"{CLUSTER_TRUSTED_CA_DIR}/odh-ca-bundle.crt")
 # Variables pointed at the combined trust store, by the client that reads each.
 CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "AWS_CA_BUNDLE", "GIT_SSL_CAINFO", "CURL_CA_BUNDLE")
 _MARK = "LABPIPE_TRUST_STORE"  # set once configured: the combined file (so a child process reuses it)
 
 
+def private_cas() -> list[str]:
+    """LABPIPE_CA_BUNDLE: the PEM file(s) with private CAs the user gave (several: separated by os.pathsep).
+    A missing file is an error, except the cluster's optional mounts (CLUSTER_CA_FILES), skipped when absent
+    or empty."""
+    found = []
+    for path in (p.strip() for p in os.environ.get(CA_ENV, "").split(os.pathsep)):
+        if not path:
+            continue
+        optional = path in CLUSTER_CA_FILES
+        if Path(path).is_file() and (not optional or Path(path).read_bytes().strip()):
+            found.append(path)
+        elif not optional:
+            raise UserError(Problem(where=path, rule="ca-bundle", field=CA_ENV,
+                                    message="the CA bundle file does not exist",
+                                    fix=f"point {CA_ENV} at a PEM file with your CA certificate(s), or unset it"))
+    return found
+
+
 def private_ca() -> str | None:
-    """LABPIPE_CA_BUNDLE: the PEM file with private CAs the user gave, or None. A missing file is an error."""
-    path = os.environ.get(CA_ENV, "").strip()
-    if not path:
-        return None
-    if not Path(path).is_file():
-        if path == CLUSTER_CA_PATH:
-            return None  # the optional secret is not mounted: public roots only
-        raise UserError(Problem(where=path, rule="ca-bundle", field=CA_ENV,
-                                message="the CA bundle file does not exist",
-                                fix=f"point {CA_ENV} at a PEM file with your CA certificate(s), or unset it"))
-    return path
+    """The private CA file(s) of LABPIPE_CA_BUNDLE that exist (os.pathsep-separated), or None."""
+    return os.pathsep.join(private_cas()) or None
 
 
 def _standard_store() -> str | None:
@@ -68,20 +82,24 @@ def trust_store() -> str | None:
     marked = os.environ.get(_MARK)
     if marked and Path(marked).is_file():
         return marked
-    extra = private_ca()
-    if extra is None:
+    extras = private_cas()
+    if not extras:
         return _standard_store()
     import ssl
 
     import certifi
 
-    private = Path(extra).read_bytes()
-    try:  # fail here, naming the file, rather than in the first TLS handshake of some client
-        ssl.create_default_context(cadata=private.decode("ascii", "replace"))
-    except (ssl.SSLError, ValueError) as exc:
-        raise UserError(Problem(where=extra, rule="ca-bundle", field=CA_ENV,
-                                message=f"not a PEM CA bundle ({exc})",
-                                fix="the file must hold '-----BEGIN CERTIFICATE-----' blocks")) from None
+    parts = []
+    for extra in extras:
+        part = Path(extra).read_bytes()
+        try:  # fail here, naming the file, rather than in the first TLS handshake of some client
+            ssl.create_default_context(cadata=part.decode("ascii", "replace"))
+        except (ssl.SSLError, ValueError) as exc:
+            raise UserError(Problem(where=extra, rule="ca-bundle", field=CA_ENV,
+                                    message=f"not a PEM CA bundle ({exc})",
+                                    fix="the file must hold '-----BEGIN CERTIFICATE-----' blocks")) from None
+        parts.append(part.rstrip(b"\n"))
+    private = b"\n".join(parts)
     combined = Path(certifi.where()).read_bytes().rstrip(b"\n") + b"\n" + private.rstrip(b"\n") + b"\n"
     digest = hashlib.sha256(combined).hexdigest()[:16]
     cache = Path(os.environ.get("LABPIPE_CACHE") or Path(tempfile.gettempdir()) / "labpipe") / "ca"

@@ -1,9 +1,18 @@
 """A fake Kubernetes API server on 127.0.0.1 for the training-job lifecycle tests.
 
 A FAKE, and said so: no controller runs the job. It speaks the real REST paths and JSON the `kubernetes` client
-uses (custom objects create/get/delete, pod list by label selector, pod log with follow), keeps the objects
-in memory, and moves a job to the outcome its scenario names after a few GETs, so that submit -> watch ->
-fail/succeed -> delete, a cancelled run and a leftover job can be driven over real HTTP.
+uses (custom objects create/get/delete, pod list by label selector, pod log with follow, events by field
+selector), keeps the objects in memory, and moves a job to the outcome its scenario names after a few GETs, so
+that submit -> watch -> fail/succeed -> delete, a cancelled run and a leftover job can be driven over real HTTP.
+
+Custom resources are treated as a real API server treats them (kubernetes/kubernetes master, apiextensions-
+apiserver customresource_handler.go schemaCoercingDecoder and pruning/algorithm.go; apiserver
+endpoints/handlers/create.go and rest.go `fieldValidation`): only the CRDs it was started with are served
+(`crds`: files or folders, e.g. ../shared/data/crds/odh-3.5 for OpenShift AI 3.4-3.5's Trainer, or upstream's);
+on create, fields unknown to the structural schema are pruned, with one `Warning: 299 - "unknown field \"…\""`
+header each (fieldValidation=Warn, the server's default), silently (Ignore), or the create is refused with 400
+BadRequest "strict decoding error: unknown field …" (Strict, what create.go's transformDecodeError answers);
+type/enum/required violations are 422 Invalid. What is stored is the pruned object, as etcd would hold it.
 """
 
 from __future__ import annotations
@@ -14,19 +23,46 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support import crds as crd_schemas
 from tests.support.jsonhttp import JsonHandler, Served
 
 CUSTOM = re.compile(r"^/apis/(?P<group>[^/]+)/(?P<version>[^/]+)/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?$")
 PODS = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods$")
 LOG = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<pod>[^/]+)/log$")
+EVENTS = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/events$")
 DONE = {"trainjobs": ("Complete", "Failed"), "pytorchjobs": ("Succeeded", "Failed")}
 
 
+def shared_crds() -> Path:
+    """../shared/data/crds (LABPIPE_SHARED_DATA overrides ../shared/data, as in tests/conftest.py)."""
+    import os
+
+    data = os.environ.get("LABPIPE_SHARED_DATA")
+    return (Path(data) if data else Path(__file__).resolve().parents[3] / "shared" / "data") / "crds"
+
+
+def upstream_training_crds() -> list[Path]:
+    """Upstream Kubeflow Trainer's TrainJob and the Training Operator's PyTorchJob (the default CRDs)."""
+    return [shared_crds() / "trainer.kubeflow.org_trainjobs.yaml", shared_crds() / "kubeflow.org_pytorchjobs.yaml"]
+
+
+def odh_training_crds() -> list[Path]:
+    """OpenShift AI 3.4-3.5's TrainJob (release/odh-3.5.0: podTemplateOverrides, no runtimePatches)."""
+    return [shared_crds() / "odh-3.5" / "trainer.kubeflow.org_trainjobs.yaml",
+            shared_crds() / "kubeflow.org_pytorchjobs.yaml"]  # fmt: skip
+
+
 class FakeKube:
-    def __init__(self):
+    def __init__(self, crds: list[Path] | None = None):
+        self.crds = [str(p) for p in (upstream_training_crds() if crds is None else crds)]
+        self.warnings: list[str] = []  # every Warning header sent (pruned fields)
+        self.created: list[dict] = []  # every custom resource stored, as stored (after pruning)
+        # scenario "unschedulable": the job's pods stay Pending and the scheduler's FailedScheduling event says why
+        self.events: list[dict] = []
         self.objects: dict[tuple[str, str, str], dict] = {}  # (plural, ns, name) -> object
         self.gets: dict[str, int] = {}
         self.requests: list[tuple[str, str]] = []
+        self.queries: list[tuple[str, str]] = []  # (method, query string) of each request
         self.deleted: list[str] = []
         # name -> {"outcome": "succeed" | "fail" | "run", "after": GETs before the outcome, "reason", "message"}
         self.scenarios: dict[str, dict] = {}
@@ -95,18 +131,38 @@ class _Handler(JsonHandler):
         fake = self.fake
         with fake.lock:
             fake.requests.append((method, path))
-        if m := CUSTOM.match(path):
+            fake.queries.append((method, "&".join(f"{k}={v}" for k, v in query.items())))
+        m = CUSTOM.match(path)
+        # a custom resource of an installed CRD (other namespaced /apis/ paths fall through to the routes below,
+        # and end in 404 NotFound like a resource the server does not serve)
+        served = m and crd_schemas.resource(fake.crds, f"{m['group']}/{m['version']}", m["plural"])
+        if served:
             key = (m["plural"], m["ns"], m["name"] or "")
             if method == "POST":
+                kind, schema = served
+                directive = query.get("fieldValidation") or "Warn"  # rest.go fieldValidation: "" means Warn
+                pruned = crd_schemas.prune(body, schema)
+                if pruned and directive == "Strict":
+                    unknown = ", ".join(f'unknown field "{path}"' for path in pruned)
+                    return self._status(400, "BadRequest", f'{kind} in version "{m["version"]}" cannot be handled '
+                                                           f"as a {kind}: strict decoding error: {unknown}")
+                errors = crd_schemas.schema_errors(body, schema)
+                if errors:
+                    return self._status(422, "Invalid", f'{kind}.{m["group"]} "{body["metadata"].get("name")}" '
+                                                         f"is invalid: {'; '.join(errors)}")
+                warnings = [f'unknown field "{path}"' for path in pruned] if directive == "Warn" else []
                 key = (m["plural"], m["ns"], body["metadata"]["name"])
                 with fake.lock:
+                    fake.warnings += warnings
                     if key in fake.objects:
                         return self._status(409, "AlreadyExists", f"{key[2]} already exists")
                     fake.objects[key] = body
+                    fake.created.append(json.loads(json.dumps(body)))
                     if fake.runner is not None and m["plural"] == "trainjobs":
                         fake.scenarios[key[2]] = {"outcome": "run"}  # the nodes decide
                         fake.start_nodes(body)
-                return self.reply(201, body)
+                header = [("Warning", '299 - "' + w.replace('"', '\\"') + '"') for w in warnings]
+                return self.reply(201, body, headers=header)
             with fake.lock:
                 obj = fake.objects.get(key)
             if obj is None:
@@ -119,7 +175,7 @@ class _Handler(JsonHandler):
             with fake.lock:
                 fake.gets[key[2]] = fake.gets.get(key[2], 0) + 1
                 scenario = fake.scenarios.get(key[2], {"outcome": "succeed", "after": 2})
-                if scenario["outcome"] != "run" and fake.gets[key[2]] > scenario.get("after", 2):
+                if scenario["outcome"] in ("succeed", "fail") and fake.gets[key[2]] > scenario.get("after", 2):
                     done, failed = DONE[m["plural"]]
                     kind = done if scenario["outcome"] == "succeed" else failed
                     obj["status"] = {"conditions": [{"type": "Created", "status": "True"}, {
@@ -132,21 +188,36 @@ class _Handler(JsonHandler):
             job = labels.get("jobset.sigs.k8s.io/jobset-name") or labels.get("training.kubeflow.org/job-name")
             with fake.lock:
                 exists = any(k[2] == job for k in fake.objects)
-            items = [{"metadata": {"name": f"{job}-node-0-0", "namespace": m["ns"], "labels": labels}}] if exists else []
+                pending = fake.scenarios.get(job, {}).get("outcome") == "unschedulable"
+            status = ({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                                                           "reason": "Unschedulable"}]}
+                      if pending else {"phase": "Running"})  # fmt: skip
+            items = [{"metadata": {"name": f"{job}-node-0-0", "namespace": m["ns"], "labels": labels},
+                      "status": status}] if exists else []  # fmt: skip
             return self.reply(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
         if m := LOG.match(path):
             job = m["pod"].removesuffix("-node-0-0")
+            if fake.scenarios.get(job, {}).get("outcome") == "unschedulable":  # what the kubelet-less API says
+                return self._status(400, "BadRequest", f'container "node" in pod "{m["pod"]}" is waiting to start: '
+                                                       "ContainerCreating")
             if job in fake.procs:  # follow: answer when node 0 has exited, with its whole log
                 fake.procs[job][0].wait()
                 return self.reply(200, fake.node_logs[job].read_text(), content_type="text/plain")
             return self.reply(200, "\n".join(fake.log_lines) + "\n", content_type="text/plain")
+        if m := EVENTS.match(path):
+            wanted = dict(p.split("=", 1) for p in query.get("fieldSelector", "").split(",") if "=" in p)
+            with fake.lock:
+                items = [e for e in fake.events if e["metadata"].get("namespace", m["ns"]) == m["ns"] and all(
+                    e["involvedObject"].get(k.removeprefix("involvedObject.")) == v for k, v in wanted.items())]
+            return self.reply(200, {"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": items})
         return self._status(404, "NotFound", path)
 
 
 @contextmanager
-def fake_kube_server(workdir: Path):
-    """Yields (FakeKube, kubeconfig path) for a server on 127.0.0.1; stops it afterwards."""
-    fake = FakeKube()
+def fake_kube_server(workdir: Path, crds: list[Path] | None = None):
+    """Yields (FakeKube, kubeconfig path) for a server on 127.0.0.1 serving `crds` (default: upstream's TrainJob
+    and PyTorchJob); stops it afterwards."""
+    fake = FakeKube(crds)
     handler = type("Handler", (_Handler,), {"fake": fake})
     with Served(handler) as served:
         kubeconfig = workdir / "kubeconfig"

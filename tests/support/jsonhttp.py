@@ -15,9 +15,11 @@ class JsonHandler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # quiet
         pass
 
-    def reply(self, status: int, body, content_type: str = "application/json") -> None:
+    def reply(self, status: int, body, content_type: str = "application/json", headers=()) -> None:
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         self.send_response(status)
+        for name, value in headers:  # (name, value) pairs: a header may repeat (Kubernetes' Warning)
+            self.send_header(name, value)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()

@@ -14,6 +14,7 @@ from labpipe.paths import pipelines_dir
 LOGICAL = {"sft": "knowledge-sft", "sft-2": "skill-sft", "run-report-2": "run-report"}
 RETRIED = {"synthetic-generation", "critique-filter", "sft", "sft-2", "mt-bench-eval"}
 NOT_RETRIED = {"preflight", "taxonomy-diff", "seed-extraction", "nothing-to-do", "publish-model", "finalize-run",
+               "sft-resources",
                "run-report", "run-report-2"}
 
 
@@ -70,9 +71,28 @@ def test_cpu_and_memory_requests_and_limits_come_from_parameters_with_defaults()
             value = resources.get(field, "")
             assert "pipelinechannel--" in value, f"{name}: {field} is not a pipeline parameter ({value!r})"
             param = value.split("pipelinechannel--", 1)[1].split("'", 1)[0]
+            if param.startswith("sft-resources-"):  # the SFT pods: from the task that gets the training parameters
+                assert name in ("exec-sft", "exec-sft-2"), (name, field, param)
+                continue
             assert params[param].get("defaultValue"), f"{param} has no default"
-    assert executors["exec-sft"]["container"]["resources"]["resourceMemoryLimit"].endswith("training_memory_limit']}}")
+    sft_plan = _tasks(spec)["sft-resources"][1]["inputs"]["parameters"]
+    assert sft_plan["training_memory_limit"]["componentInputParameter"] == "pipelinechannel--training_memory_limit"
     assert params["training_memory_limit"]["defaultValue"] == "128Gi"
+
+
+def test_the_sft_pods_gpus_memory_and_node_come_from_the_sft_resources_task():
+    """Job mode must not hold GPUs in the launcher pod: its GPU count, CPU/memory and node selector are outputs of
+    sft-resources (0 GPUs, small requests, no node selector when a TrainJob/PyTorchJob trains)."""
+    spec, platform = _docs()[0], _docs()[1]
+    tasks = _tasks(spec)
+    resources = spec["deploymentSpec"]["executors"]["exec-sft"]["container"]["resources"]
+    assert resources["accelerator"]["resourceCount"] == "{{$.inputs.parameters['pipelinechannel--sft-resources-gpus']}}"
+    for task in ("sft", "sft-2"):
+        assert "sft-resources" in tasks[task][1]["dependentTasks"]
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-sft"]
+    assert k8s["nodeSelector"]["nodeSelectorJson"]["taskOutputParameter"] == {
+        "outputParameterKey": "node_selector", "producerTask": "sft-resources"}
+    assert {"name": "LABPIPE_SERVICE_ACCOUNT", "fieldPath": "spec.serviceAccountName"} in k8s["fieldPathAsEnv"]
 
 
 def _exit_handler(spec: dict) -> tuple[str, dict]:

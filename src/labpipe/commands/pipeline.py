@@ -40,6 +40,9 @@ def register(sub) -> None:
 
     comp = sub.add_parser("compile", help="compile the pipeline to KFP IR YAML")
     comp.add_argument("--out", help="output file (default: pipelines/lab_pipeline.yaml)")
+    comp.add_argument("--images-out", metavar="DIR",
+                      help="also write the kustomize Component pinning the manifests' images (the weekly CronJob) "
+                           "to DIR/kustomization.yaml (default without --out: manifests/images of the checkout)")
     comp.set_defaults(func=cmd_compile)
 
     for name, helptext in (("submit", "submit one run to a Kubeflow / OpenShift AI pipeline server"),
@@ -51,7 +54,12 @@ def register(sub) -> None:
         p.add_argument("--token-env", default="KFP_TOKEN", help="variable holding the bearer token (default KFP_TOKEN)")
         p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                        help="pipeline parameter; repeatable (taxonomy=..., base_model=s3://... are required)")
-        p.add_argument("--package", help="compiled pipeline YAML (default: the shipped pipelines/lab_pipeline.yaml)")
+        p.add_argument("--package", help="compiled pipeline YAML (default: the shipped pipelines/lab_pipeline.yaml); "
+                                         "uploaded as a version of --pipeline-name named by its content hash")
+        p.add_argument("--pipeline-name", default="labpipe", help="the pipeline the runs are listed under")
+        p.add_argument("--pipeline-version", default="", choices=("", "latest"),
+                       help="latest: run the newest version uploaded by `labpipe upload` instead of --package "
+                            "(the weekly CronJob does)")
         p.add_argument("--preflight", choices=("params", "full", "off"), default="params",
                        help="before submitting: check the parameters (default), also reach every service "
                             "from here (full: when this machine can reach the cluster's endpoints), or not")
@@ -62,6 +70,15 @@ def register(sub) -> None:
             p.add_argument("--cron", required=True, help="cron schedule, e.g. '0 3 * * 0' (Sundays 03:00)")
             p.add_argument("--name", default="labpipe-weekly", help="recurring run name")
             p.set_defaults(func=cmd_schedule)
+
+    up = sub.add_parser("upload", help="create (or find) the named pipeline on a pipeline server and upload the "
+                                       "compiled YAML as its version named by the content hash")
+    up.add_argument("--host", required=True, help="pipeline server URL (OpenShift AI: the ds-pipeline route)")
+    up.add_argument("--namespace", help="Kubeflow profile namespace (multi-user Kubeflow)")
+    up.add_argument("--token-env", default="KFP_TOKEN", help="variable holding the bearer token (default KFP_TOKEN)")
+    up.add_argument("--pipeline-name", default="labpipe", help="pipeline name in the dashboard (default labpipe)")
+    up.add_argument("--package", help="compiled pipeline YAML (default: pipelines/lab_pipeline.yaml)")
+    up.set_defaults(func=cmd_upload)
 
     pre = sub.add_parser("preflight", help="check a run's parameters, endpoints, S3, MLflow and data before "
                                            "running it (what the pipeline's first task does)")
@@ -268,7 +285,7 @@ def _short(value: Any) -> str:
 def cmd_compile(args: argparse.Namespace) -> int:
     from labpipe.pipelines import runner
 
-    print(f"compiled {runner.compile_pipeline(args.out)}")
+    print(f"compiled {runner.compile_pipeline(args.out, args.images_out)}")
     return 0
 
 
@@ -306,7 +323,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     _preflight_before_submit(args, parse_params(args.param))
     run_id = runner.submit(args.host, parse_params(args.param), experiment=args.experiment, run_name=args.run_name,
                            namespace=args.namespace, package=args.package and Path(args.package),
-                           token_env=args.token_env)
+                           token_env=args.token_env, pipeline_name=args.pipeline_name,
+                           version=args.pipeline_version)
     print(f"submitted run {run_id} to {args.host} (experiment {args.experiment})")
     return 0
 
@@ -317,8 +335,21 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     _preflight_before_submit(args, parse_params(args.param))
     job_id = runner.schedule(args.host, parse_params(args.param), cron=args.cron, experiment=args.experiment,
                              name=args.name, namespace=args.namespace,
-                             package=args.package and Path(args.package), token_env=args.token_env)
+                             package=args.package and Path(args.package), token_env=args.token_env,
+                             pipeline_name=args.pipeline_name, version=args.pipeline_version)
     print(f"recurring run {job_id} ({args.cron}) created on {args.host}")
+    return 0
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    from labpipe.pipelines import runner
+
+    pipeline_id, name, version_id, uploaded = runner.upload(
+        args.host, pipeline_name=args.pipeline_name, package=args.package and Path(args.package),
+        namespace=args.namespace, token_env=args.token_env,
+    )
+    state = "uploaded" if uploaded else "already there"
+    print(f"pipeline {args.pipeline_name} ({pipeline_id}): version {name} ({version_id}) {state} on {args.host}")
     return 0
 
 

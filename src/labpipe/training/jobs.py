@@ -13,6 +13,23 @@ give the same schema guarantees. RBAC the task's service account needs (in its n
 trainjobs.trainer.kubeflow.org (or pytorchjobs.kubeflow.org): create, get, delete; pods: list;
 pods/log: get.
 
+Which TrainJob schema the cluster serves: the Trainer that OpenShift AI 3.4-3.5 ships (opendatahub-io/trainer
+release/odh-3.5.0) places pods with `spec.podTemplateOverrides`; upstream Kubeflow Trainer >= 2.2 has
+`spec.runtimePatches` instead, and an API server drops a field its CRD lacks *without an error* unless the
+request asks for strict field validation. So every create is sent with `fieldValidation=Strict` (the server then
+answers 400 "strict decoding error: unknown field ..." rather than pruning), in the OpenShift AI shape first and
+the upstream one next: the first the cluster accepts whole is the one it serves. This needs no extra RBAC (reading
+the CRD is cluster-scoped) and is exact for the served version; any other field the cluster would drop is a
+UserError that names it. Both shapes carry the same pod settings (node selector, tolerations, CA volumes,
+service account, built from the typed PodSpecPatch of kubeflow-trainer-api, whose models have no
+podTemplateOverrides: the override's envelope - targetJobs + spec - is added to the typed job's dict); env,
+image, command and resources are in `spec.trainer`, the same in both.
+
+The launcher only follows the job: a deadline (`deadline_s`) bounds the whole job, and pods that stay
+unschedulable for `unschedulable_s` fail it with the scheduler's reason from the pod's FailedScheduling events
+(RBAC: events: list). The job's pods run under the task's own service account (`service_account`, the pipeline's
+runner), not the namespace's `default`. `queue_name` labels the job for Kueue (kueue.x-k8s.io/queue-name).
+
 Data, base model and checkpoints travel through S3 (the job's pods mount the same S3 secret as the task).
 The torch runtime of a ClusterTrainingRuntime injects PET_NNODES / PET_NODE_RANK / PET_MASTER_ADDR /
 PET_MASTER_PORT / PET_NPROC_PER_NODE into every node; `labpipe train` reads them (launch.py).
@@ -45,6 +62,15 @@ S3_SECRET_KEYS = {
 # bundle secret as a file named by LABPIPE_CA_BUNDLE, the optional proxy ConfigMap and MLflow secret as env.
 CA_MOUNT = "/etc/labpipe/ca"
 CA_KEY = "ca.crt"
+# OpenShift AI injects this ConfigMap into projects (opendatahub-io/opendatahub-operator, trustedCABundle of the
+# DSCInitialization): ca-bundle.crt = the cluster's CAs (injected by the network operator), odh-ca-bundle.crt = the
+# custom CA bundle. Mounted optionally next to labpipe-ca; labpipe.net adds whatever exists to the public roots.
+TRUSTED_CA_CONFIG = "odh-trusted-ca-bundle"
+TRUSTED_CA_MOUNT = "/etc/labpipe/odh-ca"
+TRUSTED_CA_KEYS = ("ca-bundle.crt", "odh-ca-bundle.crt")
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+# The two TrainJob shapes for pod settings, in the order they are tried (see the module docstring).
+TRAINJOB_SCHEMAS = ("podTemplateOverrides", "runtimePatches")
 NETWORK_CONFIG = "labpipe-network"
 PROXY_KEYS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
 MLFLOW_SECRET = "labpipe-mlflow"
@@ -73,6 +99,18 @@ class JobSpec:
     cpu: str = ""  # per node requests (and limits for memory); "" = the runtime's
     memory: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    trusted_ca: str = ""  # the platform's CA ConfigMap (odh-trusted-ca-bundle), mounted optionally
+    service_account: str = ""  # the pods' service account ("" = the runtime's, i.e. the namespace's default)
+    queue_name: str = ""  # Kueue LocalQueue: the kueue.x-k8s.io/queue-name label
+    deadline_s: float = 0  # the job fails (and is deleted) when it has not ended after this long; 0 = no deadline
+    unschedulable_s: float = 600  # pods unschedulable this long fail the job with the scheduler's reason
+    trainjob_schema: str = ""  # podTemplateOverrides | runtimePatches; "" = find out with strict creates
+
+
+def ca_bundle_paths(spec: JobSpec) -> list[str]:
+    """The CA files the job's pods may hold (each optional), in LABPIPE_CA_BUNDLE order."""
+    paths = [f"{CA_MOUNT}/{CA_KEY}"] if spec.ca_bundle else []
+    return paths + ([f"{TRUSTED_CA_MOUNT}/{key}" for key in TRUSTED_CA_KEYS] if spec.trusted_ca else [])
 
 
 def job_name(run_id: str, phase: str) -> str:
@@ -88,8 +126,8 @@ def _env(spec: JobSpec) -> list[dict[str, Any]]:
             {"name": var, "valueFrom": {"secretKeyRef": {"name": spec.s3_secret, "key": key, "optional": True}}}
             for key, var in S3_SECRET_KEYS.items()
         ]
-    if spec.ca_bundle:  # labpipe.net adds it to the public roots for S3, MLflow, git and endpoints
-        env.append({"name": "LABPIPE_CA_BUNDLE", "value": f"{CA_MOUNT}/{CA_KEY}"})
+    if ca_bundle_paths(spec):  # labpipe.net adds them to the public roots for S3, MLflow, git and endpoints
+        env.append({"name": "LABPIPE_CA_BUNDLE", "value": os.pathsep.join(ca_bundle_paths(spec))})
     env += [{"name": k, "valueFrom": {"configMapKeyRef": {"name": NETWORK_CONFIG, "key": k, "optional": True}}}
             for k in PROXY_KEYS]
     env += [{"name": k, "valueFrom": {"secretKeyRef": {"name": MLFLOW_SECRET, "key": k, "optional": True}}}
@@ -98,10 +136,19 @@ def _env(spec: JobSpec) -> list[dict[str, Any]]:
 
 
 def _volumes(spec: JobSpec) -> tuple[list[dict], list[dict]]:
-    if not spec.ca_bundle:
-        return [], []
-    volume = {"name": "ca-bundle", "secret": {"secretName": spec.ca_bundle, "optional": True}}
-    return [volume], [{"name": "ca-bundle", "mountPath": CA_MOUNT, "readOnly": True}]
+    volumes, mounts = [], []
+    if spec.ca_bundle:
+        volumes.append({"name": "ca-bundle", "secret": {"secretName": spec.ca_bundle, "optional": True}})
+        mounts.append({"name": "ca-bundle", "mountPath": CA_MOUNT, "readOnly": True})
+    if spec.trusted_ca:
+        volumes.append({"name": "trusted-ca", "configMap": {"name": spec.trusted_ca, "optional": True}})
+        mounts.append({"name": "trusted-ca", "mountPath": TRUSTED_CA_MOUNT, "readOnly": True})
+    return volumes, mounts
+
+
+def _labels(spec: JobSpec) -> dict[str, str] | None:
+    labels = dict(spec.labels) | ({QUEUE_LABEL: spec.queue_name} if spec.queue_name else {})
+    return labels or None
 
 
 def _resources(spec: JobSpec) -> dict[str, Any]:
@@ -120,10 +167,13 @@ def _command(spec: JobSpec) -> list[str]:
     return ["labpipe", "train", *spec.train_argv]
 
 
-def trainjob_manifest(spec: JobSpec) -> dict[str, Any]:
-    """The TrainJob (trainer.kubeflow.org/v1alpha1) against a ClusterTrainingRuntime, from the typed models."""
+def trainjob_manifest(spec: JobSpec, schema: str = TRAINJOB_SCHEMAS[0]) -> dict[str, Any]:
+    """The TrainJob (trainer.kubeflow.org/v1alpha1) against a ClusterTrainingRuntime, from the typed models, with
+    the pod settings in `schema`: podTemplateOverrides (OpenShift AI 3.4-3.5) or runtimePatches (upstream)."""
     from kubeflow_trainer_api import models as m
 
+    if schema not in TRAINJOB_SCHEMAS:
+        raise ValueError(f"unknown TrainJob schema {schema!r}")
     volumes, mounts = _volumes(spec)
     pod = m.TrainerV1alpha1PodSpecPatch.from_dict(
         {
@@ -131,13 +181,14 @@ def trainjob_manifest(spec: JobSpec) -> dict[str, Any]:
             "tolerations": spec.tolerations or None,
             "volumes": volumes or None,
             "containers": [{"name": "node", "volumeMounts": mounts}] if mounts else None,
+            "serviceAccountName": spec.service_account or None,
         }
-    )
+    ).to_dict()
     job = m.TrainerV1alpha1TrainJob(
         api_version=f"{TRAINJOB[0]}/{TRAINJOB[1]}",
         kind=TRAINJOB[3],
         metadata=m.IoK8sApimachineryPkgApisMetaV1ObjectMeta(
-            name=spec.name, namespace=spec.namespace, labels=spec.labels or None
+            name=spec.name, namespace=spec.namespace, labels=_labels(spec)
         ),
         spec=m.TrainerV1alpha1TrainJobSpec(
             runtime_ref=m.TrainerV1alpha1RuntimeRef(
@@ -161,7 +212,7 @@ def trainjob_manifest(spec: JobSpec) -> dict[str, Any]:
                             "template": {
                                 "spec": {
                                     "replicatedJobs": [
-                                        {"name": "node", "template": {"spec": {"template": {"spec": pod.to_dict()}}}}
+                                        {"name": "node", "template": {"spec": {"template": {"spec": pod}}}}
                                     ]
                                 }
                             }
@@ -169,11 +220,14 @@ def trainjob_manifest(spec: JobSpec) -> dict[str, Any]:
                     }
                 )
             ]
-            if pod.to_dict()
+            if pod and schema == "runtimePatches"
             else None,
         ),
     )
-    return job.to_dict()
+    body = job.to_dict()
+    if pod and schema == "podTemplateOverrides":  # release/odh-3.5.0's field; not in the typed models
+        body["spec"]["podTemplateOverrides"] = [{"targetJobs": [{"name": "node"}], "spec": pod}]
+    return body
 
 
 def pytorchjob_manifest(spec: JobSpec) -> dict[str, Any]:
@@ -203,6 +257,7 @@ def pytorchjob_manifest(spec: JobSpec) -> dict[str, Any]:
                 node_selector=spec.node_selector or None,
                 tolerations=spec.tolerations or None,
                 volumes=volumes or None,
+                service_account_name=spec.service_account or None,
             )
         )
 
@@ -214,7 +269,7 @@ def pytorchjob_manifest(spec: JobSpec) -> dict[str, Any]:
     job = KubeflowOrgV1PyTorchJob(
         api_version=f"{PYTORCHJOB[0]}/{PYTORCHJOB[1]}",
         kind=PYTORCHJOB[3],
-        metadata=k8s.V1ObjectMeta(name=spec.name, namespace=spec.namespace, labels=spec.labels or None),
+        metadata=k8s.V1ObjectMeta(name=spec.name, namespace=spec.namespace, labels=_labels(spec)),
         spec=KubeflowOrgV1PyTorchJobSpec(
             nproc_per_node=str(max(spec.gpus_per_node, 1)),
             pytorch_replica_specs=replicas,
@@ -224,9 +279,9 @@ def pytorchjob_manifest(spec: JobSpec) -> dict[str, Any]:
     return k8s.ApiClient().sanitize_for_serialization(job)
 
 
-def manifest(spec: JobSpec) -> dict[str, Any]:
+def manifest(spec: JobSpec, schema: str = "") -> dict[str, Any]:
     if spec.backend == "trainjob":
-        return trainjob_manifest(spec)
+        return trainjob_manifest(spec, schema or spec.trainjob_schema or TRAINJOB_SCHEMAS[0])
     if spec.backend == "pytorchjob":
         return pytorchjob_manifest(spec)
     raise UserError(unknown_backend(spec.backend))
@@ -316,7 +371,6 @@ def run_job(
     api_client = api_client or kube_client()
     custom, core = k8s.CustomObjectsApi(api_client), k8s.CoreV1Api(api_client)
     group, version, plural, kind = TRAINJOB if spec.backend == "trainjob" else PYTORCHJOB
-    body = manifest(spec)
 
     def cancel(signum, _frame):
         raise JobCancelled(f"{kind} {spec.name}: cancelled (signal {signum})")
@@ -326,9 +380,10 @@ def run_job(
         previous = {s: signal.signal(s, cancel) for s in (signal.SIGTERM, signal.SIGINT)}
     streamer = _LogStreamer(core, spec, emit)
     try:
-        _create(custom, group, version, spec.namespace, plural, body, kind, emit, poll_seconds)
+        _create_served(custom, spec, emit, poll_seconds)
         emit(f"{kind} {spec.namespace}/{spec.name}: submitted ({spec.nodes} node(s) x {spec.gpus_per_node} GPU(s))")
         streamer.start()
+        started, unschedulable_since = time.monotonic(), None
         while True:
             job = custom.get_namespaced_custom_object(group, version, spec.namespace, plural, spec.name)
             outcome = job_outcome(job, spec.backend)
@@ -339,6 +394,17 @@ def run_job(
                     raise JobFailed(f"{kind} {spec.name} failed: {reason}")
                 emit(f"{kind} {spec.name}: succeeded")
                 return job
+            now = time.monotonic()
+            if spec.deadline_s and now - started > spec.deadline_s:
+                raise JobFailed(f"{kind} {spec.name} failed: DeadlineExceeded: not finished after "
+                                f"{spec.deadline_s:g}s (training_deadline_minutes)")  # fmt: skip
+            reason = unschedulable_reason(core, spec)
+            if reason is None:
+                unschedulable_since = None
+            else:
+                unschedulable_since = unschedulable_since or now
+                if now - unschedulable_since >= spec.unschedulable_s:
+                    raise JobFailed(f"{kind} {spec.name} failed: Unschedulable for {spec.unschedulable_s:g}s: {reason}")
             time.sleep(poll_seconds)
     finally:
         streamer.stop.set()
@@ -347,12 +413,87 @@ def run_job(
         _delete(custom, group, version, spec.namespace, plural, spec.name, emit)
 
 
+def job_selector(spec: JobSpec) -> str:
+    """The label selector of all the job's pods."""
+    if spec.backend == "trainjob":
+        return f"jobset.sigs.k8s.io/jobset-name={spec.name}"
+    return f"training.kubeflow.org/job-name={spec.name}"
+
+
+def unschedulable_reason(core, spec: JobSpec) -> str | None:
+    """The scheduler's reason when a pod of the job is Pending as Unschedulable (its latest FailedScheduling
+    event, else the PodScheduled condition's message); None while every pod is scheduled or none exists."""
+    pods = core.list_namespaced_pod(spec.namespace, label_selector=job_selector(spec)).items
+    for pod in pods:
+        conditions = (pod.status and pod.status.conditions) or []
+        stuck = [c for c in conditions if c.type == "PodScheduled" and c.status == "False"
+                 and c.reason == "Unschedulable"]  # fmt: skip
+        if not stuck:
+            continue
+        name = pod.metadata.name
+        events = core.list_namespaced_event(
+            spec.namespace, field_selector=f"involvedObject.kind=Pod,involvedObject.name={name}"
+        ).items
+        failed = [e for e in events if e.reason == "FailedScheduling" and e.message]
+        if failed:
+            latest = max(failed, key=lambda e: str(e.last_timestamp or e.event_time or ""))
+            return f"pod {name}: {latest.message}"
+        return f"pod {name}: {stuck[0].message or 'Unschedulable'}"
+    return None
+
+
+def _create_served(custom, spec: JobSpec, emit, poll_seconds) -> str:
+    """Create the job in the shape the cluster serves (strict field validation); returns that TrainJob schema."""
+    from kubernetes.client.rest import ApiException
+
+    group, version, plural, kind = TRAINJOB if spec.backend == "trainjob" else PYTORCHJOB
+    schemas = [spec.trainjob_schema] if spec.trainjob_schema or spec.backend != "trainjob" else list(TRAINJOB_SCHEMAS)
+    refused: dict[str, list[str]] = {}
+    for schema in schemas:
+        body = manifest(spec, schema)
+        try:
+            _create(custom, group, version, spec.namespace, plural, body, kind, emit, poll_seconds)
+            return schema
+        except ApiException as exc:
+            unknown = unknown_fields(exc)
+            if exc.status != 400 or not unknown:
+                raise
+            refused[schema] = unknown
+            own = f"spec.{schema}"
+            if schema != schemas[-1] and all(f == own or f.startswith((own + ".", own + "[")) for f in unknown):
+                emit(f"{kind}: this cluster's schema has no {own}; trying spec.{schemas[schemas.index(schema) + 1]}")
+                continue
+            break
+    fields = sorted({f for unknown in refused.values() for f in unknown})
+    raise UserError(Problem(
+        where=f"{kind} {spec.namespace}/{spec.name}", rule="served-schema", field=", ".join(fields),
+        message=f"the cluster's {kind} schema would drop {', '.join(fields)} (strict field validation refused it; "
+                "the job would lose its node selector, tolerations, CA or service account)",
+        fix=f"install a Trainer whose {kind} CRD has these fields (OpenShift AI 3.4+: podTemplateOverrides; "
+            "Kubeflow Trainer >= 2.2: runtimePatches), or remove the settings that need them",
+    ))  # fmt: skip
+
+
+def unknown_fields(exc) -> list[str]:
+    """The field paths of a 400 'strict decoding error: unknown field "a.b", ...' answer ([] for other errors)."""
+    import json
+    import re
+
+    try:
+        message = json.loads(exc.body or "{}").get("message", "")
+    except (ValueError, AttributeError):
+        message = str(exc.body or "")
+    if "strict decoding error" not in message:
+        return []
+    return re.findall(r'unknown field "([^"]+)"', message)
+
+
 def _create(custom, group, version, namespace, plural, body, kind, emit, poll_seconds) -> None:
     from kubernetes.client.rest import ApiException
 
     name = body["metadata"]["name"]
     try:
-        custom.create_namespaced_custom_object(group, version, namespace, plural, body)
+        custom.create_namespaced_custom_object(group, version, namespace, plural, body, field_validation="Strict")
         return
     except ApiException as exc:
         if exc.status != 409:
@@ -368,7 +509,7 @@ def _create(custom, group, version, namespace, plural, body, kind, emit, poll_se
                 break
             raise
         time.sleep(min(poll_seconds, 1.0))
-    custom.create_namespaced_custom_object(group, version, namespace, plural, body)
+    custom.create_namespaced_custom_object(group, version, namespace, plural, body, field_validation="Strict")
 
 
 def _delete(custom, group, version, namespace, plural, name, emit) -> None:
@@ -408,3 +549,23 @@ def current_namespace(default: str = "default") -> str:
         return context["context"].get("namespace") or default
     except Exception:
         return default
+
+
+SERVICE_ACCOUNT_ENV = "LABPIPE_SERVICE_ACCOUNT"  # set on the SFT task from the downward API (spec.serviceAccountName)
+
+
+def current_service_account() -> str:
+    """The service account this pod runs as ("" outside a pod): LABPIPE_SERVICE_ACCOUNT, else the `sub` of the
+    mounted token (system:serviceaccount:<namespace>:<name>)."""
+    import base64
+    import json
+
+    if os.environ.get(SERVICE_ACCOUNT_ENV):
+        return os.environ[SERVICE_ACCOUNT_ENV]
+    token = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+    try:
+        payload = token.read_text().split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return claims.get("sub", "").rsplit(":", 1)[-1] if claims.get("sub", "").count(":") == 3 else ""
+    except (OSError, IndexError, ValueError):
+        return ""

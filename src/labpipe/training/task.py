@@ -45,7 +45,12 @@ class SftTaskConfig:
     tolerations: list[dict[str, Any]] = field(default_factory=list)
     s3_secret: str = ""
     ca_bundle: str = ""  # secret with ca.crt (labpipe-ca) mounted into the job's pods
+    trusted_ca: str = ""  # the platform's CA ConfigMap (odh-trusted-ca-bundle), mounted optionally into the job
     namespace: str = ""  # "" = the pod's own namespace
+    service_account: str = ""  # the job pods' service account; "" = this pod's own (jobs.current_service_account)
+    queue_name: str = ""  # Kueue LocalQueue for the job ("" = none)
+    deadline_minutes: float = 0  # the job fails (and is deleted) after this long; 0 = no deadline
+    unschedulable_minutes: float = 10  # pods unschedulable this long fail the job with the scheduler's reason
 
 
 def scale_problems(training_backend: str, training_nodes: int, gpus: int, checkpoint_root: str) -> list[Problem]:
@@ -70,14 +75,45 @@ def scale_problems(training_backend: str, training_nodes: int, gpus: int, checkp
     return problems
 
 
+# What the SFT task's own pod needs when it only submits a job and follows its log (uploads inputs to S3 and
+# downloads the final model by streaming): no GPU, no GPU node, small requests.
+LAUNCHER_RESOURCES = {"cpu_request": "500m", "cpu_limit": "2", "memory_request": "1Gi", "memory_limit": "4Gi"}
+
+
+def launcher_resources(training_backend: str, training_nodes: int, gpus: int, cpu_request: str, cpu_limit: str,
+                       memory_request: str, memory_limit: str, node_selector: dict) -> dict[str, Any]:
+    """The SFT task pod's GPUs, CPU, memory and node selector: the training ones when it trains in its own pod,
+    LAUNCHER_RESOURCES, 0 GPUs and no node selector when a TrainJob / PyTorchJob does the training."""
+    if backend_for(training_backend, training_nodes) == "pod":
+        return {"gpus": gpus, "cpu_request": cpu_request, "cpu_limit": cpu_limit, "memory_request": memory_request,
+                "memory_limit": memory_limit, "node_selector": dict(node_selector or {})}  # fmt: skip
+    return {"gpus": 0, **LAUNCHER_RESOURCES, "node_selector": {}}
+
+
 def backend_for(training_backend: str, training_nodes: int) -> str:
     """`pod` with several nodes means a TrainJob."""
     return "trainjob" if training_backend == "pod" and training_nodes > 1 else training_backend
 
 
+def job_problems(queue_name: str, deadline_minutes: float) -> list[Problem]:
+    """What cannot work in the job settings: a Kueue queue name that is no DNS label, a negative deadline."""
+    import re
+
+    problems = []
+    if queue_name and not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", queue_name):
+        problems.append(Problem("queue_name", "dns-label", f"queue_name {queue_name!r} is not a LocalQueue name",
+                                "pass the name of a LocalQueue of the project (`oc get localqueues`)",
+                                field="queue_name"))  # fmt: skip
+    if deadline_minutes < 0:
+        problems.append(Problem("training_deadline_minutes", "value", f"{deadline_minutes} minutes",
+                                "use 0 (no deadline) or more", field="training_deadline_minutes"))  # fmt: skip
+    return problems
+
+
 def check(cfg: SftTaskConfig) -> str:
     """The backend to use; UserError for settings that cannot work."""
     problems = scale_problems(cfg.training_backend, cfg.training_nodes, cfg.gpus, cfg.checkpoint_root)
+    problems += job_problems(cfg.queue_name, cfg.deadline_minutes)
     if problems:
         raise UserError(problems)
     return backend_for(cfg.training_backend, cfg.training_nodes)
@@ -144,7 +180,12 @@ def _run_as_job(cfg: SftTaskConfig, training: TrainingConfig, durable: str, back
                 tolerations=list(cfg.tolerations or []),
                 s3_secret=cfg.s3_secret,
                 ca_bundle=cfg.ca_bundle,
+                trusted_ca=cfg.trusted_ca,
                 labels={"app.kubernetes.io/part-of": "labpipe", "labpipe.io/phase": cfg.phase},
+                service_account=cfg.service_account or jobs.current_service_account(),
+                queue_name=cfg.queue_name,
+                deadline_s=cfg.deadline_minutes * 60,
+                unschedulable_s=cfg.unschedulable_minutes * 60,
             )
         )
     with storage.atomic_dir(cfg.out) as tmp:  # the slim Model artifact: model/ and the summary

@@ -1,7 +1,9 @@
 """The SFT task with training_nodes=2: it uploads its inputs to S3 (moto, real HTTP), submits a TrainJob to a FAKE
 Kubernetes API server (tests/support/fake_kube.py) that plays the Trainer controller by running the job's own
 command as 2 local "nodes" with the torch runtime's PET_* variables and only the env the spec gives them (the
-S3 secret resolved by the fake), streams node 0's log, and downloads the slim model; the job is deleted."""
+S3 secret resolved by the fake), streams node 0's log, and downloads the slim model; the job is deleted. Against
+both TrainJob CRDs the fake can serve (OpenShift AI 3.4-3.5's from opendatahub-io/trainer release/odh-3.5.0, and
+upstream kubeflow/trainer's), with the platform's pruning (see tests/support/fake_kube.py)."""
 
 from __future__ import annotations
 
@@ -12,15 +14,17 @@ import pytest
 from labpipe import storage
 from labpipe.training import checkpoints, jobs
 from labpipe.training.task import SftTaskConfig, run_sft_task
-from tests.support.fake_kube import fake_kube_server
+from tests.support.fake_kube import fake_kube_server, odh_training_crds, upstream_training_crds
 from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
-def test_two_node_trainjob_through_s3(s3_env, monkeypatch, tmp_path, tiny_model, training_sets, capfd):
-    storage.s3_client().create_bucket(Bucket="tj-ckpt")
-    with fake_kube_server(tmp_path) as (fake, kubeconfig):
+@pytest.mark.parametrize("crds", [odh_training_crds, upstream_training_crds], ids=["odh-3.5", "upstream"])
+def test_two_node_trainjob_through_s3(crds, s3_env, monkeypatch, tmp_path, tiny_model, training_sets, capfd):
+    storage.s3_client().create_bucket(Bucket=f"tj-ckpt-{crds.__name__[:3]}")
+    monkeypatch.setenv("LABPIPE_SERVICE_ACCOUNT", "pipeline-runner-labpipe")  # what the pipeline sets on the task
+    with fake_kube_server(tmp_path, crds()) as (fake, kubeconfig):
         monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
         fake.runner = {"workdir": str(tmp_path), "port": free_port()}
         fake.secrets["labpipe-s3"] = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
@@ -28,16 +32,23 @@ def test_two_node_trainjob_through_s3(s3_env, monkeypatch, tmp_path, tiny_model,
         out = tmp_path / "model-artifact"
         meta = run_sft_task(SftTaskConfig(
             phase="knowledge", base_model=str(tiny_model), data=str(training_sets[0]), out=str(out),
-            max_steps=4, run_id="run-tj", training_nodes=2, gpus=1, checkpoint_root="s3://tj-ckpt/labpipe",
-            image="quay.io/labpipe/labpipe-training:0.1.0", s3_secret="labpipe-s3",
+            max_steps=4, run_id="run-tj", training_nodes=2, gpus=1,
+            checkpoint_root=f"s3://tj-ckpt-{crds.__name__[:3]}/labpipe", image="registry.internal/ml/labpipe-training@sha256:"
+            + "0" * 64, s3_secret="labpipe-s3", ca_bundle="labpipe-ca", trusted_ca="odh-trusted-ca-bundle",
+            queue_name="training",
         ))  # fmt: skip
         name = jobs.job_name("run-tj", "knowledge")
         assert fake.deleted == [name] and not fake.objects
         assert fake.requests[0] == ("POST", "/apis/trainer.kubeflow.org/v1alpha1/namespaces/lab/trainjobs")
+        stored = fake.created[-1]  # as the API server keeps it: nothing of the pod settings pruned
+        assert not fake.warnings and stored["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "training"
+        assert stored["spec"]["trainer"]["image"].startswith("registry.internal/ml/labpipe-training@sha256:")
+        shape = stored["spec"].get("podTemplateOverrides") or stored["spec"]["runtimePatches"]
+        assert "pipeline-runner-labpipe" in str(shape) and "odh-trusted-ca-bundle" in str(shape)
     assert meta["backend"] == "trainjob" and meta["world_size"] == 2 and meta["steps"] == 4
     assert sorted(p.name for p in out.iterdir()) == ["model", checkpoints.SUMMARY]
     assert json.loads((out / checkpoints.SUMMARY).read_text()) == meta
-    durable = "s3://tj-ckpt/labpipe/run-tj/knowledge"
+    durable = f"s3://tj-ckpt-{crds.__name__[:3]}/labpipe/run-tj/knowledge"
     assert meta["checkpoint_dir"] == durable
     assert checkpoints.remote_checkpoints(durable) == ["checkpoint-3", "checkpoint-4"]
     assert '"steps": 4' in capfd.readouterr().err  # node 0's log reached the task's log

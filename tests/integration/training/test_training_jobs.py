@@ -1,6 +1,13 @@
 """submit -> watch -> succeed/fail -> delete, a cancelled run, and a job left by a killed attempt, through the
 real `kubernetes` client over HTTP against a FAKE API server on 127.0.0.1 (tests/support/fake_kube.py: it keeps
-the objects and flips a job's condition after a few polls; no controller, no pods really run)."""
+the objects and flips a job's condition after a few polls; no controller, no pods really run).
+
+The fake serves custom resources as a real API server does (kubernetes/kubernetes master: apiextensions-apiserver
+pruning/algorithm.go, apiserver endpoints/handlers/create.go + rest.go): it prunes fields the installed CRD lacks
+(with a Warning header) unless the request asks for fieldValidation=Strict, which it refuses with 400. Every
+TrainJob test runs against both TrainJob CRDs in ../shared/data/crds: OpenShift AI 3.4-3.5's (opendatahub-io/
+trainer release/odh-3.5.0: podTemplateOverrides, no runtimePatches) and upstream's (kubeflow/trainer master:
+runtimePatches)."""
 
 from __future__ import annotations
 
@@ -12,15 +19,18 @@ import time
 
 import pytest
 
+from labpipe.errors import UserError
 from labpipe.training import jobs
-from tests.support.fake_kube import fake_kube_server
+from tests.support.fake_kube import fake_kube_server, odh_training_crds, upstream_training_crds
 
 pytestmark = pytest.mark.integration
+CRDS = {"odh-3.5": odh_training_crds, "upstream": upstream_training_crds}
 
 
-@pytest.fixture
-def kube(tmp_path):
-    with fake_kube_server(tmp_path) as (fake, kubeconfig):
+@pytest.fixture(params=sorted(CRDS))
+def kube(tmp_path, request):
+    with fake_kube_server(tmp_path, CRDS[request.param]()) as (fake, kubeconfig):
+        fake.crd_flavour = request.param
         yield fake, kubeconfig
 
 
@@ -30,9 +40,95 @@ def _client(kubeconfig):
     return config.new_client_from_config(str(kubeconfig))
 
 
-def _spec(backend="trainjob", name="labpipe-knowledge-test"):
+def _spec(backend="trainjob", name="labpipe-knowledge-test", **kw):
     return jobs.JobSpec(name=name, namespace="lab", image="img", train_argv=["--phase", "knowledge"], nodes=2,
-                        gpus_per_node=1, backend=backend)  # fmt: skip
+                        gpus_per_node=1, backend=backend, **kw)  # fmt: skip
+
+
+PLACED = dict(node_selector={"nvidia.com/gpu.product": "H100"}, ca_bundle="labpipe-ca",
+              tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+              trusted_ca="odh-trusted-ca-bundle", service_account="pipeline-runner-labpipe", env={"A": "1"})
+
+
+@pytest.mark.parametrize("backend", ["trainjob", "pytorchjob"])
+def test_placement_ca_env_and_service_account_survive_on_the_served_schema(kube, backend):
+    """What the cluster stores (after its pruning) still holds the node selector, tolerations, CA volumes, env and
+    service account: labpipe finds the shape the served CRD knows with strict creates instead of losing them."""
+    fake, kubeconfig = kube
+    lines = []
+    jobs.run_job(_spec(backend, **PLACED), api_client=_client(kubeconfig), poll_seconds=0.05, emit=lines.append)
+    (stored,) = fake.created
+    assert not fake.warnings  # nothing was pruned
+    if backend == "trainjob":
+        shape = "podTemplateOverrides" if fake.crd_flavour == "odh-3.5" else "runtimePatches"
+        assert shape in stored["spec"]
+        pod = (stored["spec"]["podTemplateOverrides"][0]["spec"] if shape == "podTemplateOverrides" else
+               stored["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0][
+                   "template"]["spec"]["template"]["spec"])  # fmt: skip
+        env = {e["name"] for e in stored["spec"]["trainer"]["env"]}
+    else:
+        pod = stored["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
+        env = {e["name"] for e in pod["containers"][0]["env"]}
+    assert pod["nodeSelector"] == PLACED["node_selector"] and pod["tolerations"] == PLACED["tolerations"]
+    assert {v["name"] for v in pod["volumes"]} == {"ca-bundle", "trusted-ca"}
+    assert pod["serviceAccountName"] == "pipeline-runner-labpipe"
+    assert {"A", "LABPIPE_CA_BUNDLE", "HTTPS_PROXY"} <= env
+    assert all("fieldValidation=Strict" in q for m, q in fake.queries if m == "POST")
+
+
+def test_the_fake_prunes_unknown_fields_like_an_api_server(kube):
+    """The double is not lenient: without strict validation the other schema's field is dropped, with a Warning
+    (fieldValidation=Warn, the server default); with Strict it is a 400 naming the field."""
+    from kubernetes import client as k8s
+    from kubernetes.client.rest import ApiException
+
+    fake, kubeconfig = kube
+    custom = k8s.CustomObjectsApi(_client(kubeconfig))
+    foreign = "runtimePatches" if fake.crd_flavour == "odh-3.5" else "podTemplateOverrides"
+    body = jobs.manifest(_spec(**PLACED), foreign)
+    with pytest.raises(ApiException) as refused:
+        custom.create_namespaced_custom_object("trainer.kubeflow.org", "v1alpha1", "lab", "trainjobs", body,
+                                               field_validation="Strict")  # fmt: skip
+    assert refused.value.status == 400 and jobs.unknown_fields(refused.value) == [f"spec.{foreign}"]
+    stored, status, headers = custom.create_namespaced_custom_object_with_http_info(
+        "trainer.kubeflow.org", "v1alpha1", "lab", "trainjobs", body)
+    assert status == 201 and foreign not in stored["spec"] and fake.warnings == [f'unknown field "spec.{foreign}"']
+    assert headers["Warning"] == f'299 - "unknown field \\"spec.{foreign}\\""'  # what the client sees
+    assert stored["spec"]["trainer"]["image"] == "img"  # the known fields stay
+    with pytest.raises(ApiException) as absent:  # a kind no installed CRD defines is not served
+        custom.create_namespaced_custom_object("kubeflow.org", "v1", "lab", "mpijobs", {"metadata": {"name": "x"}})
+    assert absent.value.status == 404
+
+
+def test_a_field_the_cluster_would_drop_is_an_error_that_names_it(kube):
+    fake, kubeconfig = kube
+    foreign = "runtimePatches" if fake.crd_flavour == "odh-3.5" else "podTemplateOverrides"
+    with pytest.raises(UserError, match=f"schema would drop spec.{foreign}"):
+        jobs.run_job(_spec(**PLACED, trainjob_schema=foreign), api_client=_client(kubeconfig), poll_seconds=0.05,
+                     emit=lambda _: None)  # fmt: skip
+    assert not fake.created
+
+
+def test_an_unschedulable_job_fails_with_the_schedulers_reason_and_is_deleted(kube):
+    fake, kubeconfig = kube
+    reason = "0/4 nodes are available: 4 Insufficient nvidia.com/gpu. preemption: 0/4 nodes are available"
+    fake.scenarios["labpipe-knowledge-test"] = {"outcome": "unschedulable"}
+    fake.events.append({"metadata": {"name": "labpipe-knowledge-test-node-0-0.1", "namespace": "lab"},
+                        "involvedObject": {"kind": "Pod", "name": "labpipe-knowledge-test-node-0-0", "namespace": "lab"},
+                        "reason": "FailedScheduling", "message": reason, "type": "Warning",
+                        "lastTimestamp": "2026-12-07T12:00:00Z"})  # fmt: skip
+    with pytest.raises(jobs.JobFailed, match=f"Unschedulable for 0.2s: pod labpipe-knowledge-test-node-0-0: {reason}"):
+        jobs.run_job(_spec(unschedulable_s=0.2), api_client=_client(kubeconfig), poll_seconds=0.05,
+                     emit=lambda _: None)  # fmt: skip
+    assert fake.deleted == ["labpipe-knowledge-test"] and not fake.objects
+
+
+def test_a_job_past_its_deadline_fails_and_is_deleted(kube):
+    fake, kubeconfig = kube
+    fake.scenarios["labpipe-knowledge-test"] = {"outcome": "run"}
+    with pytest.raises(jobs.JobFailed, match="DeadlineExceeded: not finished after 0.3s"):
+        jobs.run_job(_spec(deadline_s=0.3), api_client=_client(kubeconfig), poll_seconds=0.05, emit=lambda _: None)
+    assert fake.deleted == ["labpipe-knowledge-test"] and not fake.objects
 
 
 @pytest.mark.parametrize("backend", ["trainjob", "pytorchjob"])
@@ -69,6 +165,7 @@ def test_a_job_left_by_a_killed_attempt_is_replaced(kube):
 
 CANCELLED_CHILD = """
 import sys
+from labpipe.errors import UserError
 from labpipe.training import jobs
 spec = jobs.JobSpec(name="labpipe-skills-cancel", namespace="lab", image="img", train_argv=[], nodes=2)
 try:

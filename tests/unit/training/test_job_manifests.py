@@ -1,5 +1,7 @@
 """The TrainJob and PyTorchJob that the SFT task submits validate against the real CRD schemas
-(../shared/data/crds, see its SOURCE.md), strictly: an unknown field anywhere in the spec fails."""
+(../shared/data/crds, see its SOURCE.md), strictly: an unknown field anywhere in the spec fails. The TrainJob
+against both TrainJob CRDs: OpenShift AI 3.4-3.5's (opendatahub-io/trainer release/odh-3.5.0,
+podTemplateOverrides) and upstream's (kubeflow/trainer master, runtimePatches)."""
 
 from __future__ import annotations
 
@@ -32,6 +34,10 @@ def _strict(schema):
     return schema
 
 
+TRAINJOB_CRDS = {"podTemplateOverrides": "odh-3.5/trainer.kubeflow.org_trainjobs.yaml",
+                 "runtimePatches": "trainer.kubeflow.org_trainjobs.yaml"}  # fmt: skip
+
+
 def _validator(shared_data, filename, version):
     crd = yaml.safe_load((shared_data / "crds" / filename).read_text())
     (ver,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
@@ -48,15 +54,27 @@ def _spec(backend, **kw):
         nodes=2, gpus_per_node=8, backend=backend, node_selector={"nvidia.com/gpu.product": "H100"},
         tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         s3_secret="labpipe-s3", ca_bundle="labpipe-ca", env={"LABPIPE_RUN_ID": "run-1"},
-        memory="200Gi", cpu="16", **kw,
+        memory="200Gi", cpu="16", trusted_ca="odh-trusted-ca-bundle", service_account="pipeline-runner-labpipe",
+        queue_name="gpu-queue", **kw,
     )  # fmt: skip
 
 
-def test_trainjob_validates_against_the_crd(shared_data):
-    body = jobs.manifest(_spec("trainjob"))
-    errors = list(_validator(shared_data, "trainer.kubeflow.org_trainjobs.yaml", "v1alpha1").iter_errors(body))
+def _pod_settings(body, schema):
+    if schema == "podTemplateOverrides":
+        (override,) = body["spec"]["podTemplateOverrides"]
+        assert override["targetJobs"] == [{"name": "node"}]
+        return override["spec"]
+    pod = body["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]
+    return pod["template"]["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("schema", ["podTemplateOverrides", "runtimePatches"])
+def test_trainjob_validates_against_the_crd(shared_data, schema):
+    body = jobs.manifest(_spec("trainjob"), schema)
+    errors = list(_validator(shared_data, TRAINJOB_CRDS[schema], "v1alpha1").iter_errors(body))
     assert not errors, [e.message for e in errors]
     assert body["apiVersion"] == "trainer.kubeflow.org/v1alpha1" and body["kind"] == "TrainJob"
+    assert body["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
     spec = body["spec"]
     assert spec["runtimeRef"] == {"name": "torch-distributed", "kind": "ClusterTrainingRuntime",
                                   "apiGroup": "trainer.kubeflow.org"}  # fmt: skip
@@ -66,17 +84,30 @@ def test_trainjob_validates_against_the_crd(shared_data):
     env = {e["name"]: e for e in spec["trainer"]["env"]}
     assert env["AWS_ENDPOINT_URL"]["valueFrom"]["secretKeyRef"] == {"name": "labpipe-s3", "key": "AWS_S3_ENDPOINT",
                                                                     "optional": True}  # fmt: skip
-    assert env["LABPIPE_CA_BUNDLE"]["value"] == f"{jobs.CA_MOUNT}/{jobs.CA_KEY}" == "/etc/labpipe/ca/ca.crt"
+    assert env["LABPIPE_CA_BUNDLE"]["value"].split(":") == [
+        "/etc/labpipe/ca/ca.crt", "/etc/labpipe/odh-ca/ca-bundle.crt", "/etc/labpipe/odh-ca/odh-ca-bundle.crt"]
     assert env["HTTPS_PROXY"]["valueFrom"]["configMapKeyRef"] == {"name": "labpipe-network", "key": "HTTPS_PROXY",
                                                                   "optional": True}
     assert env["MLFLOW_TRACKING_AUTH"]["valueFrom"]["secretKeyRef"]["name"] == "labpipe-mlflow"
-    pod = spec["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]
-    pod = pod["template"]["spec"]["template"]["spec"]
+    pod = _pod_settings(body, schema)
     assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "H100"}
     assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
-    assert pod["volumes"][0]["secret"] == {"secretName": "labpipe-ca", "optional": True}
+    assert pod["serviceAccountName"] == "pipeline-runner-labpipe"  # not the namespace's default
+    assert pod["volumes"] == [{"name": "ca-bundle", "secret": {"secretName": "labpipe-ca", "optional": True}},
+                              {"name": "trusted-ca", "configMap": {"name": "odh-trusted-ca-bundle", "optional": True}}]
     assert pod["containers"] == [{"name": "node", "volumeMounts": [
-        {"name": "ca-bundle", "mountPath": jobs.CA_MOUNT, "readOnly": True}]}]  # fmt: skip
+        {"name": "ca-bundle", "mountPath": jobs.CA_MOUNT, "readOnly": True},
+        {"name": "trusted-ca", "mountPath": jobs.TRUSTED_CA_MOUNT, "readOnly": True}]}]  # fmt: skip
+    assert ({"podTemplateOverrides", "runtimePatches"} - {schema}).isdisjoint(spec)
+
+
+@pytest.mark.parametrize("schema", ["podTemplateOverrides", "runtimePatches"])
+def test_each_trainjob_shape_is_unknown_to_the_other_crd(shared_data, schema):
+    """Why the shape matters: each CRD lacks the other's field, which an API server would prune in silence."""
+    other = ({"podTemplateOverrides", "runtimePatches"} - {schema}).pop()
+    body = jobs.manifest(_spec("trainjob"), schema)
+    errors = list(_validator(shared_data, TRAINJOB_CRDS[other], "v1alpha1").iter_errors(body))
+    assert any(schema in e.message for e in errors), [e.message for e in errors]
 
 
 def test_pytorchjob_validates_against_the_crd(shared_data):
@@ -87,11 +118,13 @@ def test_pytorchjob_validates_against_the_crd(shared_data):
     assert replicas["Master"]["replicas"] == 1 and replicas["Worker"]["replicas"] == 1
     container = replicas["Worker"]["template"]["spec"]["containers"][0]
     assert container["name"] == "pytorch" and container["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    assert replicas["Worker"]["template"]["spec"]["serviceAccountName"] == "pipeline-runner-labpipe"
+    assert body["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
     assert body["spec"]["nprocPerNode"] == "8"
 
 
 def test_strict_validation_catches_an_unknown_field(shared_data):
-    body = jobs.manifest(_spec("trainjob"))
+    body = jobs.manifest(_spec("trainjob"), "runtimePatches")
     body["spec"]["trainer"]["numGPUs"] = 8
     errors = list(_validator(shared_data, "trainer.kubeflow.org_trainjobs.yaml", "v1alpha1").iter_errors(body))
     assert any("numGPUs" in e.message for e in errors)
@@ -101,7 +134,7 @@ def test_a_job_without_cluster_extras_stays_minimal(shared_data):
     spec = jobs.JobSpec(name="labpipe-skills-x", namespace="lab", image="img", train_argv=["--phase", "skills"],
                         nodes=3, gpus_per_node=0)  # fmt: skip
     body = jobs.manifest(spec)
-    assert "runtimePatches" not in body["spec"]
+    assert "runtimePatches" not in body["spec"] and "podTemplateOverrides" not in body["spec"]
     # only the optional cluster-wide settings every task gets (proxy ConfigMap, MLflow secret)
     assert {e["name"] for e in body["spec"]["trainer"]["env"]} == {*jobs.PROXY_KEYS, *jobs.MLFLOW_KEYS}
     assert all(e["valueFrom"][next(iter(e["valueFrom"]))]["optional"] for e in body["spec"]["trainer"]["env"])

@@ -52,3 +52,30 @@ def test_workspace_option_compiles_into_a_per_run_volume(tmp_path):
         assert tasks[task]["inputs"]["parameters"]["workspace"]["runtimeValue"]["constant"] == "{{$.workspace_path}}"
     platform = next(d for d in docs if d and "platforms" in d)
     assert platform["platforms"]["kubernetes"]["pipelineConfig"]["workspace"]["size"] == "500Gi"
+
+
+def test_the_launcher_pod_is_light_in_job_mode():
+    """The sft-resources task's library call: training resources in pod mode; no GPU, no GPU node selector and
+    small requests when a TrainJob / PyTorchJob trains (the launcher only submits and follows it)."""
+    from labpipe.training.task import LAUNCHER_RESOURCES, launcher_resources
+
+    training = ("8", "16", "64Gi", "128Gi", {"nvidia.com/gpu.product": "H100"})
+    pod = launcher_resources("pod", 1, 4, *training)
+    assert pod == {"gpus": 4, "cpu_request": "8", "cpu_limit": "16", "memory_request": "64Gi",
+                   "memory_limit": "128Gi", "node_selector": {"nvidia.com/gpu.product": "H100"}}
+    for backend, nodes in (("trainjob", 1), ("pytorchjob", 2), ("pod", 3)):
+        job = launcher_resources(backend, nodes, 8, *training)
+        assert job == {"gpus": 0, **LAUNCHER_RESOURCES, "node_selector": {}}, (backend, nodes)
+
+
+def test_job_settings_that_cannot_work_are_user_errors(tmp_path):
+    import pytest
+
+    from labpipe.errors import UserError
+    from labpipe.training.task import SftTaskConfig, check
+
+    cfg = SftTaskConfig(phase="skills", base_model="s3://b/m", data="d", out=str(tmp_path / "o"), training_nodes=2,
+                        checkpoint_root="s3://b/c", queue_name="GPU Queue", deadline_minutes=-5)  # fmt: skip
+    with pytest.raises(UserError) as err:
+        check(cfg)
+    assert {p.field for p in err.value.problems} == {"queue_name", "training_deadline_minutes"}
