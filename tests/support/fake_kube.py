@@ -38,6 +38,9 @@ class FakeKube:
         self.secrets: dict[str, dict[str, str]] = {}
         self.node_logs: dict[str, Path] = {}
         self.procs: dict[str, list] = {}
+        # Extra routes tried before the ones below: objects with `handle(handler, method, path, query, body)`
+        # returning True when they answered (tests/support/fake_rbac.py: access reviews, namespaces).
+        self.routes: list = []
 
     def start_nodes(self, job: dict) -> None:
         import os
@@ -95,6 +98,8 @@ class _Handler(JsonHandler):
         fake = self.fake
         with fake.lock:
             fake.requests.append((method, path))
+        if any(route.handle(self, method, path, query, body) for route in fake.routes):
+            return
         if m := CUSTOM.match(path):
             key = (m["plural"], m["ns"], m["name"] or "")
             if method == "POST":
