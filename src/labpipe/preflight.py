@@ -363,19 +363,12 @@ def check_mlflow(params: dict[str, Any], report: Report, timeout: float) -> prod
                                   rule="mlflow"))
         return None
     if uri.startswith(("http://", "https://")):
-        import httpx
+        from labpipe import tracking  # MLflow's own client: MLFLOW_TRACKING_AUTH / _TOKEN apply
 
-        try:
-            resp = httpx.get(uri.rstrip("/") + "/api/2.0/mlflow/experiments/search",
-                             params={"max_results": 1}, timeout=timeout, headers=_mlflow_headers())
-        except httpx.HTTPError as exc:
-            report.problems.append(_p("mlflow_tracking_uri", f"{uri} does not answer ({type(exc).__name__})",
-                                      "check the URL and that the MLflow service is up", rule="mlflow"))
-            return None
-        if resp.status_code != 200:
-            hint = " (MLflow's --allowed-hosts must list this host)" if resp.status_code == 403 else ""
-            report.problems.append(_p("mlflow_tracking_uri", f"{uri} answered HTTP {resp.status_code}{hint}",
-                                      "check the URL and the MLflow credentials", rule="mlflow"))
+        found_problem = tracking.server_problem(uri)
+        if found_problem is not None:
+            message, fix = found_problem
+            report.problems.append(_p("mlflow_tracking_uri", message, fix, rule="mlflow"))
             return None
     if not name:
         report.passed.append(f"mlflow: {uri} answers")
@@ -388,11 +381,6 @@ def check_mlflow(params: dict[str, Any], report: Report, timeout: float) -> prod
     report.passed.append(f"mlflow: {uri} answers; production: "
                          f"{found.describe() if found else f'none registered as {name} yet (every leaf)'}")
     return found
-
-
-def _mlflow_headers() -> dict[str, str]:
-    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
-    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def check_mt_bench(params: dict[str, Any], report: Report) -> None:
