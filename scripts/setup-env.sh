@@ -43,6 +43,12 @@ if [ -f requirements-nodeps.txt ]; then
   # Packages whose declared dependencies are heavier than what labpipe uses (see the file's comments).
   quiet "${pip[@]}" install -q --no-deps -c constraints.txt -r requirements-nodeps.txt
 fi
+# The MLflow server plugin OpenShift AI runs (Kubernetes workspaces and RBAC authorization), for the tests
+# that stand in for the platform's MLflow (tests/support/platform_mlflow.py). It declares Python >= 3.12 but
+# runs on 3.11 as it is; its dependencies (mlflow 3.17, kubernetes, graphql-core) are installed above.
+if ! "$VENV/bin/python" -c 'import mlflow_kubernetes_plugins' 2>/dev/null; then
+  quiet "${pip[@]}" install -q --no-deps --ignore-requires-python -c constraints.txt mlflow-kubernetes-plugins
+fi
 # xgrammar declares triton (GPU kernels, ~1 GB) which CPU decoding never imports: the one accepted gap.
 if ! out=$("${pip[@]}" check 2>&1); then
   unexpected=$(printf '%s\n' "$out" | grep -v 'requires triton, which is not installed' || true)

@@ -54,11 +54,10 @@ def record(
     if not uri or not pipeline_run_id:
         return
     from mlflow.entities import RunTag
-    from mlflow.tracking import MlflowClient
 
     stage = tracking.canonical_stage(stage)
-    client = MlflowClient(tracking_uri=uri)
-    parent = tracking.pipeline_run(client, tracking._experiment_id(client, experiment), pipeline_run_id)
+    client = tracking.mlflow_client(uri)
+    _, parent = tracking.pipeline_context(client, pipeline_run_id, experiment)  # DSP's parent, or labpipe's
     metadata = {**metadata, **_summaries(stage, outputs or {})}
     datasets = stage_datasets(stage, metadata, inputs or {}, outputs or {})
     metadata.update({f"dataset.{d.name}.sha256": d.digest for d in datasets if d.digest})
@@ -205,24 +204,29 @@ def describe(tracking_uri: str, *, pipeline_run_id: str = "", run_id: str = "", 
     model_info: dict[str, str] = {}
     if model:
         run_id, model_info = _resolve_model(client, model)
+    experiment_ids: list[str] = []
     if run_id:
         try:
-            tags = client.get_run(run_id).data.tags
+            found = client.get_run(run_id)
         except Exception:
             raise UserError(f"MLflow run {run_id}: not found at {tracking_uri}", fix="check the run id") from None
+        tags, experiment_ids = found.data.tags, [found.info.experiment_id]  # DSP's experiment, or labpipe's
         pipeline_run_id = tags.get(tracking.PIPELINE_RUN_TAG, "")
         if not pipeline_run_id:
             raise UserError(f"MLflow run {run_id} was not made by a labpipe pipeline (no {tracking.PIPELINE_RUN_TAG} tag)")
     if not pipeline_run_id:
         raise UserError("say which model or run: labpipe lineage NAME@ALIAS | models:/NAME/N | MLFLOW_RUN_ID | "
                         "PIPELINE_RUN_ID", fix="e.g. labpipe lineage labpipe-model@production")
-    exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs(
-        [exp.experiment_id] if exp else [],
-        filter_string=f"tags.`{tracking.PIPELINE_RUN_TAG}` = '{pipeline_run_id}'",
-        max_results=500,
-    ) if exp else []
+    if not experiment_ids:
+        exp = client.get_experiment_by_name(experiment)
+        experiment_ids = [exp.experiment_id] if exp else []
+    wanted = f"tags.`{tracking.PIPELINE_RUN_TAG}` = '{pipeline_run_id}'"
+    runs = client.search_runs(experiment_ids, filter_string=wanted, max_results=500) if experiment_ids else []
     parent = next((r for r in runs if r.data.tags.get(tracking.ROLE_TAG) == "pipeline"), None)
+    if parent is None:  # recorded in Data Science Pipelines' experiment (its MLflow integration): look everywhere
+        everywhere = [e.experiment_id for e in client.search_experiments(max_results=1000)]
+        runs = client.search_runs(everywhere, filter_string=wanted, max_results=500) if everywhere else []
+        parent = next((r for r in runs if r.data.tags.get(tracking.ROLE_TAG) == "pipeline"), None)
     if parent is None:
         raise UserError(f"pipeline run {pipeline_run_id}: no MLflow record at {tracking_uri}",
                         fix="check MLFLOW_TRACKING_URI and the pipeline run id")

@@ -23,7 +23,8 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,8 +255,11 @@ def check_taxonomy(params: dict[str, Any], report: Report, timeout: float, produ
 
 
 def check_endpoint(role: str, params: dict[str, Any], report: Report, timeout: float) -> None:
-    """GET /v1/models answers, lists the named model, and accepts the key (from the role's secret)."""
-    import httpx
+    """Every replica (`http://a/v1,http://b/v1`) answers GET /v1/models to the client's own probe, lists the
+    named model, and accepts the key (from the role's secret)."""
+    from labpipe.generation.client import ModelSpec
+    from labpipe.generation.endpoints import split_endpoints
+    from labpipe.generation.openai_client import OpenAIChatClient
 
     prefix = role.upper()
     target = str(params.get(role) or os.environ.get(f"{prefix}_ENDPOINT", ""))
@@ -270,34 +274,42 @@ def check_endpoint(role: str, params: dict[str, Any], report: Report, timeout: f
     if not target.startswith(("http://", "https://")):
         check_model_dir(role, target, report)
         return
-    key = os.environ.get(f"{prefix}_API_KEY") or os.environ.get("OPENAI_API_KEY", "")
-    url = target.rstrip("/") + "/models"
     try:
-        resp = httpx.get(url, headers={"Authorization": f"Bearer {key}"} if key else {}, timeout=timeout)
-    except httpx.HTTPError as exc:
-        report.problems.append(_p(role, f"{url} does not answer ({type(exc).__name__}: {str(exc)[:120]})",
-                                  f"check the {role} URL (ends in /v1) and that the server is up", rule="endpoint"))
+        replicas = split_endpoints(target)
+    except UserError as err:
+        report.problems += [_p(role, p.message, p.fix, rule="endpoint") for p in err.problems]
         return
-    if resp.status_code in (401, 403):
-        report.problems.append(Problem(
-            where=f"secret {secret}", rule="endpoint-key", field="api_key",
-            message=f"{url} refused the API key (HTTP {resp.status_code})",
-            fix=f"put a valid key under 'api_key' in secret {secret}"))
-        return
-    if resp.status_code != 200:
-        report.problems.append(_p(role, f"{url} answered HTTP {resp.status_code}",
-                                  "check the URL: an OpenAI-compatible server answers GET /v1/models",
-                                  rule="endpoint"))
-        return
-    try:
-        ids = [m.get("id") for m in resp.json().get("data", [])]
-    except (ValueError, AttributeError):
-        ids = []
-    if model and model not in ids:
-        report.problems.append(_p(f"{role}_model", f"{url} does not serve {model!r} (it lists {', '.join(map(str, ids)) or 'none'})",
-                                  f"pass {role}_model as one of the listed ids", rule="endpoint-model"))
-        return
-    report.passed.append(f"{role}: {target} serves {model or ids[:1]}")
+    key_env = f"{prefix}_API_KEY" if os.environ.get(f"{prefix}_API_KEY") else "OPENAI_API_KEY"
+    served: list[str] = []
+    for url in replicas:
+        spec = ModelSpec(url, model=model or None, api_key_env=key_env, timeout_s=timeout, max_retries=0)
+        try:
+            status, ids = OpenAIChatClient(spec).probe()
+        except UserError as err:
+            for p in err.problems:
+                if p.rule == "api-key":
+                    report.problems.append(Problem(
+                        where=f"secret {secret}", rule="endpoint-key", field="api_key",
+                        message=f"{url}/models refused the API key ({p.message.split(':')[0]})",
+                        fix=f"put a valid key under 'api_key' in secret {secret}"))
+                else:
+                    report.problems.append(_p(role, f"{url} does not answer ({p.message})",
+                                              f"check the {role} URL (ends in /v1) and that the server is up",
+                                              rule="endpoint"))
+            return
+        if status != 200:
+            report.problems.append(_p(role, f"{url}/models answered HTTP {status}",
+                                      "check the URL: an OpenAI-compatible server answers GET /v1/models",
+                                      rule="endpoint"))
+            return
+        if model and model not in ids:
+            report.problems.append(_p(f"{role}_model", f"{url}/models does not serve {model!r} (it lists "
+                                      f"{', '.join(ids) or 'none'})",
+                                      f"pass {role}_model as one of the listed ids", rule="endpoint-model"))
+            return
+        served = served or ids
+    shown = target if len(replicas) == 1 else f"{len(replicas)} replicas ({target})"
+    report.passed.append(f"{role}: {shown} serves {model or served[:1]}")
 
 
 def check_model_dir(param: str, location: str, report: Report) -> None:
@@ -363,19 +375,12 @@ def check_mlflow(params: dict[str, Any], report: Report, timeout: float) -> prod
                                   rule="mlflow"))
         return None
     if uri.startswith(("http://", "https://")):
-        import httpx
+        from labpipe import tracking  # MLflow's own client: MLFLOW_TRACKING_AUTH / _TOKEN apply
 
-        try:
-            resp = httpx.get(uri.rstrip("/") + "/api/2.0/mlflow/experiments/search",
-                             params={"max_results": 1}, timeout=timeout, headers=_mlflow_headers())
-        except httpx.HTTPError as exc:
-            report.problems.append(_p("mlflow_tracking_uri", f"{uri} does not answer ({type(exc).__name__})",
-                                      "check the URL and that the MLflow service is up", rule="mlflow"))
-            return None
-        if resp.status_code != 200:
-            hint = " (MLflow's --allowed-hosts must list this host)" if resp.status_code == 403 else ""
-            report.problems.append(_p("mlflow_tracking_uri", f"{uri} answered HTTP {resp.status_code}{hint}",
-                                      "check the URL and the MLflow credentials", rule="mlflow"))
+        found_problem = tracking.server_problem(uri)
+        if found_problem is not None:
+            message, fix = found_problem
+            report.problems.append(_p("mlflow_tracking_uri", message, fix, rule="mlflow"))
             return None
     if not name:
         report.passed.append(f"mlflow: {uri} answers")
@@ -388,11 +393,6 @@ def check_mlflow(params: dict[str, Any], report: Report, timeout: float) -> prod
     report.passed.append(f"mlflow: {uri} answers; production: "
                          f"{found.describe() if found else f'none registered as {name} yet (every leaf)'}")
     return found
-
-
-def _mlflow_headers() -> dict[str, str]:
-    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
-    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def check_mt_bench(params: dict[str, Any], report: Report) -> None:
@@ -412,6 +412,21 @@ def check_mt_bench(params: dict[str, Any], report: Report) -> None:
     report.passed.append(f"MT-Bench: {len(questions)} questions at {shown}, sha256 verified")
 
 
+@contextmanager
+def bounded_mlflow(timeout: float) -> Iterator[None]:
+    """MLflow's client with one retry and `timeout` per request (unless set otherwise): a dead server fails
+    in seconds, not after the client's minutes of retries."""
+    bounded = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, int(timeout)))}
+    saved = {k: os.environ.get(k) for k in bounded}
+    os.environ.update({k: v for k, v in bounded.items() if saved[k] is None})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+
+
 def check(params: dict[str, Any], *, network: bool = True, timeout: float = DEFAULT_TIMEOUT_S) -> Report:
     """Every check; all problems in one report."""
     from labpipe import storage
@@ -421,8 +436,9 @@ def check(params: dict[str, Any], *, network: bool = True, timeout: float = DEFA
     check_static(params, report)
     if network:
         steps: list[Callable[[], Any]] = []
-        production = check_mlflow(params, report, timeout) if (
-            "mlflow_tracking_uri" in params or params.get("base") == prod.PRODUCTION_BASE) else None
+        with bounded_mlflow(timeout):
+            production = check_mlflow(params, report, timeout) if (
+                "mlflow_tracking_uri" in params or params.get("base") == prod.PRODUCTION_BASE) else None
         steps.append(lambda: check_taxonomy(params, report, timeout, production))
         for role in ("teacher", "judge"):
             if role in params:
@@ -459,15 +475,7 @@ def run_preflight(cfg: PreflightConfig) -> dict[str, Any]:
     """Check; write the report; raise one UserError with every problem, or return the summary."""
     from labpipe import storage
 
-    bounded = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(cfg.timeout))}
-    saved = {k: os.environ.get(k) for k in bounded}
-    os.environ.update({k: v for k, v in bounded.items() if saved[k] is None})  # a dead server fails in seconds
-    try:
-        report = check(cfg.params, network=cfg.network, timeout=cfg.timeout)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
+    report = check(cfg.params, network=cfg.network, timeout=cfg.timeout)
     for warning in report.warnings:
         print(str(warning), flush=True)  # in the task's log; the run goes on
     if cfg.out:

@@ -48,21 +48,23 @@ class ProductionModel:
 def find_production(name: str, tracking_uri: str) -> ProductionModel | None:
     """The version holding the `production` alias of registered model `name`; None when there is none."""
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    from labpipe import tracking
+
+    client = tracking.mlflow_client(tracking_uri)
     try:
         version = client.get_model_version_by_alias(name, PRODUCTION_ALIAS)
     except MlflowException as exc:
         if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower():
             return None
+        said, fix = tracking.explain(tracking_uri, exc)
         raise UserError(
             Problem(
                 where=tracking_uri,
                 rule="mlflow-registry",
                 field="mlflow_tracking_uri",
-                message=f"cannot read {name}@{PRODUCTION_ALIAS} from the MLflow registry ({str(exc)[:200]})",
-                fix="check mlflow_tracking_uri and that this account may read the registry",
+                message=f"cannot read {name}@{PRODUCTION_ALIAS} from the MLflow registry: {said}",
+                fix=fix,
             )
         ) from None
     tags = version.tags or {}

@@ -4,6 +4,15 @@ Stages run in separate processes (KFP pods, or kfp.local subprocesses), so the p
 by its tag `labpipe.pipeline_run_id` (created by the first stage that asks for it). The tracking
 server is MLFLOW_TRACKING_URI when set; otherwise a SQLite store in the local run folder.
 mlflow is imported lazily: it costs seconds, and most CLI calls never touch it.
+
+Every request to MLflow goes through MLflow's own client (`mlflow_client(uri)`), so MLflow's request-auth providers
+add what the server needs (MLFLOW_TRACKING_AUTH=kubernetes-namespaced: the service-account token and the
+X-MLFLOW-WORKSPACE header; MLFLOW_TRACKING_TOKEN: a bearer token); nothing in labpipe builds those headers.
+
+Data Science Pipelines' own MLflow integration (DSPA `spec.mlflow`, `injectUserEnvVars: true`) opens a
+parent run per pipeline run and a nested run per task, and gives the task its id in MLFLOW_RUN_ID: the
+stage then logs into that run and the pipeline's parent is found through it (`dsp_task_run`), so there is
+one run tree, not two. Without MLFLOW_RUN_ID, labpipe makes its own tree as described above.
 """
 
 from __future__ import annotations
@@ -26,6 +35,63 @@ STAGE_ALIASES = {"skills_sft": "skill_sft", "skill-sft": "skill_sft", "knowledge
 def canonical_stage(stage: str) -> str:
     """The one name of a stage (`skills_sft`, the training phase's old run name, is `skill_sft`)."""
     return STAGE_ALIASES.get(stage, stage)
+
+
+def mlflow_client(tracking_uri: str):
+    """MLflow's client for `tracking_uri`: the one way labpipe talks to MLflow (its auth providers apply)."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def server_problem(tracking_uri: str, experiment: str = DEFAULT_EXPERIMENT) -> tuple[str, str] | None:
+    """One authenticated, authorized read through MLflow's client (the experiment `experiment`, missing or
+    not); None when it works, else (what went wrong, the fix). Under OpenShift AI's MLflow this needs `get`
+    on experiments in the workspace: a search would not do, the plugin answers it with an empty list."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow_client(tracking_uri).get_experiment_by_name(experiment)
+        return None
+    except MlflowException as exc:
+        return explain(tracking_uri, exc)
+
+
+def explain(tracking_uri: str, exc: Exception) -> tuple[str, str]:
+    """(what went wrong, the fix) for an MlflowException from `tracking_uri`: unauthenticated, forbidden,
+    unreachable. MLflow's client reports the platform plugin's refusals as INTERNAL_ERROR with the code in
+    the message, so both are read."""
+    text = str(exc)
+    code = str(getattr(exc, "error_code", ""))
+    auth = os.environ.get("MLFLOW_TRACKING_AUTH", "")
+    if "UNAUTHENTICATED" in (code, text) or "UNAUTHENTICATED" in text or " 401" in text:
+        sent = f"MLFLOW_TRACKING_AUTH={auth}" if auth else (
+            "MLFLOW_TRACKING_TOKEN" if os.environ.get("MLFLOW_TRACKING_TOKEN") else "no credentials")
+        return (f"{tracking_uri} refused the request as unauthenticated (HTTP 401; sent with {sent}): "
+                f"{_server_said(text)}",
+                "OpenShift AI's MLflow: MLFLOW_TRACKING_AUTH=kubernetes-namespaced in the labpipe-mlflow secret "
+                "(docs/mlflow-lineage.md); a token-checking proxy: MLFLOW_TRACKING_TOKEN")
+    if "PERMISSION_DENIED" in code or "PERMISSION_DENIED" in text or " 403" in text:
+        return (f"{tracking_uri} refused the request (HTTP 403): {_server_said(text)}",
+                "OpenShift AI's MLflow: bind the Role labpipe-mlflow (manifests/base/rbac.yaml) to the pipeline's "
+                "service account in the project; a standalone server: list this host in MLflow's --allowed-hosts")
+    if "Workspace" in text:
+        return (f"{tracking_uri} needs an MLflow workspace: {_server_said(text)}",
+                "MLFLOW_TRACKING_AUTH=kubernetes-namespaced (the pod's namespace), or set MLFLOW_WORKSPACE")
+    return (f"{tracking_uri} does not answer as an MLflow server ({_server_said(text)})",
+            "check the URL and that the MLflow service is up and reachable from here")
+
+
+def _server_said(text: str) -> str:
+    """The server's own message out of MLflow's exception text (the plugin's JSON error, when there is one)."""
+    import re
+
+    found = re.search(r"'message': '([^']*)'", text)
+    return found.group(1) if found else _first_line(text)
+
+
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[0][:200]
 
 
 def default_tracking_uri(local_dir: str | Path) -> str:
@@ -87,6 +153,62 @@ def _experiment_id(client, name: str) -> str:
         return client.get_experiment_by_name(name).experiment_id
 
 
+# Data Science Pipelines' MLflow integration (opendatahub-io/data-science-pipelines master,
+# backend/src/v2/common/plugins/mlflow/handler.go): the driver creates a nested run per task (and per DAG,
+# e.g. a ParallelFor or the exit handler's group) tagged mlflow.parentRunId, and injects its id.
+DSP_RUN_ENV = "MLFLOW_RUN_ID"
+PARENT_TAG = "mlflow.parentRunId"
+DSP_PIPELINE_RUN_TAG = "kfp.pipeline_run_id"  # on the parent the API server opens (apiserver/plugins/mlflow)
+MAX_DEPTH = 16
+
+
+def dsp_task_run(client):
+    """The run Data Science Pipelines opened for this task (MLFLOW_RUN_ID), or None: not set, or not a run
+    of this tracking server (then labpipe makes its own tree, with a warning)."""
+    run_id = os.environ.get(DSP_RUN_ENV, "").strip()
+    if not run_id:
+        return None
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id)
+    except MlflowException as exc:
+        if getattr(exc, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        import logging
+
+        logging.getLogger(__name__).warning("%s=%s is not a run of %s: labpipe opens its own runs", DSP_RUN_ENV,
+                                            run_id, client.tracking_uri)
+        return None
+
+
+def dsp_pipeline_parent(client, task_run) -> str:
+    """The pipeline's parent run above a DSP task run: up mlflow.parentRunId (through DAG runs) to the top."""
+    run = task_run
+    for _ in range(MAX_DEPTH):
+        parent_id = run.data.tags.get(PARENT_TAG)
+        if not parent_id or DSP_PIPELINE_RUN_TAG in run.data.tags:
+            return run.info.run_id
+        run = client.get_run(parent_id)
+    return run.info.run_id
+
+
+def pipeline_context(client, pipeline_run_id: str, experiment: str = DEFAULT_EXPERIMENT) -> tuple[str, str]:
+    """(experiment id, parent run id) of pipeline run `pipeline_run_id`: DSP's when the task has MLFLOW_RUN_ID
+    (the parent is tagged as labpipe's pipeline run), else labpipe's own (created on first use)."""
+    task = dsp_task_run(client)
+    if task is None:
+        exp_id = _experiment_id(client, experiment)
+        return exp_id, pipeline_run(client, exp_id, pipeline_run_id)
+    parent = dsp_pipeline_parent(client, task)
+    tags = client.get_run(parent).data.tags if parent != task.info.run_id else task.data.tags
+    if tags.get(ROLE_TAG) != "pipeline" or tags.get(PIPELINE_RUN_TAG) != pipeline_run_id:
+        from mlflow.entities import RunTag
+
+        client.log_batch(parent, tags=[RunTag(PIPELINE_RUN_TAG, pipeline_run_id), RunTag(ROLE_TAG, "pipeline")])
+    return task.info.experiment_id, parent
+
+
 def pipeline_run(client, experiment_id: str, pipeline_run_id: str, tags: Mapping[str, str] | None = None) -> str:
     """The MLflow run id of the pipeline run `pipeline_run_id`, created on first use."""
     found = client.search_runs(
@@ -114,33 +236,34 @@ def stage_run(
     params: Mapping[str, Any] | None = None,
     tags: Mapping[str, Any] | None = None,
 ) -> Iterator[StageRun]:
-    """A nested MLflow run for `stage` under the pipeline run; FINISHED on success, FAILED on error."""
-    from mlflow.tracking import MlflowClient
+    """A nested MLflow run for `stage` under the pipeline run; FINISHED on success, FAILED on error.
 
+    With MLFLOW_RUN_ID (Data Science Pipelines' run for this task), that run is the stage's run: tagged as
+    labpipe's, logged into, and closed like labpipe's own (DSP closes it again with the task's state). A
+    second, other stage in the same task gets a run nested under it."""
     stage = canonical_stage(stage)
-    client = MlflowClient(tracking_uri=tracking_uri)
-    exp_id = _experiment_id(client, experiment)
-    parent = pipeline_run(client, exp_id, pipeline_run_id)
-    run = client.create_run(
-        exp_id,
-        run_name=stage,
-        tags={
-            "mlflow.parentRunId": parent,
-            PIPELINE_RUN_TAG: pipeline_run_id,
-            ROLE_TAG: "stage",
-            STAGE_TAG: stage,
-            **{k: str(v) for k, v in (tags or {}).items()},
-        },
-    )
-    handle = StageRun(run.info.run_id, parent, client)
+    mlc = mlflow_client(tracking_uri)
+    exp_id, parent = pipeline_context(mlc, pipeline_run_id, experiment)
+    stage_tags = {PIPELINE_RUN_TAG: pipeline_run_id, ROLE_TAG: "stage", STAGE_TAG: stage,
+                  **{k: str(v) for k, v in (tags or {}).items()}}
+    task = dsp_task_run(mlc)
+    if task is not None and task.data.tags.get(STAGE_TAG, stage) == stage:
+        from mlflow.entities import RunTag
+
+        mlc.log_batch(task.info.run_id, tags=[RunTag(k, v) for k, v in stage_tags.items()])
+        run_id = task.info.run_id
+    else:
+        run_id = mlc.create_run(exp_id, run_name=stage, tags={
+            PARENT_TAG: task.info.run_id if task is not None else parent, **stage_tags}).info.run_id
+    handle = StageRun(run_id, parent, mlc)
     if params:
         handle.log_params(params)
     try:
         yield handle
     except BaseException:
-        client.set_terminated(handle.run_id, "FAILED")
+        mlc.set_terminated(handle.run_id, "FAILED")
         raise
-    client.set_terminated(handle.run_id, "FINISHED")
+    mlc.set_terminated(handle.run_id, "FINISHED")
 
 
 class NullStageRun:
@@ -210,12 +333,10 @@ def close_pipeline_run(
     if not uri or not pipeline_run_id:
         return {}
     from mlflow.entities import RunTag
-    from mlflow.tracking import MlflowClient
 
     status = KFP_TO_MLFLOW_STATUS.get(state.upper().removeprefix("PIPELINE_STATE_"), "FAILED")
-    client = MlflowClient(tracking_uri=uri)
-    exp_id = _experiment_id(client, experiment)
-    parent = pipeline_run(client, exp_id, pipeline_run_id)
+    client = mlflow_client(uri)
+    exp_id, parent = pipeline_context(client, pipeline_run_id, experiment)
     stages = client.search_runs(
         [exp_id],
         filter_string=f"tags.`{PIPELINE_RUN_TAG}` = '{pipeline_run_id}' and tags.`{ROLE_TAG}` = 'stage'",
@@ -359,10 +480,8 @@ def log_datasets(
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
     if not uri or not pipeline_run_id or not datasets:
         return ""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    exp_id = _experiment_id(client, experiment)
+    client = mlflow_client(uri)
+    exp_id, _ = pipeline_context(client, pipeline_run_id, experiment)
     run = latest_stage_run(client, exp_id, pipeline_run_id, stage)
     if run is not None:
         run_id = run.info.run_id

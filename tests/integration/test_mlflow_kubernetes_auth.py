@@ -1,119 +1,202 @@
-"""OpenShift AI's MLflow authenticates each request with the caller's Kubernetes token and routes it to
-the project's workspace. With MLFLOW_TRACKING_AUTH=kubernetes-namespaced (mlflow[kubernetes]), labpipe's
-stage runs send the pod's service-account token and namespace: checked offline through a header-recording
-proxy that, like the platform's auth proxy, refuses requests without the expected token and forwards the
-rest to a real `mlflow server --enable-workspaces` (the namespace is the workspace)."""
+"""OpenShift AI's MLflow authenticates each request with the caller's Kubernetes token, routes it to the
+project's workspace (X-MLFLOW-WORKSPACE) and authorizes it with Kubernetes RBAC on `mlflow.kubeflow.org`
+pseudo-resources. Tested against the platform's own authorization plugin: a real `mlflow server
+--app-name kubernetes-auth --workspace-store-uri kubernetes://` (mlflow-kubernetes-plugins 2.1.0 from PyPI;
+source: opendatahub-io/mlflow-kubernetes-plugins, started as opendatahub-io/mlflow-operator main's chart
+starts it), whose SelfSubjectAccessReviews the fake Kubernetes API answers from the RBAC in manifests/
+(tests/support/platform_mlflow.py). labpipe's side is MLflow's own client with
+MLFLOW_TRACKING_AUTH=kubernetes-namespaced (mlflow[kubernetes]), reading the pod's service-account files.
+
+- `labpipe preflight` and everything else that talks to MLflow (stage runs, datasets, lineage, publish,
+  the gate's production lookup, `labpipe runs`, the report, finalize) gets through as the pipeline's
+  service account, which manifests/ binds to the Role labpipe-mlflow;
+- without the auth provider (no token), or with `kubernetes` (a token but no workspace header), MLflow
+  refuses and preflight says why;
+- another service account of the same project (no labpipe-mlflow binding) is refused (403).
+"""
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import json
+import uuid
 
-import httpx
 import pytest
-from mlflow.tracking import MlflowClient
 
-from labpipe import tracking
-from tests.support.servers import mlflow_server
+from labpipe import lineage, tracking
+from labpipe.cli import main
+from labpipe.errors import UserError
+from labpipe.evaluation.gate import production_score
+from labpipe.evaluation.publish import publish_model
+from labpipe.preflight import PreflightConfig, run_preflight
+from labpipe.testing.fake_openai import FakeOpenAIServer
+from tests.support.platform_mlflow import NAMESPACE, OTHER_TOKEN, PIPELINE_SA, PIPELINE_TOKEN, platform_mlflow
 
-TOKEN = "sa-token-of-the-pipeline-runner"
-NAMESPACE = "team-llm"
-
-
-class AuthProxy:
-    """Records every request's headers; 401 without `Bearer TOKEN`; else forwards to `upstream`."""
-
-    def __init__(self, upstream: str):
-        self.seen: list[dict[str, str]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _forward(self):
-                outer.seen.append({k.lower(): v for k, v in self.headers.items()})
-                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                    self.send_response(401)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in ("host", "authorization", "content-length")}
-                reply = httpx.request(self.command, upstream + self.path, content=body, headers=headers, timeout=60)
-                self.send_response(reply.status_code)
-                for k, v in reply.headers.items():
-                    if k.lower() not in ("transfer-encoding", "content-encoding", "content-length", "connection"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(reply.content)))
-                self.end_headers()
-                self.wfile.write(reply.content)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._server.shutdown()
-        self._server.server_close()
+pytestmark = [pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")
-def workspace_server(tmp_path_factory) -> str:
-    """A real `mlflow server` with workspaces on (SQLite store), holding the workspace NAMESPACE."""
-    with mlflow_server(tmp_path_factory.mktemp("mlflow-ws"), extra_args=("--enable-workspaces",)) as url:
-        MlflowClient(tracking_uri=url).create_workspace(NAMESPACE)
-        yield url
+def platform(tmp_path_factory):
+    with platform_mlflow(tmp_path_factory.mktemp("platform-mlflow")) as pm:
+        yield pm
 
 
-@pytest.fixture
-def service_account(tmp_path, monkeypatch):
-    """The pod's service-account files (token, namespace), where the auth provider reads them."""
-    import mlflow.tracking.request_auth.kubernetes_request_auth_provider as provider
-
-    (tmp_path / "token").write_text(TOKEN + "\n")
-    (tmp_path / "namespace").write_text(NAMESPACE + "\n")
-    monkeypatch.setattr(provider, "_SERVICE_ACCOUNT_TOKEN_PATH", tmp_path / "token")
-    monkeypatch.setattr(provider, "_SERVICE_ACCOUNT_NAMESPACE_PATH", tmp_path / "namespace")
-    if provider._file_cache is not None:
-        provider._file_cache.clear()
+@pytest.fixture(autouse=True)
+def _no_workspace_left_behind():
     yield
-    # the provider makes the workspace the process's active one (a ContextVar and MLFLOW_WORKSPACE): later
-    # tests talk to servers without workspaces
+    # MLflow's kubernetes-namespaced provider makes the workspace the process's active one (a ContextVar and
+    # MLFLOW_WORKSPACE): later tests talk to servers without workspaces
     from mlflow.utils.workspace_context import set_workspace
 
     set_workspace(None)
 
 
-def test_stage_runs_send_the_service_account_token_and_workspace(workspace_server, service_account, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_AUTH", "kubernetes-namespaced")
-    with AuthProxy(workspace_server) as proxy:
-        with tracking.maybe_stage_run("taxonomy_diff", pipeline_run_id="kfp-k8s-auth", tracking_uri=proxy.url) as run:
-            run.log_metrics({"leaves": 1})
-        closed = tracking.close_pipeline_run(proxy.url, "kfp-k8s-auth", state="SUCCEEDED")
-    assert proxy.seen, "no request went through the proxy"
-    assert all(h.get("authorization") == f"Bearer {TOKEN}" for h in proxy.seen)
-    assert all(h.get("x-mlflow-workspace") == NAMESPACE for h in proxy.seen)
-    # it all reached the real server, in the project's workspace
-    monkeypatch.delenv("MLFLOW_TRACKING_AUTH")
-    monkeypatch.setenv("MLFLOW_WORKSPACE", NAMESPACE)
-    client = MlflowClient(tracking_uri=workspace_server)
-    assert client.get_run(run.run_id).data.metrics == {"leaves": 1.0}
-    assert client.get_run(closed["mlflow_run_id"]).info.status == "FINISHED"
+def as_account(monkeypatch, platform, token: str, auth: str = "kubernetes-namespaced") -> None:
+    """Run as the pod of service account `token`: its service-account files where the provider reads them."""
+    import mlflow.tracking.request_auth.kubernetes_request_auth_provider as provider
+
+    folder = platform.service_account_files(token)
+    monkeypatch.setattr(provider, "_SERVICE_ACCOUNT_TOKEN_PATH", folder / "token")
+    monkeypatch.setattr(provider, "_SERVICE_ACCOUNT_NAMESPACE_PATH", folder / "namespace")
+    if provider._file_cache is not None:
+        provider._file_cache.clear()
+    if auth:
+        monkeypatch.setenv("MLFLOW_TRACKING_AUTH", auth)
+    else:
+        monkeypatch.delenv("MLFLOW_TRACKING_AUTH", raising=False)
+    monkeypatch.delenv("MLFLOW_WORKSPACE", raising=False)
 
 
-def test_without_the_auth_provider_the_proxy_refuses(workspace_server, service_account, monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_AUTH", raising=False)
+def test_preflight_reaches_the_platform_mlflow(platform, monkeypatch, capsys, shared_data):
+    as_account(monkeypatch, platform, PIPELINE_TOKEN)
+    seen = len(platform.rbac.reviews)
+    with FakeOpenAIServer(model="teacher") as server:  # the other checks need endpoints and data to pass
+        code = main(
+            [
+                "preflight",
+                "--param",
+                f"mlflow_tracking_uri={platform.url}",
+                "--param",
+                "production_model_name=labpipe-model",
+                "--param",
+                "base=empty",
+                "--param",
+                f"teacher={server.base_url}",
+                "--param",
+                "teacher_model=teacher",
+                "--param",
+                f"judge={server.base_url}",
+                "--param",
+                "judge_model=teacher",
+                "--param",
+                f"questions={shared_data / 'mt_bench'}",
+            ]
+        )
+    captured = capsys.readouterr()
+    assert code == 0, captured.out + captured.err
+    reviews = platform.rbac.reviews[seen:]
+    assert reviews and all(
+        r["user"] == f"system:serviceaccount:{NAMESPACE}:{PIPELINE_SA}"
+        and r["allowed"]
+        and r["namespace"] == NAMESPACE
+        for r in reviews
+    )
+    assert {(r["resource"], r["verb"]) for r in reviews} >= {
+        ("experiments", "get"),
+        ("registeredmodels", "get"),
+    }
+
+
+@pytest.mark.parametrize(
+    "auth, said",
+    [
+        ("", "unauthenticated (HTTP 401; sent with no credentials)"),
+        ("kubernetes", "Workspace context is required"),  # the token without X-MLFLOW-WORKSPACE
+    ],
+)
+def test_preflight_says_which_header_is_missing(platform, monkeypatch, auth, said):
+    as_account(monkeypatch, platform, PIPELINE_TOKEN, auth=auth)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    with AuthProxy(workspace_server) as proxy:
-        with pytest.raises(Exception, match="401|Unauthorized|UNAUTHENTICATED"):
-            with tracking.maybe_stage_run("taxonomy_diff", pipeline_run_id="kfp-no-auth", tracking_uri=proxy.url):
-                pass
-    assert proxy.seen and "authorization" not in proxy.seen[0]
+    with pytest.raises(UserError) as err:
+        run_preflight(PreflightConfig(params={"mlflow_tracking_uri": platform.url}))
+    problems = [p for p in err.value.problems if p.field == "mlflow_tracking_uri"]
+    assert len(problems) == 1 and said in problems[0].message, problems
+    assert "kubernetes-namespaced" in problems[0].fix
+
+
+def test_everything_that_talks_to_mlflow_gets_through(platform, monkeypatch, tmp_path):
+    as_account(monkeypatch, platform, PIPELINE_TOKEN)
+    uri, pid, name = platform.url, f"kfp-{uuid.uuid4().hex[:8]}", f"labpipe-model-{uuid.uuid4().hex[:6]}"
+    seen = len(platform.rbac.reviews)
+    diff = tmp_path / "diff.json"
+    diff.write_text('{"leaves": []}')
+    with tracking.maybe_stage_run("taxonomy_diff", pipeline_run_id=pid, tracking_uri=uri) as run:
+        run.log_metrics({"leaves": 1})
+    lineage.record(
+        "taxonomy_diff",
+        {"leaves_changed": 1},
+        pipeline_run_id=pid,
+        tracking_uri=uri,
+        outputs={"diff": str(diff)},
+    )
+    assert production_score(name, uri)[0] is None  # nothing published yet: compared with the base only
+    decision = {
+        "publish": True,
+        "reasons": ["candidate 6.5 beats base 5.0"],
+        "candidate": 6.5,
+        "base": 5.0,
+        "candidate_scores": {"overall": 6.5},
+    }
+    (tmp_path / "decision.json").write_text(json.dumps(decision))
+    version = publish_model(
+        str(tmp_path / "model"),
+        str(tmp_path / "decision.json"),
+        name,
+        run_id=pid,
+        tracking_uri=uri,
+        source_uri="s3://labpipe/sft-2/model",
+    )
+    lineage.record(
+        "publish_model",
+        {"registered_model": name, "version": version, "alias": "production"},
+        pipeline_run_id=pid,
+        tracking_uri=uri,
+    )
+    assert production_score(name, uri)[0] == 6.5
+    closed = tracking.close_pipeline_run(uri, pid, state="SUCCEEDED")  # finalize
+    assert closed["status"] == "FINISHED"
+    described = lineage.describe_any(uri, f"{name}@production")
+    assert described.pipeline_run_id == pid and described.status == "FINISHED"
+    assert any(row["pipeline_run_id"] == pid for row in lineage.recent_runs(uri, 5))  # `labpipe runs`
+    from labpipe.report import collect
+
+    assert [s.name for s in collect(uri, pipeline_run_id=pid).stages] == ["taxonomy_diff", "publish_model"]
+    reviews = platform.rbac.reviews[seen:]
+    assert all(r["allowed"] and r["user"].endswith(f":{PIPELINE_SA}") for r in reviews)
+    checked = {(r["resource"], r["verb"]) for r in reviews}
+    assert {
+        ("experiments", "create"),
+        ("experiments", "update"),
+        ("registeredmodels", "create"),
+        ("registeredmodels", "update"),
+    } <= checked, checked
+
+
+def test_a_service_account_without_labpipes_rbac_is_refused(platform, monkeypatch):
+    as_account(monkeypatch, platform, OTHER_TOKEN)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with pytest.raises(Exception, match="PERMISSION_DENIED"):
+        with tracking.maybe_stage_run(
+            "taxonomy_diff", pipeline_run_id="kfp-refused", tracking_uri=platform.url
+        ):
+            pass
+    with pytest.raises(UserError, match="HTTP 403"):  # the gate never falls back to "compared with base only"
+        production_score("labpipe-model", platform.url)
+    with pytest.raises(UserError) as err:
+        run_preflight(PreflightConfig(params={"mlflow_tracking_uri": platform.url}))
+    problem = next(p for p in err.value.problems if p.field == "mlflow_tracking_uri")
+    assert "HTTP 403" in problem.message and "labpipe-mlflow" in problem.fix
+    assert platform.rbac.reviews[-1] == {
+        **platform.rbac.reviews[-1],
+        "user": f"system:serviceaccount:{NAMESPACE}:default",
+        "allowed": False,
+    }

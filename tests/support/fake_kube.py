@@ -74,6 +74,9 @@ class FakeKube:
         self.secrets: dict[str, dict[str, str]] = {}
         self.node_logs: dict[str, Path] = {}
         self.procs: dict[str, list] = {}
+        # Extra routes tried before the ones below: objects with `handle(handler, method, path, query, body)`
+        # returning True when they answered (tests/support/fake_rbac.py: access reviews, namespaces).
+        self.routes: list = []
 
     def start_nodes(self, job: dict) -> None:
         import os
@@ -132,6 +135,8 @@ class _Handler(JsonHandler):
         with fake.lock:
             fake.requests.append((method, path))
             fake.queries.append((method, "&".join(f"{k}={v}" for k, v in query.items())))
+        if any(route.handle(self, method, path, query, body) for route in fake.routes):
+            return
         m = CUSTOM.match(path)
         # a custom resource of an installed CRD (other namespaced /apis/ paths fall through to the routes below,
         # and end in 404 NotFound like a resource the server does not serve)

@@ -45,15 +45,16 @@ def s3_server() -> Iterator[str]:
 
 @contextmanager
 def mlflow_server(workdir: Path, *, s3_endpoint: str | None = None, bucket: str = "mlflow",
-                  extra_args: tuple[str, ...] = ()) -> Iterator[str]:
-    """A real `mlflow server` process (SQLite backend; artifacts proxied to S3 when an endpoint is given)."""
+                  extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> Iterator[str]:
+    """A real `mlflow server` process (SQLite backend; artifacts proxied to S3 when an endpoint is given);
+    `env` is added to the server's environment."""
     port = free_port()
     cmd = [
         sys.executable, "-m", "mlflow", "server",
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
     ]
-    env = dict(os.environ)
+    env = {**os.environ, **(env or {})}
     if s3_endpoint:
         import boto3
 

@@ -64,12 +64,17 @@ def decide_gate(
 def production_score(name: str, tracking_uri: str) -> tuple[float | None, str]:
     """(score, note) of the version aliased `production` of registered model `name`; (None, note) if none."""
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    from labpipe import tracking
+
+    client = tracking.mlflow_client(tracking_uri)
     try:
         version = client.get_model_version_by_alias(name, PRODUCTION_ALIAS)
-    except MlflowException:
+    except MlflowException as exc:
+        if "RESOURCE_DOES_NOT_EXIST" not in str(exc.error_code) and "not found" not in str(exc).lower():
+            said, fix = tracking.explain(tracking_uri, exc)  # refused or down: never "compared with base only"
+            raise UserError(Problem(where=tracking_uri, rule="mlflow-registry", field="production_model_name",
+                                    message=f"cannot read {name}@{PRODUCTION_ALIAS}: {said}", fix=fix)) from None
         return None, f"no model registered as {name}@{PRODUCTION_ALIAS}: compared with the base only"
     raw = version.tags.get(SCORE_TAG)
     try:

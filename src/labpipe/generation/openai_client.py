@@ -274,6 +274,12 @@ class OpenAIChatClient:
             finally:
                 self.base_url = self.endpoints[0]
 
+    def probe(self) -> tuple[int, list[str]]:
+        """The client's own probe of its (first) endpoint, for preflight: (HTTP status of GET /models, the
+        model ids it lists). Raises UserError when it cannot connect or the key is refused."""
+        self._probe()
+        return self.probe_status, self.served_models
+
     def _probe(self) -> None:
         """GET /models once: checks the endpoint is reachable and the key accepted; picks the model name."""
         attempt = 0
@@ -295,6 +301,7 @@ class OpenAIChatClient:
             listed = [m for m in response.json()["data"] if isinstance(m, dict) and m.get("id")]
         except (ValueError, KeyError, TypeError):
             listed = []
+        self.probe_status, self.served_models = response.status_code, [str(m["id"]) for m in listed]
         if self._model is None:
             if response.status_code != 200 or not listed:
                 said = self._redact(_server_message(response))[:200] if response.status_code != 200 else ""

@@ -85,8 +85,7 @@ def collect(tracking_uri: str, *, pipeline_run_id: str = "", run_id: str = "") -
         if key.startswith("labpipe.task."):
             data.tasks.append({"task": key.removeprefix("labpipe.task."), **json.loads(value)})
     data.tasks.sort(key=lambda t: (t.get("start_ms") or float("inf"), t.get("label", "")))
-    exp = client.get_experiment_by_name(tracking.DEFAULT_EXPERIMENT)
-    runs = client.search_runs([exp.experiment_id],
+    runs = client.search_runs([parent.info.experiment_id],  # labpipe's experiment, or DSP's
                               filter_string=f"tags.`{tracking.PIPELINE_RUN_TAG}` = '{info.pipeline_run_id}' "
                                             f"and tags.`{tracking.ROLE_TAG}` = 'stage'",
                               order_by=["attributes.start_time ASC"], max_results=500)
