@@ -138,11 +138,14 @@ def _dialect_options(p: argparse.ArgumentParser, role: str) -> None:
         default=0,
         help=f"the {role}'s context window in tokens (default: what GET /v1/models reports); caps max_tokens",
     )
+    from labpipe.generation.client import DEFAULT_MAX_FAILED_SHARE
+
     p.add_argument(
         "--max-failed-share",
         type=float,
-        default=0.0,
-        help=f"fail when more than this share of {role} requests failed after all retries (default 0: any)",
+        default=DEFAULT_MAX_FAILED_SHARE,
+        help=f"fail when more than this share of {role} requests failed after all retries (default "
+        f"{DEFAULT_MAX_FAILED_SHARE:g}; fewer are reported and tolerated; 0: fail on any)",
     )
 
 

@@ -59,7 +59,14 @@ from typing import Any
 import httpx
 
 from labpipe.errors import Problem, UserError
-from labpipe.generation.client import ChatRequest, ChatResult, ClientStats, ModelSpec, failure_kind
+from labpipe.generation.client import (
+    TRANSIENT_KINDS,
+    ChatRequest,
+    ChatResult,
+    ClientStats,
+    ModelSpec,
+    failure_kind,
+)
 from labpipe.generation.endpoints import EndpointPool, RoutedHTTP, split_endpoints
 from labpipe.generation.json_extract import NotJSON, check_schema, extract_json, schema_instruction
 
@@ -68,12 +75,19 @@ STRUCTURED_MODES = ("auto", "json_schema", "json_object", "prompt")
 log = logging.getLogger(__name__)
 
 POOL_SIZE = 8  # connections per httpx pool; see the module docstring
-TRANSIENT = ("rate_limit", "overloaded", "server_error", "timeout", "connection", "bad_response")
+TRANSIENT = TRANSIENT_KINDS
 UNUSABLE = ("not_json", "schema", "truncated")  # replies worth re-asking with another seed
 # Failures worth one more try at the end (the server may be back); unusable replies already had their
 # distinct re-asks, and the same re-asks again would get the same replies from a seeded server.
 FINAL_PASS = TRANSIENT
 REPEATED = "the server repeated an earlier unusable reply"
+# A re-ask that gets the very reply it re-asked about (a repeat) is asked once more: a short unusable reply
+# (`{}` for a one-field schema) comes back twice by chance about once in hundreds of requests from a
+# sampling server, and losing that request would cost a record. A second repeat ends the re-asks; and once
+# an endpoint has repeated itself for SEED_IGNORED_AFTER requests without ever varying a re-asked reply, it
+# ignores the seed, and its first repeat ends them (every later request costs at most 2 attempts).
+REPEATS_PER_REQUEST = 1
+SEED_IGNORED_AFTER = 3
 REASK_TEMPERATURE = 0.7  # a greedy request re-asked at temperature 0 would get the same reply again
 
 # Context-length errors, by server: OpenAI/vLLM ("This model's maximum context length is N tokens ..."),
@@ -143,6 +157,12 @@ class _Endpoint:
     context_length: int | None = None
     tokens_per_char: float = 0.0  # highest prompt_tokens / prompt characters seen (prompts >= 200 chars)
     announced: bool = False
+    repeated: int = 0  # requests whose re-ask got the same unusable reply again
+    varied: int = 0  # requests whose re-ask got a different reply
+
+    @property
+    def ignores_seed(self) -> bool:
+        return self.repeated >= SEED_IGNORED_AFTER and self.repeated > self.varied
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -328,7 +348,8 @@ class OpenAIChatClient:
                 rule="endpoint-unreachable",
                 message=f"cannot connect: {reason[:200]}",
                 fix=fix,
-            )
+            ),
+            transient="CERTIFICATE_VERIFY_FAILED" not in reason,  # a server down may be back for a retry
         )
 
     def _auth_error(self, response: httpx.Response) -> UserError:
@@ -476,7 +497,8 @@ class OpenAIChatClient:
         prompt_size: int | None = None  # the prompt's length in tokens, once the server said it
         boost = 1  # grows when a reply was cut at max_tokens
         context_retried = False
-        seen: set[str] = set()  # unusable replies already received (a repeat ends the re-asks)
+        seen: set[str] = set()  # unusable replies already received (see REPEATS_PER_REQUEST)
+        repeats = 0
         while True:
             if ep.context_length and prompt_size is not None and prompt_size >= ep.context_length:
                 return ChatResult(  # the server told us the prompt's size: it cannot fit, do not send
@@ -496,6 +518,11 @@ class OpenAIChatClient:
             if outcome.prompt_tokens:
                 prompt_size = outcome.prompt_tokens
                 ep.learn(_chars(request), outcome.prompt_tokens)
+            if reasks and self.STOP_ON_REPEAT:  # what a re-ask got: evidence whether the server varies
+                if outcome.text and outcome.text in seen:
+                    ep.repeated += 1 if repeats == 0 else 0
+                elif repeats == 0 and reasks == 1 and outcome.kind in ("ok", *UNUSABLE):
+                    ep.varied += 1
             if outcome.kind == "ok":
                 assert outcome.result is not None
                 outcome.result.attempts = attempts
@@ -516,8 +543,14 @@ class OpenAIChatClient:
             elif outcome.kind in TRANSIENT and transient < self.spec.max_retries:
                 delay = self._backoff(transient, outcome.retry_after)
                 transient += 1
-            elif outcome.kind in UNUSABLE and reasks < self.spec.schema_retries and outcome.text not in seen:
-                if outcome.text and self.STOP_ON_REPEAT:
+            elif (
+                outcome.kind in UNUSABLE
+                and reasks < self.spec.schema_retries
+                and not self._stop_repeat(ep, outcome, seen, repeats)
+            ):
+                if outcome.text and outcome.text in seen:
+                    repeats += 1
+                elif outcome.text and self.STOP_ON_REPEAT:
                     seen.add(outcome.text)
                 reasks += 1
                 if outcome.cut and self.VARY_REASKS:
@@ -541,6 +574,12 @@ class OpenAIChatClient:
                 "retrying %s in %.2fs after %s: %s", request.request_id, delay, outcome.kind, outcome.message
             )
             await asyncio.sleep(delay)
+
+    def _stop_repeat(self, ep: _Endpoint, outcome: _Outcome, seen: set[str], repeats: int) -> bool:
+        """Whether an unusable reply ends the re-asks because it repeats one already received."""
+        if not self.STOP_ON_REPEAT or not outcome.text or outcome.text not in seen:
+            return False
+        return ep.ignores_seed or repeats >= REPEATS_PER_REQUEST
 
     def _fall_back(self, ep: _Endpoint, said: str) -> None:
         """The server rejected response_format: the schema goes into the prompt from now on (said once)."""
