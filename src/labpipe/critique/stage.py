@@ -57,6 +57,7 @@ class CritiqueConfig:
     max_failed_share: float = DEFAULT_MAX_FAILED_SHARE  # more judge requests failed for good: the stage fails
     response_format: str = "auto"  # auto (probe) | json_schema | json_object | prompt
     context_length: int = 0  # the judge's context window; 0 = as its GET /models reports it
+    revision: str = ""  # the judge's weights (commit, digest) for the reply cache's key, where its server reports none
     run_id: str = ""
     tracking_uri: str = ""
     generation_cache: str = ""  # shared reply cache: "" = local under LABPIPE_CACHE, s3://..., "off"

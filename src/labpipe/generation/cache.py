@@ -60,13 +60,21 @@ def cache_key(request: ChatRequest, model: str) -> str:
 
 
 def model_identity(client: Any) -> str:
-    """What identifies the model behind `client`: its served name, or its local files."""
+    """What identifies the model behind `client`: its local files, or its served name together with what
+    the endpoint reports about the model behind that name (`served_identity`: vLLM's root and
+    max_model_len, llama.cpp's model metadata, an explicit revision). A different model served under the
+    same name (a swapped teacher behind KServe's `teacher`) never reuses the other's replies; replicas of
+    one model report the same and share them. A server that reports nothing keys by the name alone
+    (pass a `revision` for it)."""
     spec = getattr(client, "spec", None)
     if spec is not None and not spec.is_endpoint:
         return "hf:" + _local_model_identity(spec.target)
-    if spec is not None and spec.model:  # named: no need to ask the endpoint (a cached run needs none)
-        return "model:" + spec.model
-    return "model:" + str(getattr(client, "model_name", "") or "")
+    name = (spec.model if spec is not None else "") or str(getattr(client, "model_name", "") or "")
+    served = client.served_identity() if hasattr(client, "served_identity") else {}
+    if not served:
+        return "model:" + name
+    digest = hashlib.sha256(json.dumps(served, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return f"model:{name}@{digest}"
 
 
 def _local_model_identity(target: str) -> str:

@@ -71,6 +71,7 @@ class ModelSpec:
     # prompt; prompt = schema in the prompt only. (True/False are read as json_schema/prompt.)
     response_format: str | bool | None = "auto"
     context_length: int = 0  # the server's context window in tokens; 0 = as GET /models reports it
+    revision: str = ""  # what the model's weights are (a commit, a digest) where the server reports nothing
     final_pass: bool = True  # requests that failed after all retries are tried once more at the end
     seed: int = 0  # in-process backend: sampling seed for requests without their own
     endpoint_failures: int = 3  # several endpoints: failed attempts in a row that take one out of rotation
@@ -263,7 +264,7 @@ def resolve_model_spec(
 
 # the options a stage config (generation, critique) passes on to its model client
 CLIENT_OPTIONS = ("api_key_env", "concurrency", "secret", "timeout_s", "max_retries", "schema_retries",
-                  "response_format", "context_length")  # fmt: skip
+                  "response_format", "context_length", "revision")  # fmt: skip
 
 
 def client_options(config: Any) -> dict[str, Any]:

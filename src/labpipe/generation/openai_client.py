@@ -230,6 +230,7 @@ class OpenAIChatClient:
         if spec.context_length > 0:
             self._endpoint.context_length = spec.context_length
         self._reachable = False
+        self._served: dict[str, Any] = {}  # the GET /models entry of the model, once probed
         self._ssl_context: ssl.SSLContext | None = None
         self._rng = random.Random()
         key = os.environ.get(spec.api_key_env, "")
@@ -276,6 +277,22 @@ class OpenAIChatClient:
             self._probe_replicas()
         assert self._model is not None
         return self._model
+
+    def served_identity(self) -> dict[str, Any]:
+        """What identifies the model behind the name (for the reply cache's key): what GET /models reports
+        about it that depends on its weights, not on this server process (vLLM's `root`, `parent` and
+        `max_model_len`; llama.cpp's `meta` without the per-slot `n_ctx`; other servers' `root`), and the
+        explicit `spec.revision`. Replicas of one model report the same; another model under the same name
+        does not. Empty when the server reports nothing and no revision was given (the name alone)."""
+        self.model_name  # noqa: B018 - probes the endpoint once
+        entry = self._served
+        found: dict[str, Any] = {k: entry[k] for k in ("root", "parent", "max_model_len") if entry.get(k)}
+        meta = entry.get("meta")
+        if isinstance(meta, dict):
+            found["meta"] = {k: v for k, v in sorted(meta.items()) if k != "n_ctx"}
+        if self.spec.revision:
+            found["revision"] = self.spec.revision
+        return found
 
     def _probe_replicas(self) -> None:
         """`_probe` the first replica that answers: with several endpoints, one down at the start is no error."""
@@ -330,10 +347,9 @@ class OpenAIChatClient:
                     )
                 )
             self._model = listed[0]["id"]
+        entry = next((m for m in listed if m["id"] == self._model), listed[0] if len(listed) == 1 else None)
+        self._served = entry or {}
         if self._endpoint.context_length is None:
-            entry = next(
-                (m for m in listed if m["id"] == self._model), listed[0] if len(listed) == 1 else None
-            )
             self._endpoint.context_length = _context_length(entry)
         self.stats.dialect = self._endpoint.describe()
 

@@ -87,6 +87,7 @@ class GenerationConfig:
     )
     response_format: str = "auto"  # auto (probe) | json_schema | json_object | prompt
     context_length: int = 0  # the teacher's context window; 0 = as its GET /models reports it
+    revision: str = ""  # the teacher's weights (commit, digest) for the reply cache's key, where its server reports none
     run_id: str = ""
     tracking_uri: str = ""
     generation_cache: str = ""  # shared reply cache: "" = local under LABPIPE_CACHE, s3://..., "off"
