@@ -69,12 +69,57 @@ def model_identity(client: Any) -> str:
     spec = getattr(client, "spec", None)
     if spec is not None and not spec.is_endpoint:
         return "hf:" + _local_model_identity(spec.target)
-    name = (spec.model if spec is not None else "") or str(getattr(client, "model_name", "") or "")
-    served = client.served_identity() if hasattr(client, "served_identity") else {}
-    if not served:
-        return "model:" + name
-    digest = hashlib.sha256(json.dumps(served, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return f"model:{name}@{digest}"
+    name = spec.model if spec is not None and spec.model else ""
+    if not hasattr(client, "served_identity"):  # a client that cannot say more than the name
+        return "model:" + (name or str(getattr(client, "model_name", "") or ""))
+    memo = _IdentityMemo(f"{spec.target}|{name}|{spec.revision}") if spec is not None else None
+    try:
+        served = client.served_identity()
+    except UserError as exc:  # the endpoint is down: what it served last time (a fully cached rerun sends nothing)
+        remembered = memo.get() if memo is not None and exc.transient else None
+        if remembered is None:
+            raise
+        return remembered
+    name = name or str(client.model_name)
+    identity = "model:" + name
+    if served:
+        digest = hashlib.sha256(json.dumps(served, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        identity = f"{identity}@{digest}"
+    if memo is not None:
+        memo.put(identity)
+    return identity
+
+
+class _IdentityMemo:
+    """The model identity last seen at an endpoint, under $LABPIPE_CACHE (model-identities.json)."""
+
+    def __init__(self, key: str):
+        from labpipe.storage import cache_dir
+
+        self.key, self.path = key, cache_dir() / "model-identities.json"
+
+    def _all(self) -> dict[str, str]:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def get(self) -> str | None:
+        return self._all().get(self.key)
+
+    def put(self, identity: str) -> None:
+        known = self._all()
+        if known.get(self.key) == identity:
+            return
+        known[self.key] = identity
+        try:
+            from labpipe.storage import atomic_path
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(self.path) as tmp:
+                tmp.write_text(json.dumps(known, indent=1, sort_keys=True))
+        except OSError:
+            pass  # a memo only: the next run asks the endpoint again
 
 
 def _local_model_identity(target: str) -> str:
