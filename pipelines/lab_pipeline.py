@@ -30,6 +30,8 @@ from labpipe.components.skill_sft.component import skill_sft
 from labpipe.components.synthetic_generation.component import synthetic_generation
 from labpipe.components.taxonomy_diff.component import taxonomy_diff
 
+from labpipe.retry_guard import TASK_RETRIES
+
 # Secret keys -> environment variables the stages read (secret names are pipeline parameters).
 ENDPOINT_SECRET_KEYS = {
     "teacher": {"endpoint": "TEACHER_ENDPOINT", "model": "TEACHER_MODEL", "api_key": "TEACHER_API_KEY"},
@@ -80,8 +82,13 @@ PIPELINE_CONFIG = dsl.PipelineConfig(workspace=dsl.WorkspaceConfig(size=WORKSPAC
 
 
 # Retries (KFP re-runs a failed task): stages that talk to endpoints or run for hours, all of which resume
-# (every paid reply and every training checkpoint is kept), get 3 more tries with exponential backoff.
-RETRY = {"num_retries": 3, "backoff_duration": "60s", "backoff_factor": 2.0, "backoff_max_duration": "1800s"}
+# (every paid reply and every training checkpoint is kept), get 3 more tries with exponential backoff. KFP 2.17
+# retries whatever failed; a retried attempt after a deterministic failure (a user error, requests that fail
+# the same way again, an invalid evaluation) ends at once with the same problems (labpipe.retry_guard), so only
+# transient failures (a lost pod, an endpoint down, 5xx storms) cost a real retry. The first backoff is fixed
+# when compiling (LABPIPE_RETRY_BACKOFF, default 60s; tests use 1s): KFP stores it as a literal.
+RETRY = {"num_retries": TASK_RETRIES, "backoff_duration": os.environ.get("LABPIPE_RETRY_BACKOFF", "60s"),
+         "backoff_factor": 2.0, "backoff_max_duration": "1800s"}
 
 # Caching policy, task by task (KFP's cache reuses a task's outputs when its inputs are equal). Every task
 # here takes the pipeline run id and logs to that run's MLflow lineage, so a cache hit would leave the run's
@@ -160,7 +167,8 @@ def _on_gpus(task: dsl.PipelineTask, gpus, node_selector, tolerations) -> dsl.Pi
 def _generate_and_critique(seeds: dsl.PipelineTask, *, teacher, teacher_model, generation_gate, concurrency,
                            request_timeout_s, max_retries, judge, judge_model, judge_secret, s3_secret,
                            critique_profile, samples_per_skill_leaf, seed, tracking_uri,
-                           generation_cache, response_format="auto", resources=None) -> dsl.PipelineTask:
+                           generation_cache, response_format="auto", max_failed_share=0.02, context_length=0,
+                           resources=None) -> dsl.PipelineTask:
     """One generation task per shard of the seed extraction's plan, then critique over all of them.
 
     `resources` (the lab pipeline's CPU/memory parameters) also switches on its retries and caching policy."""
@@ -170,8 +178,8 @@ def _generate_and_critique(seeds: dsl.PipelineTask, *, teacher, teacher_model, g
             seeds=seeds.outputs["seeds"], shard_plan=seeds.outputs["shard_plan"], shard=shard, teacher=teacher,
             teacher_model=teacher_model, teacher_secret=LOOP_TEACHER_SECRET, gate=generation_gate,
             concurrency=concurrency, timeout_s=request_timeout_s, max_retries=max_retries,
-            generation_cache=generation_cache, response_format=response_format, run_id=RUN_ID,
-            tracking_uri=tracking_uri,
+            generation_cache=generation_cache, response_format=response_format, max_failed_share=max_failed_share,
+            context_length=context_length, run_id=RUN_ID, tracking_uri=tracking_uri,
         ).set_display_name("3 synthetic generation")
         _with_endpoint(_with_s3(generated, LOOP_S3_SECRET), "teacher", LOOP_TEACHER_SECRET)
         _cache(generated, "synthetic-generation")
@@ -182,7 +190,8 @@ def _generate_and_critique(seeds: dsl.PipelineTask, *, teacher, teacher_model, g
         generated=dsl.Collected(generated.outputs["generated"]), judge=judge, judge_model=judge_model,
         judge_secret=judge_secret, profile=critique_profile, samples_per_skill_leaf=samples_per_skill_leaf,
         seed=seed, timeout_s=request_timeout_s, max_retries=max_retries, generation_cache=generation_cache,
-        response_format=response_format, run_id=RUN_ID, tracking_uri=tracking_uri,
+        response_format=response_format, max_failed_share=max_failed_share, context_length=context_length,
+        run_id=RUN_ID, tracking_uri=tracking_uri,
     ).set_display_name("4 critique filtering")
     _with_endpoint(_with_s3(critique, s3_secret), "judge", judge_secret)
     _cache(critique, "critique-filter")
@@ -215,6 +224,8 @@ def generation_pipeline(
     mlflow_tracking_uri: str = "",
     generation_cache: str = "",
     response_format: str = "auto",
+    max_failed_share: float = 0.02,
+    context_length: int = 0,
 ):
     diff = taxonomy_diff(taxonomy=taxonomy, taxonomy_ref=taxonomy_ref, base=base,
                          run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).set_display_name("1 taxonomy diff")
@@ -228,7 +239,8 @@ def generation_pipeline(
         request_timeout_s=request_timeout_s, max_retries=max_retries, judge=judge, judge_model=judge_model,
         judge_secret=judge_secret, s3_secret=s3_secret, critique_profile=critique_profile,
         samples_per_skill_leaf=samples_per_skill_leaf, seed=seed, tracking_uri=mlflow_tracking_uri,
-        generation_cache=generation_cache, response_format=response_format,
+        generation_cache=generation_cache, response_format=response_format, max_failed_share=max_failed_share,
+        context_length=context_length,
     )
 
 
@@ -239,7 +251,8 @@ def _train_evaluate_publish(diff, *, base_model, teacher, teacher_model, teacher
                             checkpoint_selection, production_model_name, gate_tolerance, mlflow_tracking_uri,
                             generation_cache, model_registry, generation_shards, request_timeout_s, max_retries,
                             response_format, training_nodes, training_backend, training_runtime, checkpoint_root,
-                            resources, training_image, queue_name, training_deadline_minutes):
+                            resources, training_image, queue_name, training_deadline_minutes,
+                            max_failed_share, judge_attempts, context_length):
     """Stages 2-7 and the gated publish (the branch taken when there is something to train)."""
     seeds = seed_extraction(diff=diff.outputs["diff"], tokenizer=base_model, chunk_tokens=chunk_tokens,
                             shards=generation_shards, run_id=RUN_ID,
@@ -253,7 +266,8 @@ def _train_evaluate_publish(diff, *, base_model, teacher, teacher_model, teacher
         request_timeout_s=request_timeout_s, max_retries=max_retries, judge=judge, judge_model=judge_model,
         judge_secret=judge_secret, s3_secret=s3_secret, critique_profile=critique_profile,
         samples_per_skill_leaf=samples_per_skill_leaf, seed=seed, tracking_uri=mlflow_tracking_uri,
-        generation_cache=generation_cache, response_format=response_format, resources=resources,
+        generation_cache=generation_cache, response_format=response_format, max_failed_share=max_failed_share,
+        context_length=context_length, resources=resources,
     )
 
     # the SFT pods' own resources: the training ones in pod mode, light ones (no GPU) when a job trains
@@ -289,8 +303,8 @@ def _train_evaluate_publish(diff, *, base_model, teacher, teacher_model, teacher
         candidate=skills.outputs["model"], base_model=base_model, judge=judge, judge_model=judge_model,
         judge_secret=judge_secret, questions=questions, max_questions=max_questions,
         max_new_tokens=max_new_tokens, checkpoint_selection=checkpoint_selection,
-        production_model_name=production_model_name, tolerance=gate_tolerance,
-        run_id=RUN_ID, tracking_uri=mlflow_tracking_uri,
+        production_model_name=production_model_name, tolerance=gate_tolerance, judge_attempts=judge_attempts,
+        context_length=context_length, run_id=RUN_ID, tracking_uri=mlflow_tracking_uri,
     ).set_display_name("7 MT-Bench evaluation")
     _with_endpoint(_with_s3(evaluation, s3_secret), "judge", judge_secret)
     _resources(_cache(evaluation, "mt-bench-eval"), *resources["evaluation"]).set_retry(**RETRY)
@@ -373,6 +387,9 @@ def lab_pipeline(
     training_image: str = TRAINING_IMAGE,  # the TrainJob/PyTorchJob image (pinned when compiling)
     queue_name: str = "",  # Kueue LocalQueue for training jobs (kueue.x-k8s.io/queue-name); "" = none
     training_deadline_minutes: float = 0.0,  # a training job still running after this long fails; 0 = none
+    max_failed_share: float = 0.02,
+    judge_attempts: int = 3,
+    context_length: int = 0,
 ):
     light = (light_cpu_request, light_cpu_limit, light_memory_request, light_memory_limit)
     gen_res = (generation_cpu_request, generation_cpu_limit, generation_memory_request, generation_memory_limit)
@@ -424,7 +441,8 @@ def lab_pipeline(
                 model_registry=model_registry, generation_shards=generation_shards,
                 request_timeout_s=request_timeout_s, max_retries=max_retries, response_format=response_format,
                 training_nodes=training_nodes, training_backend=training_backend, training_runtime=training_runtime,
-                checkpoint_root=checkpoint_root,
+                checkpoint_root=checkpoint_root, max_failed_share=max_failed_share, judge_attempts=judge_attempts,
+                context_length=context_length,
                 resources={"light": light, "generation": gen_res, "training": train_res, "evaluation": eval_res},
                 training_image=training_image, queue_name=queue_name,
                 training_deadline_minutes=training_deadline_minutes,

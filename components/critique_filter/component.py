@@ -23,6 +23,8 @@ def critique_filter(
     max_retries: int = 6,
     generation_cache: str = "",
     response_format: str = "auto",
+    max_failed_share: float = 0.02,
+    context_length: int = 0,
 ):
     """Filter with `profile` (lab | smoke); empty judge/judge_model fall back to JUDGE_* env vars.
 
@@ -48,6 +50,8 @@ def critique_filter(
             profile=profile,
             generation_cache=generation_cache,
             response_format=response_format,
+            max_failed_share=float(max_failed_share),
+            context_length=int(context_length),
             samples_per_skill_leaf=samples_per_skill_leaf,
             seed=seed,
             timeout_s=float(timeout_s),

@@ -23,6 +23,8 @@ def mt_bench_eval(
     decision: Output[Artifact],
     max_new_tokens: int = 1024,
     checkpoint_selection: str = "last",
+    judge_attempts: int = 3,
+    context_length: int = 0,
 ) -> bool:
     """MT-Bench for the skill phase's model (or its best checkpoint) vs the base; report; gate (for dsl.If).
 
@@ -48,6 +50,8 @@ def mt_bench_eval(
             max_questions=max_questions,
             max_new_tokens=max_new_tokens,
             checkpoint_selection=checkpoint_selection,
+            judge_attempts=int(judge_attempts),
+            context_length=int(context_length),
             production_model_name=production_model_name,
             tolerance=tolerance,
             run_id=run_id,

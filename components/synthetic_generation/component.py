@@ -22,6 +22,8 @@ def synthetic_generation(
     max_retries: int = 6,
     generation_cache: str = "",
     response_format: str = "auto",
+    max_failed_share: float = 0.02,
+    context_length: int = 0,
 ):
     """Run each leaf's flow on the teacher; empty teacher/teacher_model fall back to TEACHER_* env vars.
 
@@ -30,6 +32,7 @@ def synthetic_generation(
     gate=False records the in-flow judge scores without dropping (the offline smoke run).
     shard_plan/shard (the pipeline's fan-out): generate only that shard of the seed records.
     generation_cache: shared reply cache (an s3:// prefix on a cluster; "" = local, lost with the pod).
+    max_failed_share: teacher requests that may fail for good (reported) before the task fails.
     """
     from labpipe.errors import clean_user_errors
 
@@ -51,6 +54,8 @@ def synthetic_generation(
             max_retries=int(max_retries),
             generation_cache=generation_cache,
             response_format=response_format,
+            max_failed_share=float(max_failed_share),
+            context_length=int(context_length),
             progress=False,
             run_id=run_id,
             tracking_uri=tracking_uri,

@@ -30,14 +30,19 @@ class Problem:
 
 
 class UserError(Exception):
-    """A mistake in the user's input or environment; carries one or more located problems."""
+    """A mistake in the user's input or environment; carries one or more located problems.
 
-    def __init__(self, problems: list[Problem] | Problem | str, *, fix: str = ""):
+    `transient`: a retry of the same task may succeed (an endpoint down, a storm of 5xx or timeouts);
+    False (the default): the same input fails the same way again, so a retried task ends at once with
+    the same problems instead of resending (labpipe.retry_guard)."""
+
+    def __init__(self, problems: list[Problem] | Problem | str, *, fix: str = "", transient: bool = False):
         if isinstance(problems, str):
             problems = [Problem(where="labpipe", rule="", message=problems, fix=fix)]
         elif isinstance(problems, Problem):
             problems = [problems]
         self.problems = list(problems)
+        self.transient = transient
         super().__init__("\n".join(str(p) for p in self.problems))
 
 

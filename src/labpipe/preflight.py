@@ -46,6 +46,9 @@ RANGES: dict[str, tuple[float, float | None]] = {
     "max_questions": (0, 80),
     "max_new_tokens": (1, 65_536),
     "gate_tolerance": (0.0, 10.0),
+    "max_failed_share": (0.0, 1.0),
+    "judge_attempts": (1, 20),
+    "context_length": (0, None),
 }
 CHOICES = {
     "scope": prod.SCOPES,

@@ -93,6 +93,16 @@ def generic_figure(values: dict[str, Any], limit: int = 3) -> str:
     return ", ".join(parts[:limit])
 
 
+def failed_figure(meta: dict[str, Any]) -> str:
+    """': 2 timeout, 1 http; tolerated up to 2%' from a stage's failure_kinds and max_failed_share."""
+    kinds = meta.get("failure_kinds") or {}
+    if not kinds:
+        return ""
+    allowed = meta.get("max_failed_share")
+    return ": " + ", ".join(f"{_num(n)} {k}" for k, n in kinds.items()) + \
+        (f"; tolerated up to {_num(allowed, '.0%')}" if isinstance(allowed, int | float) else "")
+
+
 def final_figure(component: str, metadata: dict[str, dict[str, Any]]) -> str:
     """The key figure of a finished task from its output artifacts' metadata (see collect in runner)."""
     def m(artifact: str) -> dict[str, Any]:
@@ -109,11 +119,14 @@ def final_figure(component: str, metadata: dict[str, dict[str, Any]]) -> str:
         if component == "synthetic-generation":
             d = m("generated")
             return (f"{d['records']} generated from {d['requests_sent']} requests "
-                    f"({d.get('requests_cached', 0)} reused, {d.get('requests_failed', 0)} failed)")
+                    f"({d.get('requests_cached', 0)} reused, {d.get('requests_failed', 0)} failed"
+                    f"{failed_figure(d)})")
         if component == "critique-filter":
             d = m("report")
+            failed = f"; {d['judge_requests_failed']} judge requests failed{failed_figure(d)}" \
+                if d.get("judge_requests_failed") else ""
             return (f"{d['kept']}/{d['generated']} kept ({_num(d['yield'], '.0%')}); "
-                    f"knowledge {d.get('knowledge_set', 0)}, skills {d.get('skills_set', 0)}")
+                    f"knowledge {d.get('knowledge_set', 0)}, skills {d.get('skills_set', 0)}{failed}")
         if component == "sft":
             d = m("model")
             if d.get("first_loss") is None:
@@ -202,8 +215,8 @@ class RunView:
         if (event := parse_progress(text)) is not None:
             stage.figure = progress_figure(event)
             self._refresh()
-        elif (problems := parse_problems(text)) is not None:
-            stage.problems.extend(problems)
+        elif (problems := parse_problems(text)) is not None:  # a retried task repeats them: each once
+            stage.problems.extend(p for p in problems if p not in stage.problems)
 
     # -- transitions ---------------------------------------------------------------------------------
     def _stage(self, task: str) -> Stage:
@@ -330,6 +343,12 @@ def summary_lines(view: RunView, artifacts: list, *, job_dir: Path, seconds: flo
         verdict = "PUBLISH" if decision.get("publish") else "HOLD"
         reasons = decision.get("reasons") or []
         lines.append(f"  gate       {verdict}" + "".join(f"\n             - {r}" for r in reasons))
+    for stage in view.stages.values():  # requests that failed for good but were tolerated: said, not hidden
+        meta = stage.metadata.get("generated") or stage.metadata.get("report") or {}
+        if stage.status == "done" and meta.get("failure_kinds"):
+            failed = meta.get("requests_failed", meta.get("judge_requests_failed", "?"))
+            lines.append(f"  failed     {stage.info.label}: {_num(failed)} request(s) failed for good"
+                         f"{failed_figure(meta)} (details: its manifest / yield report)")
     publish = by_component.get("publish-model")
     if publish is not None and publish.status == "done":
         version = publish.metadata.get("_params", {}).get("Output", "?")

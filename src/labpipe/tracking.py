@@ -260,7 +260,11 @@ def stage_run(
         handle.log_params(params)
     try:
         yield handle
-    except BaseException:
+    except BaseException as exc:
+        from labpipe.errors import UserError
+
+        if isinstance(exc, UserError):  # the problems, for the run report (each stated once)
+            mlc.set_tag(handle.run_id, "labpipe.error", str(exc)[:5000])
         mlc.set_terminated(handle.run_id, "FAILED")
         raise
     mlc.set_terminated(handle.run_id, "FINISHED")

@@ -65,7 +65,16 @@ def _eval_options(p: argparse.ArgumentParser, *, model: bool = True) -> None:
     p.add_argument("--max-new-tokens", type=int, default=1024)
     p.add_argument("--judge-attempts", type=int, default=3, help="tries per judgment before it is excluded")
     p.add_argument(
-        "--max-failed-share", type=float, default=0.1, help="above this, the evaluation is invalid"
+        "--max-failed-share",
+        type=float,
+        default=0.1,
+        help="above this share of unrated judgments (per model) the evaluation is invalid and fails (default 0.1)",
+    )
+    p.add_argument(
+        "--context-length",
+        type=int,
+        default=0,
+        help="the judge's context window in tokens (default: what GET /v1/models reports); caps max_tokens",
     )
     p.add_argument("--batch-size", type=int, default=16, help="in-process prompts per generate() call")
     p.add_argument("--concurrency", type=int, default=32, help="concurrent endpoint requests")
@@ -177,6 +186,7 @@ def _config(args: argparse.Namespace, **overrides):
         judge_mode=args.judge_mode,
         judge_attempts=args.judge_attempts,
         max_failed_share=args.max_failed_share,
+        context_length=getattr(args, "context_length", 0),
         batch_size=args.batch_size,
         concurrency=args.concurrency,
         timeout_s=args.timeout,

@@ -138,11 +138,21 @@ def _dialect_options(p: argparse.ArgumentParser, role: str) -> None:
         default=0,
         help=f"the {role}'s context window in tokens (default: what GET /v1/models reports); caps max_tokens",
     )
+    from labpipe.generation.client import DEFAULT_MAX_FAILED_SHARE
+
+    p.add_argument(
+        "--revision",
+        default="",
+        help=f"what the {role}'s weights are (a commit, a digest): part of the reply cache's key, for servers "
+        "whose GET /v1/models does not describe the model (vLLM's and llama.cpp's do)",
+    )
+
     p.add_argument(
         "--max-failed-share",
         type=float,
-        default=0.0,
-        help=f"fail when more than this share of {role} requests failed after all retries (default 0: any)",
+        default=DEFAULT_MAX_FAILED_SHARE,
+        help=f"fail when more than this share of {role} requests failed after all retries (default "
+        f"{DEFAULT_MAX_FAILED_SHARE:g}; fewer are reported and tolerated; 0: fail on any)",
     )
 
 
@@ -177,6 +187,7 @@ def generate(args: argparse.Namespace) -> int:
             generation_cache=args.cache,
             response_format=args.response_format,
             context_length=args.context_length,
+            revision=args.revision,
             max_failed_share=args.max_failed_share,
         )
     )
@@ -206,6 +217,7 @@ def critique(args: argparse.Namespace) -> int:
             generation_cache=args.cache,
             response_format=args.response_format,
             context_length=args.context_length,
+            revision=args.revision,
             max_failed_share=args.max_failed_share,
         )
     )

@@ -98,6 +98,14 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {_md(leaf_id)} | {leaf['kind']} | {leaf['generated']} | {leaf['kept']} | {leaf['sampled']} | {dropped} |"
         )
+    failures = report.get("failures") or {}
+    if failures.get("failed"):
+        lines += ["", "## Judge requests that failed for good", "",
+                  f"{failures['failed']} of {failures['total']} (allowed: {failures['allowed_share']:.0%}); "
+                  "their records were dropped. A rerun with the same output resends only these.", ""]  # fmt: skip
+        lines += [
+            f"- {r['count']} {kind}: {_md(r['example'][:300])}" for kind, r in failures["reasons"].items()
+        ]
     notes = [(leaf_id, leaf["note"]) for leaf_id, leaf in report["leaves"].items() if "note" in leaf]
     if notes:
         lines += ["", "## Leaves that yielded nothing", ""]

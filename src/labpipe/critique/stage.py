@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from labpipe.errors import Problem, UserError
+from labpipe.generation.client import DEFAULT_MAX_FAILED_SHARE
 
 KNOWLEDGE_SET = "knowledge_train.jsonl"
 SKILLS_SET = "skills_train.jsonl"
@@ -53,9 +54,10 @@ class CritiqueConfig:
     knowledge_out: str = ""  # extra copies at these paths (KFP artifact paths); default: only in `out`
     skills_out: str = ""
     report_md_out: str = ""
-    max_failed_share: float = 0.0  # more judge requests failed for good than this share: the stage fails
+    max_failed_share: float = DEFAULT_MAX_FAILED_SHARE  # more judge requests failed for good: the stage fails
     response_format: str = "auto"  # auto (probe) | json_schema | json_object | prompt
     context_length: int = 0  # the judge's context window; 0 = as its GET /models reports it
+    revision: str = ""  # the judge's weights (commit, digest) for the reply cache's key, where its server reports none
     run_id: str = ""
     tracking_uri: str = ""
     generation_cache: str = ""  # shared reply cache: "" = local under LABPIPE_CACHE, s3://..., "off"
@@ -105,6 +107,15 @@ def run_critique(config: CritiqueConfig, client=None, cache=None) -> dict[str, A
 
         with tempfile.TemporaryDirectory(prefix="critique-") as tmp:
             return run_critique(dataclasses.replace(config, out=tmp), client, cache)
+    from labpipe.retry_guard import guard
+
+    # in a pipeline, a retried task after a deterministic failure ends at once (retry_guard)
+    with guard("critique_filter", run_id=config.run_id, tracking_uri=config.tracking_uri,
+               root=config.generation_cache):  # fmt: skip
+        return _run_critique(config, client, cache)
+
+
+def _run_critique(config: CritiqueConfig, client, cache) -> dict[str, Any]:
     from labpipe.critique.dedup import near_duplicates
     from labpipe.critique.filters import format_problem, length_problem, score_problem
     from labpipe.critique.judge import run_judges
@@ -116,6 +127,7 @@ def run_critique(config: CritiqueConfig, client=None, cache=None) -> dict[str, A
     from labpipe.generation.client import (
         check_failures,
         client_options,
+        failure_summary,
         make_client,
         resolve_model_spec,
         stats_of,
@@ -245,10 +257,13 @@ def run_critique(config: CritiqueConfig, client=None, cache=None) -> dict[str, A
             "judge_prompt_tokens": stats.prompt_tokens,
             "judge_completion_tokens": stats.completion_tokens,
             "judge_probe_requests": judge_stats.probes,
+            "max_failed_share": config.max_failed_share,
             "wall_time_s": round(time.monotonic() - started, 3),
         }
+        failures = failure_summary(judge_stats, stats.sent + stats.cached, config.max_failed_share)
         report = yield_report(ledger, totals)
         report["judge_client"] = judge_stats.summary()  # failures by kind with full reasons, dialect
+        report["failures"] = failures  # failed for good: how many, of how many, allowed, why
         _write(out / REPORT_JSON, json.dumps(report, indent=2, ensure_ascii=False) + "\n", atomic_path)
         _write(out / REPORT_MD, to_markdown(report), atomic_path)
         run.log_artifact(out / REPORT_JSON)
@@ -256,6 +271,11 @@ def run_critique(config: CritiqueConfig, client=None, cache=None) -> dict[str, A
         run.log_metrics({k: v for k, v in totals.items() if isinstance(v, int | float)})
         run.log_metrics({_metric(f"dropped.{name}"): f["dropped"] for name, f in report["filters"].items()})
         run.log_metrics(judge_stats.as_metrics("judge."))  # every attempt: requests, tokens, failure kinds
+        if failures["failed"]:
+            from labpipe.generation.stage import FAILURES_TAG
+
+            run.set_tags({FAILURES_TAG: json.dumps(failures)[:7500]})  # the run report's "failed requests"
+            totals["failure_kinds"] = {kind: r["count"] for kind, r in failures["reasons"].items()}
         check_failures(  # before any training set is written: a rerun resends only the failed requests
             judge_stats,
             stats.sent + stats.cached,

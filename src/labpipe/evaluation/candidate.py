@@ -38,6 +38,8 @@ class CandidateEvalConfig:
     checkpoint_selection: str = "last"  # "last": the final model; "best": score every checkpoint
     production_model_name: str = ""
     tolerance: float = 0.0
+    judge_attempts: int = 3  # tries per judgment before it is excluded
+    context_length: int = 0  # the judge's context window; 0 = as its GET /models reports it
     run_id: str = ""
     tracking_uri: str = ""
 
@@ -51,6 +53,15 @@ class CandidateEvalResult:
 
 
 def evaluate_candidate(cfg: CandidateEvalConfig) -> CandidateEvalResult:
+    """In a pipeline, a retried task after a deterministic failure (an invalid evaluation, a judge that
+    fails the same way) ends at once with the same problems (retry_guard)."""
+    from labpipe.retry_guard import guard
+
+    with guard("mt_bench_eval", run_id=cfg.run_id, tracking_uri=cfg.tracking_uri):
+        return _evaluate_candidate(cfg)
+
+
+def _evaluate_candidate(cfg: CandidateEvalConfig) -> CandidateEvalResult:
     if cfg.checkpoint_selection not in STRATEGIES:
         raise UserError(
             f"checkpoint_selection must be one of {', '.join(STRATEGIES)}, not {cfg.checkpoint_selection!r}",
@@ -67,6 +78,8 @@ def evaluate_candidate(cfg: CandidateEvalConfig) -> CandidateEvalResult:
         questions=cfg.questions,
         max_questions=int(cfg.max_questions),
         max_new_tokens=int(cfg.max_new_tokens),
+        judge_attempts=int(cfg.judge_attempts),
+        context_length=int(cfg.context_length),
         out=str(work / "eval"),
         run_id=cfg.run_id,
         tracking_uri=cfg.tracking_uri,

@@ -122,6 +122,12 @@ def judge_answers(
     for j, _ in pending:
         reason = "judge_error" if j.judgment == ERROR_TEXT else "no_rating"
         run.excluded[reason] += 1
+        if (
+            reason == "no_rating"
+        ):  # what the judge said instead of a rating, for the invalid evaluation's report
+            run.error_examples.setdefault(
+                "no_rating", f"no [[rating]] in the judge's reply: {j.judgment[:300]!r}"
+            )
         if j.error:
             kind = failure_kind(j.error)
             run.errors[kind] += 1

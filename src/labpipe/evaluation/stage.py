@@ -51,7 +51,8 @@ class EvalConfig:
     max_new_tokens: int = 1024
     judge_mode: str = "auto"  # auto: reference prompts+parsing for endpoints, schema-constrained in-process
     judge_attempts: int = 3
-    max_failed_share: float = 0.1  # more failed judgments than this (per model) = invalid, not scored
+    max_failed_share: float = 0.1  # more failed judgments than this (per model) = invalid: the stage fails
+    context_length: int = 0  # the judge's context window; 0 = as its GET /models reports it
     batch_size: int = 16
     concurrency: int = 32
     max_retries: int = 6  # per endpoint request (transport errors, 429, 5xx)
@@ -138,6 +139,7 @@ def run_mt_bench(cfg: EvalConfig) -> dict:
     cfg.validate()
     questions, prompts, digest = load_mt_bench(cfg)
     judge_spec = cfg.model_spec(cfg.judge, cfg.judge_model, cfg.api_key_env)
+    judge_spec.context_length = cfg.context_length
     structured = cfg.judge_mode == "structured" or (cfg.judge_mode == "auto" and not judge_spec.is_endpoint)
     judge_name = judge_label(cfg)
     targets = {cfg.model_name: (cfg.model, cfg.model_endpoint_name)}
@@ -232,6 +234,10 @@ def run_mt_bench(cfg: EvalConfig) -> dict:
                 run.log_artifact(path, "mt_bench")
             run.log_artifact(tmp / "model_judgment" / f"{judge_name}_single.jsonl", "mt_bench")
         log.info("%s", format_table({k: scores[k] for k in targets if k in scores}))
+        if invalid:  # the outputs above are kept for diagnosis; the stage itself fails (nothing to gate on)
+            error = _invalid(scores, judged, cfg, judge_spec.target)
+            run.set_tags({"labpipe.error": str(error)[:5000]})
+            raise error
     return {
         **{k: v for k, v in summary.items() if k not in ("excluded_reasons", "judge_errors")},
         **flat,
@@ -250,6 +256,9 @@ def _check_judge_errors(judged, cfg: EvalConfig, judge: str) -> None:
     reasons = "; ".join(
         f"{n} {kind} (e.g. {judged.error_examples.get(kind, '')!r})" for kind, n in judged.errors.most_common()
     )
+    from labpipe.generation.client import TRANSIENT_KINDS
+
+    deterministic = sum(n for kind, n in judged.errors.items() if kind not in TRANSIENT_KINDS)
     raise UserError(
         Problem(
             judge,
@@ -258,6 +267,32 @@ def _check_judge_errors(judged, cfg: EvalConfig, judge: str) -> None:
             f"{reasons}",
             "fix the cause above (or raise --max-failed-share) and rerun",
             field="max_failed_share",
+        ),
+        transient=deterministic <= cfg.max_failed_share * total,  # a retry may get past a server's trouble
+    )
+
+
+def _invalid(scores: dict[str, ModelScores], judged, cfg: EvalConfig, judge: str) -> UserError:
+    """The invalid evaluation as one problem: which model lost how many judgments, the judge's error kinds
+    with an example each (and what an unrated reply said)."""
+    models = "; ".join(
+        f"{label}: {s.excluded} of {s.judged + s.excluded} judgments without a rating"
+        for label, s in scores.items()
+        if s.failed_share > cfg.max_failed_share
+    )
+    excluded = ", ".join(f"{n} {why}" for why, n in judged.excluded.most_common())
+    kinds = [*judged.errors.most_common(), *([("no_rating", judged.excluded["no_rating"])]
+                                             if judged.excluded.get("no_rating") else [])]  # fmt: skip
+    reasons = "; ".join(f"{n} {kind} (e.g. {judged.error_examples.get(kind, '')!r})" for kind, n in kinds)
+    return UserError(
+        Problem(
+            judge,
+            "evaluation-invalid",
+            f"the MT-Bench evaluation is invalid ({models}; allowed: {cfg.max_failed_share:.0%}); "
+            f"excluded: {excluded}" + (f"; judge errors: {reasons}" if reasons else ""),
+            "fix the judge (its endpoint, model, context length, or the judge prompts' rating format) and "
+            "rerun; the judgments and report are in the output directory",
+            field="judge",
         )
     )
 

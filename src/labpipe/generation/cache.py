@@ -60,13 +60,66 @@ def cache_key(request: ChatRequest, model: str) -> str:
 
 
 def model_identity(client: Any) -> str:
-    """What identifies the model behind `client`: its served name, or its local files."""
+    """What identifies the model behind `client`: its local files, or its served name together with what
+    the endpoint reports about the model behind that name (`served_identity`: vLLM's root and
+    max_model_len, llama.cpp's model metadata, an explicit revision). A different model served under the
+    same name (a swapped teacher behind KServe's `teacher`) never reuses the other's replies; replicas of
+    one model report the same and share them. A server that reports nothing keys by the name alone
+    (pass a `revision` for it)."""
     spec = getattr(client, "spec", None)
     if spec is not None and not spec.is_endpoint:
         return "hf:" + _local_model_identity(spec.target)
-    if spec is not None and spec.model:  # named: no need to ask the endpoint (a cached run needs none)
-        return "model:" + spec.model
-    return "model:" + str(getattr(client, "model_name", "") or "")
+    name = spec.model if spec is not None and spec.model else ""
+    if not hasattr(client, "served_identity"):  # a client that cannot say more than the name
+        return "model:" + (name or str(getattr(client, "model_name", "") or ""))
+    memo = _IdentityMemo(f"{spec.target}|{name}|{spec.revision}") if spec is not None else None
+    try:
+        served = client.served_identity()
+    except UserError as exc:  # the endpoint is down: what it served last time (a fully cached rerun sends nothing)
+        remembered = memo.get() if memo is not None and exc.transient else None
+        if remembered is None:
+            raise
+        return remembered
+    name = name or str(client.model_name)
+    identity = "model:" + name
+    if served:
+        digest = hashlib.sha256(json.dumps(served, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        identity = f"{identity}@{digest}"
+    if memo is not None:
+        memo.put(identity)
+    return identity
+
+
+class _IdentityMemo:
+    """The model identity last seen at an endpoint, under $LABPIPE_CACHE (model-identities.json)."""
+
+    def __init__(self, key: str):
+        from labpipe.storage import cache_dir
+
+        self.key, self.path = key, cache_dir() / "model-identities.json"
+
+    def _all(self) -> dict[str, str]:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def get(self) -> str | None:
+        return self._all().get(self.key)
+
+    def put(self, identity: str) -> None:
+        known = self._all()
+        if known.get(self.key) == identity:
+            return
+        known[self.key] = identity
+        try:
+            from labpipe.storage import atomic_path
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(self.path) as tmp:
+                tmp.write_text(json.dumps(known, indent=1, sort_keys=True))
+        except OSError:
+            pass  # a memo only: the next run asks the endpoint again
 
 
 def _local_model_identity(target: str) -> str:

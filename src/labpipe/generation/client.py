@@ -71,6 +71,7 @@ class ModelSpec:
     # prompt; prompt = schema in the prompt only. (True/False are read as json_schema/prompt.)
     response_format: str | bool | None = "auto"
     context_length: int = 0  # the server's context window in tokens; 0 = as GET /models reports it
+    revision: str = ""  # what the model's weights are (a commit, a digest) where the server reports nothing
     final_pass: bool = True  # requests that failed after all retries are tried once more at the end
     seed: int = 0  # in-process backend: sampling seed for requests without their own
     endpoint_failures: int = 3  # several endpoints: failed attempts in a row that take one out of rotation
@@ -158,17 +159,49 @@ def stats_of(client: Any, failed: int = 0) -> ClientStats:
     return stats
 
 
+# The failure policy (docs/model-servers.md, "Failed requests"). A stage tolerates this share of requests
+# that failed for good: a teacher that fails one request in hundreds (a dropped reply, one prompt too long
+# for its context) costs a few examples, not a weekly run; 2% is well above that rate and well below what a
+# systematic fault (a wrong context length, an unsupported dialect, a broken leaf) fails, which then stops
+# the stage with the grouped reasons. The tolerated failures are reported (stage view, manifest, MLflow,
+# run report) and a rerun with the same output resends only them.
+DEFAULT_MAX_FAILED_SHARE = 0.02
+# Failure kinds a retry of the whole task may fix (the server was down, overloaded or slow); every other
+# kind (context length, a rejected request, a reply that stayed unusable) fails the same way again.
+TRANSIENT_KINDS = ("rate_limit", "overloaded", "server_error", "timeout", "connection", "bad_response")
+
+
+def failure_summary(stats: ClientStats, total: int, max_failed_share: float) -> dict[str, Any]:
+    """What a stage reports about its failed requests: how many of how many, the allowed share, and the
+    reasons by kind (count and one full example each). For manifests, MLflow and the run report."""
+    failed = sum(stats.failures.values())
+    return {
+        "failed": failed,
+        "total": total,
+        "allowed_share": max_failed_share,
+        "tolerated": failed if failed <= max_failed_share * total else 0,
+        "reasons": {
+            kind: {"count": n, "example": stats.failure_examples.get(kind, "")}
+            for kind, n in stats.failures.most_common()
+        },
+    }
+
+
 def check_failures(
     stats: ClientStats, total: int, *, max_failed_share: float, stage: str, where: str, fix: str = ""
 ) -> None:
     """Raise UserError when more than `max_failed_share` of `total` requests failed for good.
 
     The message groups the failures by kind, with counts and the server's full reason for each kind, so
-    the stage fails with what went wrong instead of handing a short data set to the next stage.
+    the stage fails with what went wrong instead of handing a short data set to the next stage. The error
+    is `transient` (a retried task tries again) only when the failures of deterministic kinds alone stay
+    within the allowed share: then a retry that gets past the server's trouble can succeed.
     """
     failed = sum(stats.failures.values())
-    if failed == 0 or failed <= max_failed_share * total:
+    allowed = max_failed_share * total
+    if failed == 0 or failed <= allowed:
         return
+    deterministic = sum(n for kind, n in stats.failures.items() if kind not in TRANSIENT_KINDS)
     reasons = "; ".join(
         f"{n} {kind} (e.g. {stats.failure_examples.get(kind, '')!r})"
         for kind, n in stats.failures.most_common()
@@ -182,7 +215,8 @@ def check_failures(
             fix
             or "fix the cause above and rerun with the same output directory: only the failed requests are sent again",
             field="max_failed_share",
-        )
+        ),
+        transient=deterministic <= allowed,
     )
 
 
@@ -230,7 +264,7 @@ def resolve_model_spec(
 
 # the options a stage config (generation, critique) passes on to its model client
 CLIENT_OPTIONS = ("api_key_env", "concurrency", "secret", "timeout_s", "max_retries", "schema_retries",
-                  "response_format", "context_length")  # fmt: skip
+                  "response_format", "context_length", "revision")  # fmt: skip
 
 
 def client_options(config: Any) -> dict[str, Any]:

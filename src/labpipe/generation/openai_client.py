@@ -59,7 +59,14 @@ from typing import Any
 import httpx
 
 from labpipe.errors import Problem, UserError
-from labpipe.generation.client import ChatRequest, ChatResult, ClientStats, ModelSpec, failure_kind
+from labpipe.generation.client import (
+    TRANSIENT_KINDS,
+    ChatRequest,
+    ChatResult,
+    ClientStats,
+    ModelSpec,
+    failure_kind,
+)
 from labpipe.generation.endpoints import EndpointPool, RoutedHTTP, split_endpoints
 from labpipe.generation.json_extract import NotJSON, check_schema, extract_json, schema_instruction
 
@@ -68,12 +75,19 @@ STRUCTURED_MODES = ("auto", "json_schema", "json_object", "prompt")
 log = logging.getLogger(__name__)
 
 POOL_SIZE = 8  # connections per httpx pool; see the module docstring
-TRANSIENT = ("rate_limit", "overloaded", "server_error", "timeout", "connection", "bad_response")
+TRANSIENT = TRANSIENT_KINDS
 UNUSABLE = ("not_json", "schema", "truncated")  # replies worth re-asking with another seed
 # Failures worth one more try at the end (the server may be back); unusable replies already had their
 # distinct re-asks, and the same re-asks again would get the same replies from a seeded server.
 FINAL_PASS = TRANSIENT
 REPEATED = "the server repeated an earlier unusable reply"
+# A re-ask that gets the very reply it re-asked about (a repeat) is asked once more: a short unusable reply
+# (`{}` for a one-field schema) comes back twice by chance about once in hundreds of requests from a
+# sampling server, and losing that request would cost a record. A second repeat ends the re-asks; and once
+# an endpoint has repeated itself for SEED_IGNORED_AFTER requests without ever varying a re-asked reply, it
+# ignores the seed, and its first repeat ends them (every later request costs at most 2 attempts).
+REPEATS_PER_REQUEST = 1
+SEED_IGNORED_AFTER = 3
 REASK_TEMPERATURE = 0.7  # a greedy request re-asked at temperature 0 would get the same reply again
 
 # Context-length errors, by server: OpenAI/vLLM ("This model's maximum context length is N tokens ..."),
@@ -143,6 +157,12 @@ class _Endpoint:
     context_length: int | None = None
     tokens_per_char: float = 0.0  # highest prompt_tokens / prompt characters seen (prompts >= 200 chars)
     announced: bool = False
+    repeated: int = 0  # requests whose re-ask got the same unusable reply again
+    varied: int = 0  # requests whose re-ask got a different reply
+
+    @property
+    def ignores_seed(self) -> bool:
+        return self.repeated >= SEED_IGNORED_AFTER and self.repeated > self.varied
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -210,6 +230,7 @@ class OpenAIChatClient:
         if spec.context_length > 0:
             self._endpoint.context_length = spec.context_length
         self._reachable = False
+        self._served: dict[str, Any] = {}  # the GET /models entry of the model, once probed
         self._ssl_context: ssl.SSLContext | None = None
         self._rng = random.Random()
         key = os.environ.get(spec.api_key_env, "")
@@ -256,6 +277,22 @@ class OpenAIChatClient:
             self._probe_replicas()
         assert self._model is not None
         return self._model
+
+    def served_identity(self) -> dict[str, Any]:
+        """What identifies the model behind the name (for the reply cache's key): what GET /models reports
+        about it that depends on its weights, not on this server process (vLLM's `root`, `parent` and
+        `max_model_len`; llama.cpp's `meta` without the per-slot `n_ctx`; other servers' `root`), and the
+        explicit `spec.revision`. Replicas of one model report the same; another model under the same name
+        does not. Empty when the server reports nothing and no revision was given (the name alone)."""
+        self.model_name  # noqa: B018 - probes the endpoint once
+        entry = self._served
+        found: dict[str, Any] = {k: entry[k] for k in ("root", "parent", "max_model_len") if entry.get(k)}
+        meta = entry.get("meta")
+        if isinstance(meta, dict):
+            found["meta"] = {k: v for k, v in sorted(meta.items()) if k != "n_ctx"}
+        if self.spec.revision:
+            found["revision"] = self.spec.revision
+        return found
 
     def _probe_replicas(self) -> None:
         """`_probe` the first replica that answers: with several endpoints, one down at the start is no error."""
@@ -317,10 +354,9 @@ class OpenAIChatClient:
                     )
                 )
             self._model = listed[0]["id"]
+        entry = next((m for m in listed if m["id"] == self._model), listed[0] if len(listed) == 1 else None)
+        self._served = entry or {}
         if self._endpoint.context_length is None:
-            entry = next(
-                (m for m in listed if m["id"] == self._model), listed[0] if len(listed) == 1 else None
-            )
             self._endpoint.context_length = _context_length(entry)
         self.stats.dialect = self._endpoint.describe()
 
@@ -335,7 +371,8 @@ class OpenAIChatClient:
                 rule="endpoint-unreachable",
                 message=f"cannot connect: {reason[:200]}",
                 fix=fix,
-            )
+            ),
+            transient="CERTIFICATE_VERIFY_FAILED" not in reason,  # a server down may be back for a retry
         )
 
     def _auth_error(self, response: httpx.Response) -> UserError:
@@ -483,7 +520,8 @@ class OpenAIChatClient:
         prompt_size: int | None = None  # the prompt's length in tokens, once the server said it
         boost = 1  # grows when a reply was cut at max_tokens
         context_retried = False
-        seen: set[str] = set()  # unusable replies already received (a repeat ends the re-asks)
+        seen: set[str] = set()  # unusable replies already received (see REPEATS_PER_REQUEST)
+        repeats = 0
         while True:
             if ep.context_length and prompt_size is not None and prompt_size >= ep.context_length:
                 return ChatResult(  # the server told us the prompt's size: it cannot fit, do not send
@@ -503,6 +541,11 @@ class OpenAIChatClient:
             if outcome.prompt_tokens:
                 prompt_size = outcome.prompt_tokens
                 ep.learn(_chars(request), outcome.prompt_tokens)
+            if reasks and self.STOP_ON_REPEAT:  # what a re-ask got: evidence whether the server varies
+                if outcome.text and outcome.text in seen:
+                    ep.repeated += 1 if repeats == 0 else 0
+                elif repeats == 0 and reasks == 1 and outcome.kind in ("ok", *UNUSABLE):
+                    ep.varied += 1
             if outcome.kind == "ok":
                 assert outcome.result is not None
                 outcome.result.attempts = attempts
@@ -523,8 +566,14 @@ class OpenAIChatClient:
             elif outcome.kind in TRANSIENT and transient < self.spec.max_retries:
                 delay = self._backoff(transient, outcome.retry_after)
                 transient += 1
-            elif outcome.kind in UNUSABLE and reasks < self.spec.schema_retries and outcome.text not in seen:
-                if outcome.text and self.STOP_ON_REPEAT:
+            elif (
+                outcome.kind in UNUSABLE
+                and reasks < self.spec.schema_retries
+                and not self._stop_repeat(ep, outcome, seen, repeats)
+            ):
+                if outcome.text and outcome.text in seen:
+                    repeats += 1
+                elif outcome.text and self.STOP_ON_REPEAT:
                     seen.add(outcome.text)
                 reasks += 1
                 if outcome.cut and self.VARY_REASKS:
@@ -548,6 +597,12 @@ class OpenAIChatClient:
                 "retrying %s in %.2fs after %s: %s", request.request_id, delay, outcome.kind, outcome.message
             )
             await asyncio.sleep(delay)
+
+    def _stop_repeat(self, ep: _Endpoint, outcome: _Outcome, seen: set[str], repeats: int) -> bool:
+        """Whether an unusable reply ends the re-asks because it repeats one already received."""
+        if not self.STOP_ON_REPEAT or not outcome.text or outcome.text not in seen:
+            return False
+        return ep.ignores_seed or repeats >= REPEATS_PER_REQUEST
 
     def _fall_back(self, ep: _Endpoint, said: str) -> None:
         """The server rejected response_format: the schema goes into the prompt from now on (said once)."""

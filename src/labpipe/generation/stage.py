@@ -42,11 +42,13 @@ from labpipe.errors import Problem, UserError
 from labpipe.generation.cache import model_identity
 from labpipe.generation.checkpoint import CallStats, Checkpoint, complete
 from labpipe.generation.client import (
+    DEFAULT_MAX_FAILED_SHARE,
     ChatClient,
     ChatRequest,
     ChatResult,
     check_failures,
     client_options,
+    failure_summary,
     resolve_model_spec,
     stats_of,
 )
@@ -55,6 +57,7 @@ from labpipe.progress import emit
 
 log = logging.getLogger(__name__)
 GENERATED = "generated.jsonl"
+FAILURES_TAG = "labpipe.failures"  # on the stage's MLflow run: failure_summary() as JSON
 MANIFEST = "manifest.json"
 CHECKPOINTS = "checkpoints"
 
@@ -79,9 +82,12 @@ class GenerationConfig:
     shard_plan: str = ""  # shard plan JSON from seed extraction ("" = every seed record)
     shard: int = 0  # which shard of the plan this run generates
     progress: bool = True
-    max_failed_share: float = 0.0  # more teacher requests failed for good than this share: the stage fails
+    max_failed_share: float = (
+        DEFAULT_MAX_FAILED_SHARE  # more teacher requests failed for good: the stage fails
+    )
     response_format: str = "auto"  # auto (probe) | json_schema | json_object | prompt
     context_length: int = 0  # the teacher's context window; 0 = as its GET /models reports it
+    revision: str = ""  # the teacher's weights (commit, digest) for the reply cache's key, where its server reports none
     run_id: str = ""
     tracking_uri: str = ""
     generation_cache: str = ""  # shared reply cache: "" = local under LABPIPE_CACHE, s3://..., "off"
@@ -198,7 +204,16 @@ class _Progress:
 def run_generation(config: GenerationConfig, client: ChatClient | None = None, cache=None) -> dict[str, Any]:
     """Run every leaf's flow up to its critique steps; returns the artifact metadata (counts, tokens).
 
-    `cache`: a GenerationCache to use instead of opening `config.generation_cache` (tests)."""
+    `cache`: a GenerationCache to use instead of opening `config.generation_cache` (tests).
+    In a pipeline (a run id), a retried task after a deterministic failure ends at once (retry_guard)."""
+    from labpipe.retry_guard import guard
+
+    task = "synthetic_generation" + (f"-shard{int(config.shard)}" if config.shard_plan else "")
+    with guard(task, run_id=config.run_id, tracking_uri=config.tracking_uri, root=config.generation_cache):
+        return _run_generation(config, client, cache)
+
+
+def _run_generation(config: GenerationConfig, client: ChatClient | None, cache) -> dict[str, Any]:
     from labpipe.generation.cache import open_cache
     from labpipe.generation.client import make_client
     from labpipe.storage import atomic_path
@@ -284,9 +299,14 @@ def run_generation(config: GenerationConfig, client: ChatClient | None = None, c
         }
         client_stats = stats_of(client, stats.failed)
         meta["probe_requests"] = client_stats.probes
+        failures = failure_summary(client_stats, stats.sent + stats.cached, config.max_failed_share)
+        meta["max_failed_share"] = config.max_failed_share
+        meta["failure_kinds"] = {kind: r["count"] for kind, r in failures["reasons"].items()}
+        served = getattr(client, "served_model", "") or spec.model or ""
         manifest = {
             **meta,
-            "teacher": spec.describe(),
+            "teacher": {**spec.describe(), "model": served},
+            "failures": failures,  # how many failed for good, of how many, allowed, why (one example per kind)
             "generation_cache": params["generation_cache"],
             "teacher_client": client_stats.summary(),  # failures by kind with full reasons, dialect
             "gate": config.gate,
@@ -303,8 +323,10 @@ def run_generation(config: GenerationConfig, client: ChatClient | None = None, c
         }
         with atomic_path(out / MANIFEST) as tmp:
             tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
-        run.log_metrics({k: v for k, v in meta.items()})
+        run.log_metrics({k: v for k, v in meta.items() if isinstance(v, int | float)})
         run.log_metrics(client_stats.as_metrics("teacher."))  # every attempt: requests, tokens, kinds
+        if failures["failed"]:
+            run.set_tags({FAILURES_TAG: json.dumps(failures)[:7500]})  # the run report's "failed requests"
         run.log_artifact(out / MANIFEST)
         for leaf, s in states.items():
             if not s.items:

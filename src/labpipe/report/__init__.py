@@ -33,6 +33,8 @@ class StageRecord:
     end_ms: int | None
     metrics: dict[str, float] = field(default_factory=dict)
     run_id: str = ""
+    failures: dict[str, Any] = field(default_factory=dict)  # requests failed for good (tag labpipe.failures)
+    error: str = ""  # why a FAILED stage failed (tag labpipe.error)
 
     @property
     def seconds(self) -> float | None:
@@ -91,8 +93,13 @@ def collect(tracking_uri: str, *, pipeline_run_id: str = "", run_id: str = "") -
                               order_by=["attributes.start_time ASC"], max_results=500)
     for run in runs:
         name = run.data.tags.get("labpipe.stage", run.info.run_name)
+        try:
+            failures = json.loads(run.data.tags.get("labpipe.failures") or "{}")
+        except ValueError:
+            failures = {}
         data.stages.append(StageRecord(name, run.info.status, run.info.start_time, run.info.end_time,
-                                       dict(run.data.metrics), run.info.run_id))
+                                       dict(run.data.metrics), run.info.run_id, failures,
+                                       run.data.tags.get("labpipe.error", "")))
         if name == "critique_filter":
             data.yield_report = _download_json(client, run.info.run_id, "yield_report.json") or {}
         elif name.endswith("_sft") and "loss" in run.data.metrics:

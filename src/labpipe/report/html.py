@@ -86,6 +86,7 @@ def render_html(data: RunData) -> str:
         f" · tracking <code>{escape(data.tracking_uri)}</code></p>",
         _cards(data),
         _stages(data),
+        _problems(data),
         _funnel(data),
         _losses(data),
         _scores(data),
@@ -159,6 +160,26 @@ def _stages(data: RunData) -> str:
             f"</span></div></td></tr>")
     return ("<section id=\"stages\"><h2>Stages</h2><table><tr><th>stage</th><th>status</th><th class=\"n\">start"
             "</th><th class=\"n\">took</th><th>timeline</th></tr>" + "".join(rows) + "</table></section>")
+
+
+def _problems(data: RunData) -> str:
+    """Why stages failed, and the requests that failed for good in stages that went on (tolerated)."""
+    items = []
+    seen: set[str] = set()
+    for s in data.stages:
+        if s.error and s.error not in seen:  # a retried task fails with the same problems: say them once
+            seen.add(s.error)
+            items.append(f"<li><b>{escape(s.name)}</b> failed: <pre>{escape(s.error)}</pre></li>")
+        f = s.failures
+        if f.get("failed") and s.status == "FINISHED":
+            reasons = "".join(f"<li>{r.get('count')} {escape(kind)}: <code>{escape(_short(str(r.get('example', '')), 300))}"
+                              f"</code></li>" for kind, r in (f.get("reasons") or {}).items())
+            items.append(f"<li><b>{escape(s.name)}</b>: {f['failed']} of {f.get('total', '?')} requests failed for "
+                         f"good, tolerated (allowed: {_fmt(100 * float(f.get('allowed_share') or 0), 0)}%)"
+                         f"<ul>{reasons}</ul></li>")
+    if not items:
+        return ""
+    return f"<section id=\"problems\"><h2>Failures</h2><ul>{''.join(items)}</ul></section>"
 
 
 def _reasons(dropped: dict[str, Any]) -> str:

@@ -22,12 +22,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ctx", type=int, default=2048, help="context tokens, split across the slots")
     parser.add_argument("--parallel", type=int, default=2, help="slots (requests decoded together)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--alias", default="", help="the model name the server lists and accepts")
     args = parser.parse_args(argv)
 
     import xllamacpp
 
     params = xllamacpp.CommonParams()
     params.model.path = args.model
+    if args.alias:
+        params.model_alias = {args.alias}  # a set of names in xllamacpp (a str would be its characters)
     params.n_ctx = args.ctx
     params.n_parallel = args.parallel
     params.cpuparams.n_threads = args.threads

@@ -111,12 +111,16 @@ def test_reference_judging_end_to_end(servers, shared_data, tmp_path):
     assert gate_from_metrics(metrics)["publish"] is True
 
 
-def test_too_many_failed_judgments_marks_the_evaluation_invalid(servers, shared_data, tmp_path):
-    meta = run_mt_bench(
-        config(servers, tmp_path / "eval", shared_data, max_failed_share=0.05, judge_attempts=1)
-    )
-    assert meta["invalid"] is True and "candidate.overall" not in meta
+def test_too_many_failed_judgments_make_an_invalid_evaluation_that_fails_the_stage(servers, shared_data, tmp_path):
+    with pytest.raises(UserError) as err:
+        run_mt_bench(config(servers, tmp_path / "eval", shared_data, max_failed_share=0.05, judge_attempts=1))
+    (problem,) = err.value.problems
+    assert problem.rule == "evaluation-invalid" and not err.value.transient  # a KFP retry ends at once
+    assert "candidate: 1 of 16 judgments without a rating" in problem.message and "allowed: 5%" in problem.message
+    assert "2 no_rating" in problem.message and "unable to assign a rating" in problem.message  # kind, example
+    # what the judge did is kept for diagnosis; nothing in it can pass for a score
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["invalid"] is True
     assert metrics["scores"] == {} and metrics["unscored"]["candidate"]["excluded"] == 1
     decision = gate_from_metrics(metrics)
     assert decision["publish"] is False and "invalid" in decision["reasons"][0]
@@ -180,3 +184,16 @@ def test_unreachable_judge_is_a_clear_error(servers, shared_data, tmp_path):
         run_mt_bench(cfg)
     assert "127.0.0.1:9" in str(err.value)
     assert not (tmp_path / "eval").exists()  # no partial output
+
+
+def test_labpipe_evaluate_mt_bench_exits_non_zero_on_an_invalid_evaluation(servers, shared_data, tmp_path, capsys):
+    from labpipe.cli import main
+
+    cand, base, judge = servers
+    rc = main(["evaluate", "mt-bench", "--model", cand.base_url, "--model-endpoint-name", "candidate-7b",
+               "--base-model", base.base_url, "--base-endpoint-name", "base-7b", "--judge", judge.base_url,
+               "--judge-model", "gpt-4", "--questions", str(shared_data / "mt_bench"), "--max-questions", "8",
+               "--judge-attempts", "1", "--max-failed-share", "0.05", "--out", str(tmp_path / "eval")])  # fmt: skip
+    assert rc != 0
+    err = capsys.readouterr().err
+    assert "evaluation-invalid" in err and "no_rating" in err

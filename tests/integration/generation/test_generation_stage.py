@@ -8,6 +8,7 @@ about data quality.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -89,10 +90,10 @@ def test_429_storm_is_retried_to_completion(tmp_path):
 def test_schema_violations_are_retried_or_dropped_and_reported(tmp_path):
     faults = FaultPlan(rates={"schema_violation": 0.5, "non_json": 0.2}, seed=3)
     with FakeOpenAIServer(faults=faults) as server:
-        # by default any request that failed for good fails the stage, naming the reasons
+        # more requests failed for good than the default share (2%): the stage fails, naming the reasons
         with pytest.raises(UserError) as err:
             run_generation(_gen(server, tmp_path / "strict"), client=_client(server, schema_retries=1))
-        assert "teacher requests failed after all retries (allowed: 0%)" in str(err.value)
+        assert "teacher requests failed after all retries (allowed: 2%)" in str(err.value)
         assert 'schema (e.g. "schema: schema violation at (root)' in str(err.value)
         assert not (tmp_path / "strict" / GENERATED).exists() and (tmp_path / "strict" / MANIFEST).exists()
         strict = json.loads((tmp_path / "strict" / MANIFEST).read_text())
@@ -268,3 +269,52 @@ def test_every_attempt_is_accounted_in_the_manifest_and_mlflow(tmp_path):
         metrics["teacher.prompt_tokens"] == served_prompt_tokens
         and metrics["teacher.requests"] == client["requests"]
     )
+
+
+def _many_leaves(tmp_path: Path, copies: int) -> str:
+    """The test seeds as `copies` leaves each (distinct leaf ids and seed text): a run of hundreds of requests."""
+    lines = SEEDS.read_text().splitlines()
+    out = tmp_path / "seeds.jsonl"
+    rows = []
+    for c in range(copies):
+        for line in lines:
+            rec = json.loads(line)
+            rec["leaf_id"] += f"_{c}"
+            rec["task_description"] = f"{rec.get('task_description', '')} (variant {c})"
+            rows.append(json.dumps(rec))
+    out.write_text("\n".join(rows) + "\n")
+    return str(out)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_a_faulty_teacher_loses_nothing_beyond_the_tolerated_share_and_reports_it(tmp_path, seed):
+    """The fake server's fault injection is the point: 20% transport faults (429, 500, 503, dropped
+    connections) and 10% malformed replies (schema violations, prose), on every attempt, as in issue 19's
+    run of ~260 requests. With the default failure policy the stage finishes; whatever failed for good is
+    within the tolerated share, counted and explained (manifest, metadata for the stage view and MLflow)."""
+    transport = {"rate_limit": 0.05, "server_error": 0.05, "unavailable": 0.05, "drop": 0.05}
+    faults = FaultPlan(
+        rates={**transport, "schema_violation": 0.05, "non_json": 0.05}, seed=seed, retry_after_s=0
+    )
+    seeds = _many_leaves(tmp_path, 9)
+    config = dict(seeds=seeds, fan_out_scale=1.0, gate=False, generation_cache="off")
+    with FakeOpenAIServer() as clean_server:
+        clean = run_generation(dataclasses.replace(_gen(clean_server, tmp_path / "clean"), **config))
+    with FakeOpenAIServer(faults=faults) as server:
+        meta = run_generation(dataclasses.replace(_gen(server, tmp_path / "faulty"), **config),
+                              client=_client(server))  # fmt: skip
+        assert sum(server.faults_injected.values()) > 50  # the faults happened
+    manifest = json.loads((tmp_path / "faulty" / MANIFEST).read_text())
+    failures = manifest["failures"]
+    assert failures["total"] == meta["requests_sent"] > 250
+    assert (
+        failures["failed"]
+        == failures["tolerated"]
+        == meta["requests_failed"]
+        == sum(meta["failure_kinds"].values())
+    )
+    assert failures["failed"] <= 0.02 * failures["total"] and failures["allowed_share"] == 0.02
+    assert all(r["example"] for r in failures["reasons"].values())
+    lost = clean["records"] - meta["records"]
+    assert 0 <= lost <= 8 * failures["failed"]  # a failed request costs at most its own records (fan-out)
+    assert (tmp_path / "faulty" / GENERATED).exists()

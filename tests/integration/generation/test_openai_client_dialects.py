@@ -195,12 +195,29 @@ def test_a_reask_varies_seed_and_temperature_but_not_the_request():
     assert len({str(b["messages"]) for b in server.requests}) == 1
 
 
-def test_a_server_repeating_the_same_unusable_reply_is_not_asked_again():
+def test_a_server_repeating_the_same_unusable_reply_costs_bounded_attempts():
+    # the fake's non_json reply is the same whatever the seed: a server that ignores it. A request is asked
+    # again once after a repeat (3 attempts), and once the endpoint has repeated itself for 3 requests
+    # without ever varying, its first repeat ends the re-asks (2 attempts), however many re-asks are allowed
     with FakeOpenAIServer(faults=FaultPlan(rates={"non_json": 1.0})) as server:
-        client = make_client(spec_for(server, response_format="json_schema", schema_retries=5))
+        client = make_client(spec_for(server, response_format="json_schema", schema_retries=5, concurrency=1))
+        results = client.complete([chat(i, schema=SCHEMA) for i in range(6)])
+    assert all(not r.ok and "repeated an earlier unusable reply" in r.error for r in results)
+    assert [r.attempts for r in results] == [3, 3, 2, 2, 2, 2]
+    assert server.total_requests == 14 and client.stats.final_pass == 0
+
+
+def test_a_chance_repeat_of_an_unusable_reply_does_not_lose_the_request():
+    """The fake server's fault hook is the point here: a sampling server that returns the same short
+    unusable reply twice by chance (as `{}` for a one-field schema, about once in hundreds of requests)."""
+
+    def hook(request, attempt):
+        return "non_json" if attempt < 2 else None  # the same prose twice, then a proper reply
+
+    with FakeOpenAIServer(faults=FaultPlan(hook=hook)) as server:
+        client = make_client(spec_for(server, response_format="json_schema"))  # schema_retries: the default 2
         (result,) = client.complete([chat(0, schema=SCHEMA)])
-    assert not result.ok and "repeated an earlier unusable reply" in result.error
-    assert server.total_requests == 2 and client.stats.final_pass == 0
+    assert result.ok and result.attempts == 3 and server.total_requests == 3
 
 
 def test_a_final_pass_recovers_requests_whose_retries_ran_out():

@@ -89,11 +89,13 @@ def tiny_gguf(tiny_model, tmp_path_factory) -> Path:
     return export_gguf(tiny_model, tmp_path_factory.mktemp("gguf") / "tiny.gguf")
 
 
-def llamacpp_server(gguf: Path, workdir: Path, *, ctx: int = 2048, parallel: int = 2) -> RealServer:
+def llamacpp_server(
+    gguf: Path, workdir: Path, *, ctx: int = 2048, parallel: int = 2, alias: str = ""
+) -> RealServer:
     _require("xllamacpp", "pip install xllamacpp")
     port = free_port()
     cmd = [sys.executable, "-m", "labpipe.testing.llamacpp_server", "--model", str(gguf), "--port", str(port)]
-    cmd += ["--ctx", str(ctx), "--parallel", str(parallel)]
+    cmd += ["--ctx", str(ctx), "--parallel", str(parallel)] + (["--alias", alias] if alias else [])
     return RealServer("llama.cpp server", cmd, port, workdir / f"llamacpp-{port}.log", "/health")
 
 

@@ -46,7 +46,7 @@ def test_generate_fails_exactly_when_requests_failed_and_names_the_servers_reaso
     assert client["dialect"]["context_length"] == 1024
     failures = client["failures"]
     assert sum(f["count"] for f in failures.values()) == manifest["requests_failed"]
-    if manifest["requests_failed"]:
+    if manifest["requests_failed"] > 0.02 * manifest["requests_sent"]:  # beyond the default share (2%)
         assert done.returncode == 1 and not (tmp_path / "gen" / GENERATED).exists()
         assert "teacher requests failed after all retries" in done.stderr and "Traceback" not in done.stderr
         for kind, failure in failures.items():  # each kind with the server's full words
