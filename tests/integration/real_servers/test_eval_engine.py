@@ -14,6 +14,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -166,3 +170,56 @@ def test_a_context_too_small_for_the_answers_is_refused_before_anything_starts(
     with pytest.raises(UserError, match=r"more than the model's own context \(8192"):
         run_mt_bench(_config(tiny_model, shared_data, tmp_path / "out", engine=engine))
     assert started == [] and not engines._LIVE
+
+
+def _server_children(pid: int) -> list[int]:
+    """The llama.cpp server processes started by process `pid` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"labpipe.testing.llamacpp_server" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")  # exited (a zombie waits for its new parent to reap it)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_killing_the_evaluation_stops_its_server(tiny_model, shared_data, tmp_path, signum):
+    """`labpipe evaluate mt-bench --engine llamacpp` killed while its server runs: SIGTERM stops the server
+    (signal handler), SIGKILL too (the server dies with its parent: PR_SET_PDEATHSIG)."""
+    pytest.importorskip("xllamacpp", reason="pip install xllamacpp (scripts/setup-env.sh installs it)")
+    cmd = [sys.executable, "-m", "labpipe.cli", "evaluate", "mt-bench", "--model", str(tiny_model)]
+    cmd += ["--judge", str(tiny_model), "--questions", str(shared_data / "mt_bench"), "--max-questions", "40"]
+    cmd += ["--max-new-tokens", "256", "--engine", "llamacpp", "--out", str(tmp_path / "out")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        servers: list[int] = []
+        while not servers and proc.poll() is None and time.monotonic() < deadline:
+            servers = _server_children(proc.pid)
+            time.sleep(0.2)
+        assert servers, f"no server was started: {proc.stderr.read().decode()[-2000:] if proc.poll() else ''}"
+        time.sleep(1)  # let it load and take requests
+        os.kill(proc.pid, signum)
+        proc.wait(timeout=120)
+        deadline = time.monotonic() + 60
+        while not all(_gone(pid) for pid in servers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert all(_gone(pid) for pid in servers), f"server {servers} still running after {signum!r}"
+        assert proc.returncode == -signum
+        assert not (tmp_path / "out").exists()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
