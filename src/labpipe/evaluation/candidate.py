@@ -81,6 +81,7 @@ def evaluate_candidate(cfg: CandidateEvalConfig) -> CandidateEvalResult:
     root = Path(cfg.training_out)
     model = resolve_model_dir(cfg.training_out)
     chosen = ""  # set when the chosen checkpoint lies outside the training output (durable checkpoints)
+    selection_costs: dict[str, int] = {}
     if cfg.checkpoint_selection == "best":
         selection = select_checkpoint(
             SelectConfig(
@@ -88,10 +89,14 @@ def evaluate_candidate(cfg: CandidateEvalConfig) -> CandidateEvalResult:
             )
         )
         model = Path(selection["selected_local"])
+        selection_costs = {
+            f"selection.{k}": sum(c[k] for c in selection["costs"].values())
+            for k in ("engine_starts", "answers_sent", "judge_requests_sent")
+        }
         if not model.is_relative_to(root):  # a checkpoint from the durable location: record its URI
             chosen = selection["selected"]
     eval_cfg.model = str(model)
-    metrics = run_mt_bench(eval_cfg)
+    metrics = {**run_mt_bench(eval_cfg), **selection_costs}
     decision = run_gate(
         GateConfig(
             metrics=str(work / "eval" / "metrics.json"),

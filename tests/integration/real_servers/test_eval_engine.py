@@ -223,3 +223,52 @@ def test_killing_the_evaluation_stops_its_server(tiny_model, shared_data, tmp_pa
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_best_checkpoint_at_size_one_engine_per_checkpoint_one_after_another(
+    tiny_model, base_model, shared_data, tmp_path, started, monkeypatch
+):
+    """checkpoint_selection=best with a server engine: each checkpoint gets its own server, started only after
+    the previous one stopped (the same GPUs, one at a time); the winner's answers against the base are the
+    ones it gave while being scored (cache), so the candidate run starts nothing more. The cost figure is
+    in the metrics."""
+    import shutil
+
+    from labpipe.evaluation.candidate import CandidateEvalConfig, evaluate_candidate
+    from labpipe.models.tiny import TinyModelConfig, build_tiny_model
+
+    out = tmp_path / "skills-out"
+    shutil.copytree(tiny_model, out / "checkpoints" / "checkpoint-2")
+    build_tiny_model(out / "checkpoints" / "checkpoint-4", TinyModelConfig(seed=2))
+    build_tiny_model(out / "model", TinyModelConfig(seed=3))
+    overlap = []
+    original = ServerProcess.start
+
+    def start(self, timeout_s):
+        overlap.append(sum(s.alive() for s in started if s is not self))
+        return original(self, timeout_s)
+
+    monkeypatch.setattr(ServerProcess, "start", start)
+    result = evaluate_candidate(
+        CandidateEvalConfig(
+            training_out=str(out),
+            decision_out=str(tmp_path / "decision.json"),
+            base_model=str(base_model),
+            judge=str(tiny_model),
+            questions=str(shared_data / "mt_bench"),
+            max_questions=2,
+            max_new_tokens=8,
+            checkpoint_selection="best",
+            engine="llamacpp",
+            cache=str(tmp_path / "cache"),
+            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        )
+    )
+    labels = [s.what.split("'")[1] for s in started]
+    assert labels == ["checkpoint-2", "checkpoint-4", "model", "base"]
+    assert overlap == [0, 0, 0, 0]  # never two servers at once
+    m = result.metrics
+    assert m["selection.engine_starts"] == 3 and m["selection.answers_sent"] == 3 * 4  # 2 questions x 2 turns
+    assert (
+        m["engine_starts"] == 1 and m["answers_sent"] == 4
+    )  # the base only: the winner's answers are reused
