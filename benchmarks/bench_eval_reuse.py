@@ -81,8 +81,10 @@ def main() -> None:
     print("| run | answers generated | answers reused | judge requests | engine starts | wall s |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['run']} | {r['answers_generated']} | {r['answers_reused']} | {r['judge_requests']} | "
-              f"{r['engine_starts']} | {r['wall_s']} |")
+        print(
+            f"| {r['run']} | {r['answers_generated']} | {r['answers_reused']} | {r['judge_requests']} | "
+            f"{r['engine_starts']} | {r['wall_s']} |"
+        )
     print(json.dumps({"rerun_over_first": ratios, **vars(args)}))
 
 
