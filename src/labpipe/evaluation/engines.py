@@ -17,7 +17,9 @@ A server is started in a session of its own (one process group: vLLM's workers g
 `/health` and then `/v1/models` until it answers or `startup_timeout_s` passes, and is stopped (SIGTERM to the
 group, SIGKILL after a grace period) when the `with` block ends, whether it succeeded or failed, and on
 SIGTERM/SIGINT and at interpreter exit (atexit, signal handlers); the server also gets SIGKILL if this process
-dies without cleaning up (PR_SET_PDEATHSIG on Linux). A server that exits before it is ready, or never gets
+dies without cleaning up (PR_SET_PDEATHSIG on Linux). Readiness: vLLM's `/health` answers 200 only while its
+engine is healthy, 503 during warm-up or when it died (vllm-project/vllm, main:
+vllm/entrypoints/serve/instrumentator/health.py); llama.cpp's answers 503 while the model loads. A server that exits before it is ready, or never gets
 ready, is a UserError with its last log lines. `ServedModel.alive()` tells the caller whether it died while
 answering (see evaluation.answering: it is restarted and only the missing answers are asked again).
 """
