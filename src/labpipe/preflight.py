@@ -45,10 +45,12 @@ RANGES: dict[str, tuple[float, float | None]] = {
     "max_questions": (0, 80),
     "max_new_tokens": (1, 65_536),
     "gate_tolerance": (0.0, 10.0),
+    "evaluation_gpus": (1, 64),
 }
 CHOICES = {
     "scope": prod.SCOPES,
     "checkpoint_selection": ("last", "best"),
+    "evaluation_engine": ("hf", "vllm", "llamacpp"),  # labpipe.evaluation.engines; endpoint: CLI only
 }
 
 

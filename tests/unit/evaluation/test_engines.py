@@ -159,3 +159,14 @@ def test_vllm_parses_the_command_labpipe_builds(tmp_path):
     assert parsed["tensor_parallel_size"] == 2 and parsed["max_model_len"] == 2048 and parsed["port"] == 8123
     assert parsed["served_model_name"] in (["candidate"], "candidate") and parsed["host"] == "127.0.0.1"
     assert parsed["generation_config"] == "vllm"
+
+
+def test_preflight_refuses_an_unknown_evaluation_engine_before_the_run():
+    from labpipe.preflight import Report, check_static
+
+    report = Report()
+    check_static({"evaluation_engine": "vlm", "evaluation_gpus": 0}, report)
+    assert {p.field for p in report.problems} == {"evaluation_engine", "evaluation_gpus"}
+    report = Report()
+    check_static({"evaluation_engine": "vllm", "evaluation_gpus": 8}, report)
+    assert not report.problems
