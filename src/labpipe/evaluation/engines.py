@@ -173,9 +173,7 @@ def llamacpp_command(
 ) -> list[str]:
     """labpipe's launcher of llama.cpp's server (labpipe.testing.llamacpp_server): `--ctx` is split across
     the slots, so it is the per-slot context times the slots."""
-    threads = engine.threads or max(
-        1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    )
+    threads = engine.threads or usable_cpus()
     cmd = [
         engine.python or sys.executable,
         "-m",
@@ -192,6 +190,18 @@ def llamacpp_command(
         str(threads),
     ]
     return cmd + list(engine.extra_args)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may use: its affinity, capped by the cgroup's CPU limit (a pod's `limits.cpu`)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
 
 
 def model_context(model_dir: str | Path) -> int:
