@@ -26,6 +26,7 @@ IMAGES = {
     "generation": "labpipe-generation",  # synthetic generation, critique: httpx, transformers, xgrammar
     "training": "labpipe-training",  # knowledge and skill SFT: torch (CUDA), trl, accelerate
     "evaluation": "labpipe-evaluation",  # MT-Bench: transformers, matplotlib
+    "evaluation-gpu": "labpipe-evaluation-gpu",  # MT-Bench with engine=vllm: the above + vLLM (pinned, own venv)
 }
 
 

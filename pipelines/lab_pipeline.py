@@ -19,7 +19,7 @@ from labpipe.components.critique_filter.component import critique_filter
 from labpipe.components.finalize_run.component import finalize_run
 from labpipe.components.images import image_for
 from labpipe.components.knowledge_sft.component import knowledge_sft
-from labpipe.components.mt_bench_eval.component import mt_bench_eval
+from labpipe.components.mt_bench_eval.component import mt_bench_eval, mt_bench_eval_gpu
 from labpipe.components.nothing_to_do.component import nothing_to_do
 from labpipe.components.preflight.component import preflight
 from labpipe.components.publish_model.component import publish_model
@@ -106,6 +106,7 @@ CACHING = {
     "skill-sft": (False, "logs training runs to MLflow; its input comes from an uncached task anyway"),
     "sft-resources": (False, "milliseconds of arithmetic on the parameters: a cache lookup would cost more"),
     "mt-bench-eval": (False, "calls the judge and reads the production model's score from the registry"),
+    "mt-bench-eval-gpu": (False, "the same, on GPUs (evaluation_engine=vllm)"),
     "publish-model": (False, "registers a model version and moves the production alias (side effect)"),
     "run-report": (False, "renders the run's MLflow record into a page and logs it there (reads and writes MLflow)"),
     "finalize-run": (False, "closes the run's MLflow parent run with the run's real status (side effect)"),
@@ -252,7 +253,8 @@ def _train_evaluate_publish(diff, *, base_model, teacher, teacher_model, teacher
                             generation_cache, model_registry, generation_shards, request_timeout_s, max_retries,
                             response_format, training_nodes, training_backend, training_runtime, checkpoint_root,
                             resources, training_image, queue_name, training_deadline_minutes,
-                            max_failed_share, judge_attempts, context_length):
+                            max_failed_share, judge_attempts, context_length,
+                            evaluation_engine="hf", evaluation_gpus=1):
     """Stages 2-7 and the gated publish (the branch taken when there is something to train)."""
     seeds = seed_extraction(diff=diff.outputs["diff"], tokenizer=base_model, chunk_tokens=chunk_tokens,
                             shards=generation_shards, run_id=RUN_ID,
@@ -299,15 +301,34 @@ def _train_evaluate_publish(diff, *, base_model, teacher, teacher_model, teacher
         # the training job's pods run under this task's service account (the pipeline's runner)
         kubernetes.use_field_path_as_env(sft_task, "LABPIPE_SERVICE_ACCOUNT", "spec.serviceAccountName")
 
-    evaluation = mt_bench_eval(
+    # 7 MT-Bench: the models under test answer in the task (hf; llamacpp) or through vLLM on the task's GPUs.
+    # KFP fixes a task's image and accelerator request when compiling, so each engine family is its own branch
+    # (the GPU image carries vLLM); the in-task branch comes first and keeps the task names of the laptop run.
+    evaluation_args = dict(
         candidate=skills.outputs["model"], base_model=base_model, judge=judge, judge_model=judge_model,
         judge_secret=judge_secret, questions=questions, max_questions=max_questions,
         max_new_tokens=max_new_tokens, checkpoint_selection=checkpoint_selection,
-        production_model_name=production_model_name, tolerance=gate_tolerance, judge_attempts=judge_attempts,
-        context_length=context_length, run_id=RUN_ID, tracking_uri=mlflow_tracking_uri,
-    ).set_display_name("7 MT-Bench evaluation")
+        production_model_name=production_model_name, tolerance=gate_tolerance, engine=evaluation_engine,
+        judge_attempts=judge_attempts, context_length=context_length,
+        generation_cache=generation_cache, run_id=RUN_ID, tracking_uri=mlflow_tracking_uri,
+    )
+    gate_args = dict(skills=skills, diff=diff, judge_secret=judge_secret, s3_secret=s3_secret,
+                     production_model_name=production_model_name, mlflow_tracking_uri=mlflow_tracking_uri,
+                     model_registry=model_registry, resources=resources)
+    with dsl.If(evaluation_engine != "vllm", name="evaluation in the task"):
+        _evaluate_and_gate(mt_bench_eval(**evaluation_args), "mt-bench-eval", **gate_args)
+    with dsl.Else(name="evaluation on GPUs (vLLM)"):
+        evaluation = mt_bench_eval_gpu(**evaluation_args)
+        _on_gpus(evaluation, evaluation_gpus, node_selector, tolerations)
+        _evaluate_and_gate(evaluation, "mt-bench-eval-gpu", **gate_args)
+
+
+def _evaluate_and_gate(evaluation, name, *, skills, diff, judge_secret, s3_secret, production_model_name,
+                       mlflow_tracking_uri, model_registry, resources):
+    """The evaluation task's settings, then the gate: publish and report, or report only."""
+    evaluation.set_display_name("7 MT-Bench evaluation")
     _with_endpoint(_with_s3(evaluation, s3_secret), "judge", judge_secret)
-    _resources(_cache(evaluation, "mt-bench-eval"), *resources["evaluation"]).set_retry(**RETRY)
+    _resources(_cache(evaluation, name), *resources["evaluation"]).set_retry(**RETRY)
 
     with dsl.If(evaluation.outputs["Output"] == True, name="gate passed"):  # noqa: E712 - a KFP condition
         publish = publish_model(candidate=skills.outputs["model"], decision=evaluation.outputs["decision"],
@@ -390,6 +411,8 @@ def lab_pipeline(
     max_failed_share: float = 0.02,
     judge_attempts: int = 3,
     context_length: int = 0,
+    evaluation_engine: str = "hf",
+    evaluation_gpus: int = 1,
 ):
     light = (light_cpu_request, light_cpu_limit, light_memory_request, light_memory_limit)
     gen_res = (generation_cpu_request, generation_cpu_limit, generation_memory_request, generation_memory_limit)
@@ -443,6 +466,7 @@ def lab_pipeline(
                 training_nodes=training_nodes, training_backend=training_backend, training_runtime=training_runtime,
                 checkpoint_root=checkpoint_root, max_failed_share=max_failed_share, judge_attempts=judge_attempts,
                 context_length=context_length,
+                evaluation_engine=evaluation_engine, evaluation_gpus=evaluation_gpus,
                 resources={"light": light, "generation": gen_res, "training": train_res, "evaluation": eval_res},
                 training_image=training_image, queue_name=queue_name,
                 training_deadline_minutes=training_deadline_minutes,

@@ -11,6 +11,8 @@
 #                           the RUN steps that download (pip, MT-Bench), never stored in a layer
 #     --torch-index-url URL wheel index for the GPU stages' torch (default: PyTorch's CUDA 12.8 index)
 #     --cpu-training        training image on the CPU base (local verification; no CUDA base is built)
+#     --no-gpu-evaluation   skip labpipe-evaluation-gpu (vLLM + CUDA, several GB; only evaluation_engine=vllm
+#                           runs it): local verification, CI
 #     --local-base          no registry: the Python base is Debian bookworm from debootstrap
 #                           (images/Containerfile.python-debian), instead of the pinned UBI image
 #     --torch-wheels DIR    a folder holding the torch wheel (podman/buildah: mounted for the build; the CPU
@@ -32,6 +34,7 @@ cd "$(dirname "$0")/.."
 ENGINE="" REGISTRY="quay.io/labpipe" TAG="" CA_BUNDLE="" PUSH="" TIMINGS=""
 PUSH_TLS=true SKIP_BUILD=0
 TORCH_INDEX_URL_GPU="https://download.pytorch.org/whl/cu128" CPU_TRAINING=0 LOCAL_BASE=0 WHEELS="" MT_BENCH=""
+GPU_EVALUATION=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --engine) ENGINE=$2; shift 2 ;;
@@ -40,6 +43,7 @@ while [ $# -gt 0 ]; do
     --ca-bundle) CA_BUNDLE=$2; shift 2 ;;
     --torch-index-url) TORCH_INDEX_URL_GPU=$2; shift 2 ;;
     --cpu-training) CPU_TRAINING=1; shift ;;
+    --no-gpu-evaluation) GPU_EVALUATION=0; shift ;;
     --local-base) LOCAL_BASE=1; shift ;;
     --torch-wheels) WHEELS=$(cd "$2" && pwd); shift 2 ;;
     --mt-bench) MT_BENCH=$(cd "$2" && pwd); shift 2 ;;
@@ -118,10 +122,12 @@ if [ "$CPU_TRAINING" = 0 ]; then
   training_base="$REGISTRY/labpipe-training-base:$TAG"
   build "$training_base" images/Containerfile.base "${python_args[@]}" --build-arg "TORCH_INDEX_URL=$TORCH_INDEX_URL_GPU"
 fi
-stages=$(sed -n 's/^    "\([a-z_]*\)": "labpipe-[a-z-]*",.*/\1/p' components/images.py)
+stages=$(sed -n 's/^    "\([a-z_-]*\)": "labpipe-[a-z-]*",.*/\1/p' components/images.py)
+[ "$GPU_EVALUATION" = 1 ] || stages=$(echo "$stages" | grep -vx evaluation-gpu)
 for stage in $stages; do
   base="$REGISTRY/labpipe-base:$TAG"
   [ "$stage" = training ] && base=$training_base
+  [ "$stage" = evaluation-gpu ] && base="$REGISTRY/labpipe-evaluation:$TAG"  # built just before it
   extra=()
   if [ "$stage" = evaluation ] && [ -n "$MT_BENCH" ]; then
     extra=(-v "$MT_BENCH:/mt-bench-src:ro" --build-arg MT_BENCH_DIR=/mt-bench-src)

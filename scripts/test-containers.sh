@@ -25,7 +25,7 @@ runtime = "runc"
 CONF
 fi
 
-args=(--engine podman --cpu-training --registry localhost/labpipe --tag ci --timings "$CACHE/containers/timings.jsonl")
+args=(--engine podman --cpu-training --no-gpu-evaluation --registry localhost/labpipe --tag ci --timings "$CACHE/containers/timings.jsonl")
 # The pinned UBI base needs a registry; here (and in CI) none is reachable, so by default the Python base is
 # built from debootstrap. LABPIPE_REGISTRY_BASE=1 builds on the pinned UBI image instead.
 if [ "${LABPIPE_REGISTRY_BASE:-0}" != 1 ]; then

@@ -49,10 +49,12 @@ RANGES: dict[str, tuple[float, float | None]] = {
     "max_failed_share": (0.0, 1.0),
     "judge_attempts": (1, 20),
     "context_length": (0, None),
+    "evaluation_gpus": (1, 64),
 }
 CHOICES = {
     "scope": prod.SCOPES,
     "checkpoint_selection": ("last", "best"),
+    "evaluation_engine": ("hf", "vllm", "llamacpp"),  # labpipe.evaluation.engines; endpoint: CLI only
 }
 
 

@@ -133,7 +133,7 @@ def final_figure(component: str, metadata: dict[str, dict[str, Any]]) -> str:
                 return f"{d.get('phase', '')}: {generic_figure(d)}"
             return (f"{d.get('phase', '')}: {int(float(d.get('steps', 0)))} steps, loss "
                     f"{_num(d['first_loss'], '.3f')} → {_num(d['final_loss'], '.3f')}")
-        if component == "mt-bench-eval":
+        if component in ("mt-bench-eval", "mt-bench-eval-gpu"):
             s, dec = m("metrics"), m("decision")
             verdict = "publish" if dec.get("publish") else "hold"
             return (f"candidate {_num(s.get('candidate.overall'), '.2f')} vs base "
@@ -325,7 +325,7 @@ def summary_lines(view: RunView, artifacts: list, *, job_dir: Path, seconds: flo
     counts = {s: sum(1 for st in view.stages.values() if st.status == s) for s in ("done", "skipped")}
     lines = [f"\npipeline finished in {seconds:.0f} s: {counts['done']} tasks done, {counts['skipped']} skipped"]
     by_component = {st.info.component: st for st in view.stages.values()}
-    evaluation = by_component.get("mt-bench-eval")
+    evaluation = by_component.get("mt-bench-eval") or by_component.get("mt-bench-eval-gpu")
     decision: dict[str, Any] = {}
     for art in artifacts:
         if art.name == "decision" and Path(art.uri).is_file():

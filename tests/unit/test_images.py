@@ -125,3 +125,19 @@ def test_build_script_parses_and_documents_its_options():
         assert option in out
     bad = subprocess.run([str(script), "--ca-bundle", "/nonexistent.pem"], capture_output=True, text=True)
     assert bad.returncode != 0 and "--ca-bundle /nonexistent.pem" in bad.stderr
+
+
+def test_gpu_evaluation_image_pins_vllm_in_its_own_environment():
+    """evaluation_engine=vllm: vLLM at one exact version, beside labpipe (its pins conflict with ours), where
+    labpipe.evaluation.engines looks for it."""
+    from labpipe.evaluation.engines import VLLM_PYTHON_ENV
+
+    text = (IMAGES_DIR / "Containerfile.evaluation-gpu").read_text()
+    [version] = re.findall(r"^ARG VLLM_VERSION=(\S+)$", text, re.M)
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version), version
+    assert '"vllm==${VLLM_VERSION}"' in text and "python -m venv /opt/vllm" in text
+    assert re.search(rf"\b{VLLM_PYTHON_ENV}=/opt/vllm/bin/python\b", text)
+    assert re.search(r"^ARG BASE=\S+/labpipe-evaluation:", text, re.M)  # the evaluation image underneath
+    script = (ROOT / "scripts" / "build-images.sh").read_text()
+    assert 'base="$REGISTRY/labpipe-evaluation:$TAG"' in script
+    assert "--no-gpu-evaluation" in (ROOT / "scripts" / "test-containers.sh").read_text()  # never built in CI

@@ -11,11 +11,13 @@ from labpipe.pipelines import lab_pipeline
 from labpipe.paths import pipelines_dir
 
 # compiled task name -> the policy's name for it (knowledge and skill SFT are two tasks of `sft`)
-LOGICAL = {"sft": "knowledge-sft", "sft-2": "skill-sft", "run-report-2": "run-report"}
-RETRIED = {"synthetic-generation", "critique-filter", "sft", "sft-2", "mt-bench-eval"}
+# (the GPU evaluation branch, evaluation_engine=vllm, repeats the gate: publish-model-2, run-report-3/-4)
+LOGICAL = {"sft": "knowledge-sft", "sft-2": "skill-sft", "run-report-2": "run-report", "run-report-3": "run-report",
+           "run-report-4": "run-report", "publish-model-2": "publish-model"}
+RETRIED = {"synthetic-generation", "critique-filter", "sft", "sft-2", "mt-bench-eval", "mt-bench-eval-gpu"}
 NOT_RETRIED = {"preflight", "taxonomy-diff", "seed-extraction", "nothing-to-do", "publish-model", "finalize-run",
                "sft-resources",
-               "run-report", "run-report-2"}
+               "run-report", "run-report-2", "publish-model-2", "run-report-3", "run-report-4"}
 
 
 def _docs() -> list[dict]:

@@ -82,6 +82,19 @@ def _eval_options(p: argparse.ArgumentParser, *, model: bool = True) -> None:
     p.add_argument("--max-retries", type=int, default=6, help="retries of 429/5xx/timeouts (default 6)")
     p.add_argument("--run-id", default="", help="pipeline run id (MLflow parent run)")
     p.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)")
+    p.add_argument(
+        "--engine", default="hf", choices=["hf", "vllm", "llamacpp", "endpoint"],
+        help="what answers for a model directory: hf (in-process, default), vllm (a vLLM server on the visible "
+        "GPUs), llamacpp (llama.cpp's server on a GGUF export, CPU), endpoint (--model is a served URL)",
+    )
+    p.add_argument("--engine-gpus", type=int, default=0, help="vLLM tensor-parallel size (0 = every visible GPU)")
+    p.add_argument("--engine-context", type=int, default=0, help="server context per answer (0 = the model's)")
+    p.add_argument("--engine-startup-timeout", type=float, default=1800.0, help="seconds to wait for the server")
+    p.add_argument(
+        "--cache", default="off",
+        help="reuse answers and verdicts across runs: the generation cache (a directory or s3:// prefix; "
+        "'' = under $LABPIPE_CACHE; default off)",
+    )
 
 
 def register(sub) -> None:
@@ -159,6 +172,7 @@ def register(sub) -> None:
 def _config(args: argparse.Namespace, **overrides):
     import logging
 
+    from labpipe.evaluation.engines import EngineConfig
     from labpipe.evaluation.stage import EvalConfig
 
     if not getattr(args, "verbose", False):  # httpx logs one INFO line per request
@@ -193,6 +207,11 @@ def _config(args: argparse.Namespace, **overrides):
         max_retries=args.max_retries,
         run_id=args.run_id,
         tracking_uri=args.tracking_uri,
+        engine=EngineConfig(
+            kind=args.engine, gpus=args.engine_gpus, context=args.engine_context,
+            startup_timeout_s=args.engine_startup_timeout,
+        ),
+        cache=args.cache,
         **overrides,
     )
 

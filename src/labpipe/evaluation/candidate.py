@@ -17,6 +17,7 @@ from typing import Any
 
 from labpipe import storage
 from labpipe.errors import UserError
+from labpipe.evaluation.engines import EngineConfig
 from labpipe.evaluation.gate import GateConfig, run_gate
 from labpipe.evaluation.select import STRATEGIES, SelectConfig, select_checkpoint
 from labpipe.evaluation.stage import EvalConfig, run_mt_bench
@@ -36,6 +37,9 @@ class CandidateEvalConfig:
     max_questions: int = 0
     max_new_tokens: int = 1024
     checkpoint_selection: str = "last"  # "last": the final model; "best": score every checkpoint
+    engine: str = "hf"  # what answers: hf (in-process), vllm (a server on the task's GPUs), llamacpp (evaluation/engines.py)
+    engine_gpus: int = 0  # vLLM tensor-parallel size; 0 = every GPU the task was given
+    cache: str = "off"  # answers and verdicts reused across runs: the generation cache ("" = local, s3://...)
     production_model_name: str = ""
     tolerance: float = 0.0
     judge_attempts: int = 3  # tries per judgment before it is excluded
@@ -83,10 +87,14 @@ def _evaluate_candidate(cfg: CandidateEvalConfig) -> CandidateEvalResult:
         out=str(work / "eval"),
         run_id=cfg.run_id,
         tracking_uri=cfg.tracking_uri,
+        engine=EngineConfig(kind=cfg.engine, gpus=int(cfg.engine_gpus)),
+        cache=cfg.cache,
     )
+    eval_cfg.engine.validate()  # before any checkpoint is fetched
     root = Path(cfg.training_out)
     model = resolve_model_dir(cfg.training_out)
     chosen = ""  # set when the chosen checkpoint lies outside the training output (durable checkpoints)
+    selection_costs: dict[str, int] = {}
     if cfg.checkpoint_selection == "best":
         selection = select_checkpoint(
             SelectConfig(
@@ -94,10 +102,14 @@ def _evaluate_candidate(cfg: CandidateEvalConfig) -> CandidateEvalResult:
             )
         )
         model = Path(selection["selected_local"])
+        selection_costs = {
+            f"selection.{k}": sum(c[k] for c in selection["costs"].values())
+            for k in ("engine_starts", "answers_sent", "judge_requests_sent")
+        }
         if not model.is_relative_to(root):  # a checkpoint from the durable location: record its URI
             chosen = selection["selected"]
     eval_cfg.model = str(model)
-    metrics = run_mt_bench(eval_cfg)
+    metrics = {**run_mt_bench(eval_cfg), **selection_costs}
     decision = run_gate(
         GateConfig(
             metrics=str(work / "eval" / "metrics.json"),
@@ -125,3 +137,34 @@ def published_model_dir(training_out: str, decision_path: str) -> str:
     if sub and (storage.is_s3(sub) or Path(sub).is_absolute()):  # a checkpoint in the durable location
         return sub
     return str(Path(training_out) / sub) if sub else str(resolve_model_dir(training_out))
+
+
+def evaluation_task(candidate, metrics, report, decision, **params) -> bool:
+    """The KFP evaluation task (components/mt_bench_eval: one per image, CPU and GPU): `evaluate_candidate`,
+    its figures onto the task's Metrics, its page onto the HTML output, the verdict onto the decision
+    artifact and into the run's lineage. The artifacts are KFP's (`path`, `uri`, `metadata`, `log_metric`);
+    returns `publish` for the pipeline's dsl.If."""
+    import shutil
+
+    from labpipe.lineage import record
+
+    result = evaluate_candidate(
+        CandidateEvalConfig(training_out=candidate.path, decision_out=decision.path, **params)
+    )
+    for key, value in result.metrics.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and "." in key:
+            metrics.log_metric(key, float(value))  # under kfp.local, Metrics exist only as this metadata
+    metrics.log_metric("invalid", float(result.metrics["invalid"]))
+    shutil.copyfile(result.report_html, report.path)
+    verdict = {k: result.decision[k] for k in ("publish", "reasons", "candidate_subpath")}
+    decision.metadata.update(verdict)
+    record(
+        "mt_bench_eval",
+        {**result.metrics, **verdict},
+        pipeline_run_id=params.get("run_id", ""),
+        tracking_uri=params.get("tracking_uri", ""),
+        inputs={"candidate": candidate.uri, "base_model": params.get("base_model", ""),
+                "questions": params.get("questions", "")},
+        outputs={"report": report.uri, "decision": decision.uri},
+    )
+    return bool(result.decision["publish"])

@@ -85,6 +85,7 @@ def select_checkpoint(cfg: SelectConfig) -> dict:
     durable, ckpt_root = checkpoint_location(root)
     found = candidates(root, cfg.steps, cfg.max_checkpoints, cfg.include_final, ckpt_root)
     scores: dict[str, float | None] = {}
+    costs: dict[str, dict[str, int]] = {}  # per scored checkpoint: engine starts, answers and verdicts sent
     if cfg.strategy == "last":
         name, path = found[-1]
     else:
@@ -99,6 +100,7 @@ def select_checkpoint(cfg: SelectConfig) -> dict:
                 )
             )
             scores[label] = None if meta["invalid"] else meta.get("candidate.overall")
+            costs[label] = {k: int(meta.get(k, 0)) for k in ("engine_starts", "answers_sent", "judge_requests_sent")}
         valid = [(s, i) for i, (label, _) in enumerate(found) if (s := scores[label]) is not None]
         if not valid:
             raise UserError(
@@ -122,6 +124,7 @@ def select_checkpoint(cfg: SelectConfig) -> dict:
         "name": name,
         "strategy": cfg.strategy,
         "scores": scores,
+        "costs": costs,  # one engine per checkpoint, one after another on the same GPUs
         "source": cfg.model_dir,
     }
     storage.write_text(storage.join(cfg.out, "selection.json"), json.dumps(selection, indent=2) + "\n")

@@ -21,6 +21,7 @@ from pathlib import Path
 from labpipe import storage
 from labpipe.errors import Problem, UserError
 from labpipe.evaluation.aggregate import ModelScores, aggregate, format_table
+from labpipe.evaluation.engines import EngineConfig
 from labpipe.evaluation.fastchat_io import attach_references, write_jsonl
 from labpipe.evaluation.questions import Question, load_questions
 from labpipe.tracking import maybe_stage_run
@@ -62,6 +63,9 @@ class EvalConfig:
     tracking_uri: str = ""
     extra_questions: list[Question] = field(default_factory=list)  # e.g. taxonomy branch questions
     include_mt_bench: bool = True  # False: only extra_questions (branch evaluation)
+    # what answers for a model directory: hf in-process, a vllm / llamacpp server (evaluation/engines.py)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    cache: str = "off"  # answers and verdicts reused across runs: the generation cache ("" = local, s3://)
 
     def model_spec(self, target: str, endpoint_name: str = "", api_key_env: str = ""):
         from labpipe.generation.client import ModelSpec
@@ -88,6 +92,7 @@ class EvalConfig:
             problems.append("max_failed_share must be between 0 and 1")
         if problems:
             raise UserError("; ".join(problems))
+        self.engine.validate()
 
 
 def judge_label(cfg: EvalConfig) -> str:
@@ -131,9 +136,10 @@ def _flat(prefix: str, s: ModelScores | None) -> dict[str, float]:
 
 def run_mt_bench(cfg: EvalConfig) -> dict:
     """Evaluate candidate (and base) on MT-Bench; returns the metadata/metrics dict (also metrics.json)."""
-    from labpipe.evaluation.answers import generate_answers
+    from labpipe.evaluation.answering import answer_model, judge_client_cached
     from labpipe.evaluation.judge import judge_answers
     from labpipe.evaluation.report import regressions, write_report
+    from labpipe.generation.cache import open_cache
     from labpipe.generation.client import make_client
 
     cfg.validate()
@@ -153,6 +159,7 @@ def run_mt_bench(cfg: EvalConfig) -> dict:
         "judge_mode": "structured" if structured else "reference",
         "max_new_tokens": cfg.max_new_tokens,
         "max_failed_share": cfg.max_failed_share,
+        "engine": cfg.engine.kind,
         **{f"judge.{k}": v for k, v in judge_spec.describe().items()},
     }
     for label, (target, name) in targets.items():
@@ -161,19 +168,20 @@ def run_mt_bench(cfg: EvalConfig) -> dict:
     with maybe_stage_run(
         "mt_bench_eval", pipeline_run_id=cfg.run_id, tracking_uri=cfg.tracking_uri, params=params
     ) as run:
+        cache = open_cache(cfg.cache)
         judge_client = make_client(judge_spec)
+        reuse = {}
         try:
             if judge_spec.is_endpoint:
                 judge_client.model_name  # noqa: B018 - an unreachable judge fails now, not after the answers
             answers = {}
-            for label, (target, name) in targets.items():
-                client = make_client(cfg.model_spec(target, name, key_envs.get(label, "")))
-                try:
-                    answers[label] = generate_answers(
-                        client, questions, label, max_new_tokens=cfg.max_new_tokens
-                    )
-                finally:
-                    client.close()
+            with tempfile.TemporaryDirectory(prefix="mt-bench-engine-") as workdir:
+                for label, (target, name) in targets.items():
+                    done = answer_model(cfg, target, questions, label, cache=cache, workdir=workdir,
+                                        endpoint_name=name, key_env=key_envs.get(label, ""))
+                    answers[label] = done.answers
+                    reuse[label] = {**done.reuse.as_dict(), "engine": done.engine, "engine_starts": done.starts}
+            judge_client = judge_client_cached(judge_client, judge_spec, cache)
             judged = judge_answers(
                 judge_client,
                 prompts,
@@ -185,6 +193,8 @@ def run_mt_bench(cfg: EvalConfig) -> dict:
             )
         finally:
             judge_client.close()
+            if cache is not None:
+                cache.close()
         _check_judge_errors(judged, cfg, judge_spec.target)
 
         scores = aggregate(judged.judgments, {q.question_id: q.category for q in questions})
@@ -202,6 +212,8 @@ def run_mt_bench(cfg: EvalConfig) -> dict:
                 for kind, n in judged.errors.most_common()
             },
             "judge_requests": judged.requests,
+            "judge_requests_sent": getattr(getattr(judge_client, "reuse", None), "sent", judged.requests),
+            "answers": reuse,  # per model: asked, cached (reused), sent; the engine and its starts
             "candidate": cfg.model_name,
             "base": cfg.base_name if cfg.base_model else "",
         }
@@ -229,6 +241,8 @@ def run_mt_bench(cfg: EvalConfig) -> dict:
             files = write_report(tmp, summary, shown, regs)
             run.log_metrics({f"mt_bench.{k}": v for k, v in flat.items()})
             run.log_metrics({"mt_bench.excluded": summary["excluded"], "mt_bench.invalid": float(invalid)})
+            run.log_metrics({f"mt_bench.answers.{label}.{k}": float(v) for label, r in reuse.items()
+                             for k, v in r.items() if k in ("asked", "cached", "sent", "engine_starts")})
             run.log_metrics({f"mt_bench.judge_errors.{k}": float(n) for k, n in judged.errors.items()})
             for path in (*files.values(), tmp / "metrics.json"):
                 run.log_artifact(path, "mt_bench")
@@ -239,7 +253,10 @@ def run_mt_bench(cfg: EvalConfig) -> dict:
             run.set_tags({"labpipe.error": str(error)[:5000]})
             raise error
     return {
-        **{k: v for k, v in summary.items() if k not in ("excluded_reasons", "judge_errors")},
+        **{k: v for k, v in summary.items() if k not in ("excluded_reasons", "judge_errors", "answers")},
+        "answers_sent": sum(r["sent"] for r in reuse.values()),
+        "answers_cached": sum(r["cached"] for r in reuse.values()),
+        "engine_starts": sum(r["engine_starts"] for r in reuse.values()),
         **flat,
         **{f"excluded.{k}": v for k, v in judged.excluded.items()},
         "mlflow_run_id": run.run_id,
