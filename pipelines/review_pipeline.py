@@ -20,8 +20,11 @@ from labpipe.pipelines.lab_pipeline import (
 )
 
 
-@dsl.pipeline(name="lab-review", description="Review a taxonomy contribution before it is merged: a verdict per "
-                                              "changed leaf (validation, overlap, sample yield, known, cost)")
+@dsl.pipeline(
+    name="lab-review",
+    description="Review a taxonomy contribution before it is merged: a verdict per "
+    "changed leaf (validation, overlap, sample yield, known, cost)",
+)
 def review_pipeline(
     taxonomy: str,
     ref: str,
@@ -54,15 +57,35 @@ def review_pipeline(
     memory_limit: str = "8Gi",
 ):
     task = review(
-        taxonomy=taxonomy, ref=ref, base=base, base_model=base_model, teacher=teacher, teacher_model=teacher_model,
-        judge=judge, judge_model=judge_model, sample_size=sample_size, generation_gate=generation_gate,
-        critique_profile=critique_profile, chunk_tokens=chunk_tokens, seed=seed, generation_cache=generation_cache,
-        response_format=response_format, questions=questions, known_threshold=known_threshold, known_model=known_model,
+        taxonomy=taxonomy,
+        ref=ref,
+        base=base,
+        base_model=base_model,
+        teacher=teacher,
+        teacher_model=teacher_model,
+        judge=judge,
+        judge_model=judge_model,
+        sample_size=sample_size,
+        generation_gate=generation_gate,
+        critique_profile=critique_profile,
+        chunk_tokens=chunk_tokens,
+        seed=seed,
+        generation_cache=generation_cache,
+        response_format=response_format,
+        questions=questions,
+        known_threshold=known_threshold,
+        known_model=known_model,
         known_model_name=known_model_name,
-        production_model_name=production_model_name, run_id=RUN_ID, tracking_uri=mlflow_tracking_uri,
+        production_model_name=production_model_name,
+        run_id=RUN_ID,
+        tracking_uri=mlflow_tracking_uri,
     ).set_display_name("review")
-    _with_git(_with_endpoint(_with_endpoint(_with_s3(task, s3_secret), "teacher", teacher_secret), "judge",
-                             judge_secret), taxonomy_secret)
+    _with_git(
+        _with_endpoint(
+            _with_endpoint(_with_s3(task, s3_secret), "teacher", teacher_secret), "judge", judge_secret
+        ),
+        taxonomy_secret,
+    )
     # never KFP-cached: it reads external state (git, the registry, endpoints); the generation cache does the reuse
     task.set_caching_options(False)
     _resources(_with_cluster_config(task), cpu_request, cpu_limit, memory_request, memory_limit)

@@ -116,3 +116,20 @@ def test_critique_minhash_equals_datasketch_updated_one_by_one():
         for s in shingles:
             reference.update(s.encode())
         assert np.array_equal(minhash(shingles).hashvalues, reference.hashvalues)
+
+
+def test_sample_contributor_branch_adds_three_leaves_on_top_of_main(tmp_path):
+    from labpipe.taxonomy import gitrepo
+    from labpipe.taxonomy.diff import taxonomy_diff
+    from labpipe.taxonomy.sample import CONTRIBUTOR_BRANCH, prepare_sample_taxonomy
+
+    taxonomy = prepare_sample_taxonomy(tmp_path / "a", contributor=True)
+    again = prepare_sample_taxonomy(tmp_path / "b", contributor=True)
+    assert gitrepo.git("rev-parse", "--abbrev-ref", "HEAD", cwd=taxonomy).strip() == "main"
+    assert not (taxonomy / "branches").exists()  # the branch data is not part of main
+    head = gitrepo.resolve(CONTRIBUTOR_BRANCH, taxonomy)
+    assert head == gitrepo.resolve(CONTRIBUTOR_BRANCH, again)  # fixed author and date: the same commit id
+    gitrepo.git("checkout", "--quiet", CONTRIBUTOR_BRANCH, cwd=taxonomy)
+    diff = taxonomy_diff(taxonomy, "main")
+    assert [(c.leaf_id.rsplit("/", 1)[1], c.status) for c in diff.changes] == [
+        ("tool_care_tips", "added"), ("tool_haiku", "added"), ("workshop_rules", "added")]  # fmt: skip
