@@ -182,6 +182,12 @@ def dsp_task_run(client):
         return None
 
 
+def dsp_run_env() -> dict[str, str]:
+    """DSP's MLFLOW_RUN_ID / MLFLOW_EXPERIMENT_ID of this task, for the training job it submits: the job's
+    pods log the SFT stage into the task's run instead of opening a tree of their own."""
+    return {k: os.environ[k] for k in (DSP_RUN_ENV, "MLFLOW_EXPERIMENT_ID") if os.environ.get(k)}
+
+
 def dsp_pipeline_parent(client, task_run) -> str:
     """The pipeline's parent run above a DSP task run: up mlflow.parentRunId (through DAG runs) to the top."""
     run = task_run

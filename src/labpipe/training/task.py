@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from labpipe import storage
+from labpipe import storage, tracking
 from labpipe.errors import Problem, UserError
 from labpipe.training import checkpoints, jobs
 from labpipe.training.config import TrainingConfig
@@ -145,6 +145,7 @@ def _run_as_job(cfg: SftTaskConfig, training: TrainingConfig, durable: str, back
                 s3_secret=cfg.s3_secret,
                 ca_bundle=cfg.ca_bundle,
                 labels={"app.kubernetes.io/part-of": "labpipe", "labpipe.io/phase": cfg.phase},
+                env=tracking.dsp_run_env(),  # DSP's MLflow run of this task, when it gave one
             )
         )
     with storage.atomic_dir(cfg.out) as tmp:  # the slim Model artifact: model/ and the summary
