@@ -64,7 +64,7 @@ def explain(tracking_uri: str, exc: Exception) -> tuple[str, str]:
     text = str(exc)
     code = str(getattr(exc, "error_code", ""))
     auth = os.environ.get("MLFLOW_TRACKING_AUTH", "")
-    if "UNAUTHENTICATED" in (code, text) or "UNAUTHENTICATED" in text or " 401" in text:
+    if "UNAUTHENTICATED" in code or "UNAUTHENTICATED" in text or " 401" in text:
         sent = f"MLFLOW_TRACKING_AUTH={auth}" if auth else (
             "MLFLOW_TRACKING_TOKEN" if os.environ.get("MLFLOW_TRACKING_TOKEN") else "no credentials")
         return (f"{tracking_uri} refused the request as unauthenticated (HTTP 401; sent with {sent}): "
