@@ -64,7 +64,7 @@ def explain(tracking_uri: str, exc: Exception) -> tuple[str, str]:
     text = str(exc)
     code = str(getattr(exc, "error_code", ""))
     auth = os.environ.get("MLFLOW_TRACKING_AUTH", "")
-    if "UNAUTHENTICATED" in (code, text) or "UNAUTHENTICATED" in text or " 401" in text:
+    if "UNAUTHENTICATED" in code or "UNAUTHENTICATED" in text or " 401" in text:
         sent = f"MLFLOW_TRACKING_AUTH={auth}" if auth else (
             "MLFLOW_TRACKING_TOKEN" if os.environ.get("MLFLOW_TRACKING_TOKEN") else "no credentials")
         return (f"{tracking_uri} refused the request as unauthenticated (HTTP 401; sent with {sent}): "
@@ -180,6 +180,12 @@ def dsp_task_run(client):
         logging.getLogger(__name__).warning("%s=%s is not a run of %s: labpipe opens its own runs", DSP_RUN_ENV,
                                             run_id, client.tracking_uri)
         return None
+
+
+def dsp_run_env() -> dict[str, str]:
+    """DSP's MLFLOW_RUN_ID / MLFLOW_EXPERIMENT_ID of this task, for the training job it submits: the job's
+    pods log the SFT stage into the task's run instead of opening a tree of their own."""
+    return {k: os.environ[k] for k in (DSP_RUN_ENV, "MLFLOW_EXPERIMENT_ID") if os.environ.get(k)}
 
 
 def dsp_pipeline_parent(client, task_run) -> str:

@@ -115,7 +115,6 @@ def test_preflight_reaches_the_platform_mlflow(platform, monkeypatch, capsys, sh
 )
 def test_preflight_says_which_header_is_missing(platform, monkeypatch, auth, said):
     as_account(monkeypatch, platform, PIPELINE_TOKEN, auth=auth)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     with pytest.raises(UserError) as err:
         run_preflight(PreflightConfig(params={"mlflow_tracking_uri": platform.url}))
     problems = [p for p in err.value.problems if p.field == "mlflow_tracking_uri"]
@@ -183,7 +182,6 @@ def test_everything_that_talks_to_mlflow_gets_through(platform, monkeypatch, tmp
 
 def test_a_service_account_without_labpipes_rbac_is_refused(platform, monkeypatch):
     as_account(monkeypatch, platform, OTHER_TOKEN)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     with pytest.raises(Exception, match="PERMISSION_DENIED"):
         with tracking.maybe_stage_run(
             "taxonomy_diff", pipeline_run_id="kfp-refused", tracking_uri=platform.url

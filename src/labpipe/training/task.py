@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from labpipe import storage
+from labpipe import storage, tracking
 from labpipe.errors import Problem, UserError
 from labpipe.training import checkpoints, jobs
 from labpipe.training.config import TrainingConfig
@@ -186,6 +186,7 @@ def _run_as_job(cfg: SftTaskConfig, training: TrainingConfig, durable: str, back
                 queue_name=cfg.queue_name,
                 deadline_s=cfg.deadline_minutes * 60,
                 unschedulable_s=cfg.unschedulable_minutes * 60,
+                env=tracking.dsp_run_env(),  # DSP's MLflow run of this task, when it gave one
             )
         )
     with storage.atomic_dir(cfg.out) as tmp:  # the slim Model artifact: model/ and the summary
