@@ -274,7 +274,7 @@ def test_best_checkpoint_at_size_one_engine_per_checkpoint_one_after_another(
     )  # the base only: the winner's answers are reused
 
 
-def test_vllm_engine_answers_through_vllms_own_server(tmp_path, shared_data, started):
+def test_vllm_engine_answers_through_vllms_own_server(tmp_path, shared_data, started, monkeypatch):
     """The `vllm` engine for real, where vLLM's CPU build is installed (scripts/setup-vllm.sh, then
     LABPIPE_VLLM_PYTHON): the command labpipe builds starts vLLM, /health then /v1/models make it ready, the
     answers come back, the server is stopped. A tiny model with head_dim 64 (vLLM's CPU attention needs it)."""
@@ -293,7 +293,7 @@ def test_vllm_engine_answers_through_vllms_own_server(tmp_path, shared_data, sta
         startup_timeout_s=900,
         extra_args=["--dtype", "float32", "--no-enable-chunked-prefill"],
     )
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of CPU KV cache
     meta = run_mt_bench(
         _config(
             model,
