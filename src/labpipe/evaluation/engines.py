@@ -5,7 +5,7 @@
         client = make_client(served.spec(concurrency=32))      # labpipe's own OpenAI client
 
 - `hf` (the default; a laptop): the model runs in-process with transformers' generate (batched).
-- `vllm`: `python -m vllm.entrypoints.openai.api_server` on the model directory, tensor parallel over the
+- `vllm`: `vllm serve` (`python -m vllm.entrypoints.cli.main serve`) on the model directory, tensor parallel over the
   visible GPUs (`gpus`, 0 = all of them), on 127.0.0.1 and a free port. The interpreter is
   `LABPIPE_VLLM_PYTHON` when set (the GPU evaluation image has vLLM in a virtual environment of its own:
   its pins conflict with labpipe's), else this one.
@@ -141,12 +141,14 @@ def vllm_command(
     seed: int = 0,
     python: str = "",
 ) -> list[str]:
-    """The vLLM OpenAI server's command line (vLLM's own entry point and flags)."""
+    """The vLLM OpenAI server's command line: `vllm serve MODEL …` (vLLM's own CLI entry point; `python -m
+    vllm.entrypoints.openai.api_server` is deprecated since vLLM 0.32: vllm-project/vllm,
+    vllm/entrypoints/openai/api_server.py). Parsed by vLLM's own parser in tests/unit/evaluation/test_engines.py."""
     cmd = [
         python or engine.python or os.environ.get(VLLM_PYTHON_ENV) or sys.executable,
         "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
+        "vllm.entrypoints.cli.main",
+        "serve",
         str(model_dir),
         "--served-model-name",
         name,

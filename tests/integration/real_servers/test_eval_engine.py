@@ -272,3 +272,40 @@ def test_best_checkpoint_at_size_one_engine_per_checkpoint_one_after_another(
     assert (
         m["engine_starts"] == 1 and m["answers_sent"] == 4
     )  # the base only: the winner's answers are reused
+
+
+def test_vllm_engine_answers_through_vllms_own_server(tmp_path, shared_data, started, monkeypatch):
+    """The `vllm` engine for real, where vLLM's CPU build is installed (scripts/setup-vllm.sh, then
+    LABPIPE_VLLM_PYTHON): the command labpipe builds starts vLLM, /health then /v1/models make it ready, the
+    answers come back, the server is stopped. A tiny model with head_dim 64 (vLLM's CPU attention needs it)."""
+    python = os.environ.get("LABPIPE_VLLM_PYTHON", "")
+    if not python or not Path(python).exists():
+        pytest.skip("vLLM's CPU build is optional: run scripts/setup-vllm.sh, then set LABPIPE_VLLM_PYTHON")
+    from labpipe.models.tiny import TinyModelConfig, build_tiny_model
+
+    model = build_tiny_model(
+        tmp_path / "tiny-hd64",
+        TinyModelConfig(hidden_size=128, intermediate_size=256, num_attention_heads=2, num_key_value_heads=2),
+    )
+    engine = EngineConfig(
+        kind="vllm",
+        context=1024,
+        startup_timeout_s=900,
+        extra_args=["--dtype", "float32", "--no-enable-chunked-prefill"],
+    )
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of CPU KV cache
+    meta = run_mt_bench(
+        _config(
+            model,
+            shared_data,
+            tmp_path / "out",
+            judge=str(model),
+            engine=engine,
+            max_questions=1,
+            max_new_tokens=16,
+        )
+    )
+    assert [s.what for s in started] == ["vLLM server for 'candidate' (tensor parallel 1)"]
+    assert meta["engine_starts"] == 1 and meta["answers_sent"] == 2
+    rows = [json.loads(line) for line in (tmp_path / "out" / "model_answer" / "candidate.jsonl").open()]
+    assert all("$ERROR$" not in r["choices"][0]["turns"] for r in rows)

