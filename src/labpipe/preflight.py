@@ -287,20 +287,27 @@ def check_endpoint(role: str, params: dict[str, Any], report: Report, timeout: f
             message=f"{url} refused the API key (HTTP {resp.status_code})",
             fix=f"put a valid key under 'api_key' in secret {secret}"))
         return
-    if resp.status_code != 200:
-        report.problems.append(_p(role, f"{url} answered HTTP {resp.status_code}",
-                                  "check the URL: an OpenAI-compatible server answers GET /v1/models",
-                                  rule="endpoint"))
-        return
+    _check_model(role, target, model, report, timeout)
+
+
+def _check_model(role: str, target: str, model: str, report: Report, timeout: float) -> None:
+    """The model check the stages run at their start (the client's probe): the name is in GET /v1/models'
+    list, or, where that list fails or is empty (`transformers serve`), a one-token chat completion decides."""
+    from labpipe.generation.client import ModelSpec, make_client
+
+    prefix = role.upper()
+    key_env = f"{prefix}_API_KEY" if os.environ.get(f"{prefix}_API_KEY") else "OPENAI_API_KEY"
+    spec = ModelSpec(target, model=model or None, api_key_env=key_env, timeout_s=timeout, max_retries=0)
     try:
-        ids = [m.get("id") for m in resp.json().get("data", [])]
-    except (ValueError, AttributeError):
-        ids = []
-    if model and model not in ids:
-        report.problems.append(_p(f"{role}_model", f"{url} does not serve {model!r} (it lists {', '.join(map(str, ids)) or 'none'})",
-                                  f"pass {role}_model as one of the listed ids", rule="endpoint-model"))
+        served = make_client(spec).model_name
+    except UserError as err:
+        report.problems.extend(
+            Problem(where=p.where, rule=p.rule, message=p.message, fix=p.fix, field=f"{role}_model" if p.field == "model"
+                    else p.field or role)  # fmt: skip
+            for p in err.problems
+        )
         return
-    report.passed.append(f"{role}: {target} serves {model or ids[:1]}")
+    report.passed.append(f"{role}: {target} serves {served}")
 
 
 def check_model_dir(param: str, location: str, report: Report) -> None:

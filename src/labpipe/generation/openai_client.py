@@ -181,6 +181,14 @@ class _Endpoint:
         return math.ceil(chars * ratio * 1.1) + 16
 
 
+def quiet_http_logs() -> None:
+    """httpx logs one INFO line per request and httpcore traces every connection step at DEBUG: in a task's
+    log (or with `-v`) they bury the progress lines. They show only with LABPIPE_HTTP_DEBUG=1."""
+    if os.environ.get("LABPIPE_HTTP_DEBUG") != "1":
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _structured_mode(value: str | bool | None) -> str:
     if value is True:
         return "json_schema"
@@ -214,6 +222,7 @@ class OpenAIChatClient:
     STOP_ON_REPEAT = True  # an unusable reply repeated word for word ends the re-asks
 
     def __init__(self, spec: ModelSpec):
+        quiet_http_logs()
         self.spec = spec
         # several comma-separated base URLs: replicas of one model, routed per attempt (endpoints.py)
         self.endpoints = split_endpoints(spec.target) if "," in spec.target else [spec.target.rstrip("/")]
@@ -332,6 +341,8 @@ class OpenAIChatClient:
             listed = [m for m in response.json()["data"] if isinstance(m, dict) and m.get("id")]
         except (ValueError, KeyError, TypeError):
             listed = []
+        if self._model is not None:
+            self._check_named(response, listed)
         if self._model is None:
             if response.status_code != 200 or not listed:
                 said = self._redact(_server_message(response))[:200] if response.status_code != 200 else ""
@@ -352,6 +363,40 @@ class OpenAIChatClient:
         if self._endpoint.context_length is None:
             self._endpoint.context_length = _context_length(entry)
         self.stats.dialect = self._endpoint.describe()
+
+    def _check_named(self, response: httpx.Response, listed: list[dict[str, Any]]) -> None:
+        """The named model is one the endpoint serves: in its GET /models list (ids and aliases), or, when
+        the list fails or is empty (`transformers serve` without a hub cache), a one-token chat completion
+        that the server does not refuse for its model. Raises UserError (rule `model`) otherwise."""
+        if listed:
+            names = {str(m["id"]) for m in listed}
+            names |= {str(a) for m in listed for a in (m.get("aliases") or []) if isinstance(a, str)}
+            if self._model not in names:
+                ids = ", ".join(sorted(str(m["id"]) for m in listed)[:10])
+                raise UserError(
+                    Problem(
+                        where=f"{self.base_url}/models",
+                        rule="model",
+                        field="model",
+                        message=f"the endpoint does not serve model {self._model!r} (it lists: {ids})",
+                        fix="pass one of the listed ids as the model name (--teacher-model / --judge-model / "
+                        "teacher_model / judge_model)",
+                    )
+                )
+            self.stats.dialect = {**self.stats.dialect, "model_checked": "listed"}
+            return
+        body = {"model": self._model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+        self.stats.probes += 1
+        try:
+            with httpx.Client(**self.httpx_options()) as http:
+                reply = http.post("/chat/completions", json=body)
+        except httpx.TransportError:
+            return  # the stage's own requests will say what is wrong (and retry)
+        if reply.status_code != 200:
+            self._http_failure(reply, False)  # raises for an unknown model or a rejected key
+            return
+        said = f"HTTP {response.status_code}" if response.status_code != 200 else "no models"
+        log.info("%s: GET /models: %s; a one-token chat with model %r succeeded", self.base_url, said, self._model)
 
     def _unreachable(self, reason: str) -> UserError:
         if "CERTIFICATE_VERIFY_FAILED" in reason:

@@ -251,3 +251,21 @@ def test_check_failures_groups_reasons_and_respects_the_allowed_share():
     text = str(err.value)
     assert "3 of 10 teacher requests failed" in text and "2 not_json" in text and "1 context_length" in text
     assert "x" * 300 in text  # the full reason, not a cut one
+
+
+def test_http_libraries_log_nothing_per_request_unless_asked(caplog, monkeypatch):
+    """Task logs carried one httpx INFO line per request, and `-v` mostly httpcore traces (issue 19)."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)  # as `labpipe -v`
+    with FakeOpenAIServer() as server:
+        make_client(spec_for(server)).complete([chat(i) for i in range(5)])
+        noisy = [r for r in caplog.records if r.name.startswith(("httpx", "httpcore"))]
+        assert noisy == []
+        monkeypatch.setenv("LABPIPE_HTTP_DEBUG", "1")
+        logging.getLogger("httpx").setLevel(logging.NOTSET)
+        logging.getLogger("httpcore").setLevel(logging.NOTSET)
+        make_client(spec_for(server)).complete([chat(i) for i in range(2)])
+    assert any(r.name.startswith("httpcore") for r in caplog.records)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
