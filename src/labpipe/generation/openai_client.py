@@ -91,7 +91,8 @@ SEED_IGNORED_AFTER = 3
 REASK_TEMPERATURE = 0.7  # a greedy request re-asked at temperature 0 would get the same reply again
 
 # Context-length errors, by server: OpenAI/vLLM ("This model's maximum context length is N tokens ..."),
-# vLLM ("max_tokens=N cannot be greater than max_model_len=M", "... your request has N input tokens"),
+# vLLM ("max_tokens=N cannot be greater than max_model_len=M", "... your request has N input tokens",
+# 0.32: "... your prompt contains at least N input tokens"),
 # llama.cpp ("request (N tokens) exceeds the available context size (M tokens)", exceed_context_size_error),
 # TGI ("`inputs` tokens + `max_new_tokens` must be <= N. Given: P `inputs` tokens"), KServe
 # ("Input length ... exceeds the maximum ..."), Anthropic-style "prompt is too long".
@@ -104,6 +105,7 @@ _CTX_NUMBERS = (  # (regex, group of the context length, group of the prompt len
     (re.compile(r"request \((\d+) tokens\) exceeds the available context size \((\d+) tokens\)"), 2, 1),
     (re.compile(r"maximum context length is (\d+) tokens.*?(\d+) in the messages", re.S), 1, 2),
     (re.compile(r"maximum context length is (\d+) tokens.*?has (\d+) input tokens", re.S), 1, 2),
+    (re.compile(r"maximum context length is (\d+) tokens.*?contains at least (\d+) input tokens", re.S), 1, 2),
     (re.compile(r"maximum context length is (\d+) tokens.*?messages resulted in (\d+) tokens", re.S), 1, 2),
     (re.compile(r"must be <= (\d+)\. Given: (\d+) `inputs` tokens"), 1, 2),
     (re.compile(r"must have less than (\d+) tokens\. Given: (\d+)"), 1, 2),
@@ -614,15 +616,15 @@ class OpenAIChatClient:
                 elif outcome.text and self.STOP_ON_REPEAT:
                     seen.add(outcome.text)
                 reasks += 1
-                if outcome.cut and self.VARY_REASKS:
-                    boost *= 2
+                if outcome.cut and self.VARY_REASKS and (ep.context_length or boost < 2):
+                    boost *= 2  # with no known context, once: a server that ignores the seed would grow it forever
             else:
                 message = outcome.message
                 if outcome.kind in UNUSABLE and outcome.text and outcome.text in seen:
                     message += f" ({REPEATED}: not asked again)"
                 if outcome.kind == "context_length" and outcome.context:
-                    size = f"{outcome.prompt_size} tokens" if outcome.prompt_size else "the prompt"
-                    message = f"{size} leave no room for a reply in the context of {outcome.context} tokens ({message})"
+                    size = f"the prompt's {outcome.prompt_size} tokens leave" if outcome.prompt_size else "the prompt leaves"
+                    message = f"{size} no room for a reply in the context of {outcome.context} tokens ({message})"
                 return ChatResult(
                     request.request_id,
                     attempts=attempts,
@@ -723,7 +725,13 @@ class OpenAIChatClient:
         finally:
             self.stats.in_flight -= 1
         if response.status_code != 200:
-            return self._http_failure(response, "response_format" in body)
+            outcome = self._http_failure(response, "response_format" in body)
+            if outcome.cut and not outcome.completion_tokens:
+                # llama.cpp's 500 for a grammar-bound reply cut at max_tokens carries no usage: the server
+                # generated max_tokens tokens for it, and they are paid for
+                outcome.completion_tokens = max_tokens
+                self.stats.completion_tokens += max_tokens
+            return outcome
         try:
             payload = response.json()
             choice = payload["choices"][0]
