@@ -50,7 +50,7 @@ def free_port() -> int:
 def start_server(gguf: Path, ctx: int, parallel: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "labpipe.testing.llamacpp_server", "--model", str(gguf), "--port", str(port)]
-    cmd += ["--ctx", str(ctx), "--parallel", str(parallel)]
+    cmd += ["--ctx", str(ctx), "--parallel", str(parallel), "--alias", "tiny"]  # the name requests send
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(300):
         try:

@@ -118,7 +118,7 @@ def run_local(arguments: dict[str, Any], pipeline_root: Path, view=None) -> tupl
         if view is not None:
             from labpipe.runview import read_executor_outputs
 
-            view.task_outputs = lambda task: read_executor_outputs(job_dir() / task)
+            view.task_outputs = lambda task: read_executor_outputs(_task_dir(job_dir(), task))
             stack.enter_context(_environ(LABPIPE_PROGRESS="1", PYTHONUNBUFFERED="1"))
             stack.enter_context(contextlib.redirect_stdout(view))
             stack.enter_context(contextlib.redirect_stderr(view))
@@ -163,6 +163,15 @@ def _environ(**values: str) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _task_dir(job: Path, task: str) -> Path:
+    """A finished task's folder: <job>/<task>, or inside a ParallelFor <job>/for-loop-*/<task> (the latest)."""
+    direct = job / task
+    if (direct / "executor_output.json").exists():
+        return direct
+    found = sorted(job.glob(f"*/{task}/executor_output.json"), key=lambda p: p.stat().st_mtime)
+    return found[-1].parent if found else direct
 
 
 def failed_run_error(view, message: str) -> UserError:

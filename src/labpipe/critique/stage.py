@@ -57,7 +57,7 @@ class CritiqueConfig:
     max_failed_share: float = DEFAULT_MAX_FAILED_SHARE  # more judge requests failed for good: the stage fails
     response_format: str = "auto"  # auto (probe) | json_schema | json_object | prompt
     context_length: int = 0  # the judge's context window; 0 = as its GET /models reports it
-    revision: str = ""  # the judge's weights (commit, digest) for the reply cache's key, where its server reports none
+    revision: str = ""  # the judge's weights (commit, digest) for the cache key, where its server says none
     run_id: str = ""
     tracking_uri: str = ""
     generation_cache: str = ""  # shared reply cache: "" = local under LABPIPE_CACHE, s3://..., "off"
@@ -263,6 +263,10 @@ def _run_critique(config: CritiqueConfig, client, cache) -> dict[str, Any]:
         failures = failure_summary(judge_stats, stats.sent + stats.cached, config.max_failed_share)
         report = yield_report(ledger, totals)
         report["judge_client"] = judge_stats.summary()  # failures by kind with full reasons, dialect
+        if holder[0] is not None:  # the model that judged (the listed one when no name was given)
+            from labpipe.generation.stage import _model_used
+
+            report["judge_model"] = _model_used(holder[0], spec)
         report["failures"] = failures  # failed for good: how many, of how many, allowed, why
         _write(out / REPORT_JSON, json.dumps(report, indent=2, ensure_ascii=False) + "\n", atomic_path)
         _write(out / REPORT_MD, to_markdown(report), atomic_path)

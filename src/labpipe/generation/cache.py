@@ -75,7 +75,7 @@ def model_identity(client: Any) -> str:
     memo = _IdentityMemo(f"{spec.target}|{name}|{spec.revision}") if spec is not None else None
     try:
         served = client.served_identity()
-    except UserError as exc:  # the endpoint is down: what it served last time (a fully cached rerun sends nothing)
+    except UserError as exc:  # the endpoint is down: what it served last time (a cached rerun sends nothing)
         remembered = memo.get() if memo is not None and exc.transient else None
         if remembered is None:
             raise

@@ -91,7 +91,8 @@ SEED_IGNORED_AFTER = 3
 REASK_TEMPERATURE = 0.7  # a greedy request re-asked at temperature 0 would get the same reply again
 
 # Context-length errors, by server: OpenAI/vLLM ("This model's maximum context length is N tokens ..."),
-# vLLM ("max_tokens=N cannot be greater than max_model_len=M", "... your request has N input tokens"),
+# vLLM ("max_tokens=N cannot be greater than max_model_len=M", "... your request has N input tokens",
+# 0.32: "... your prompt contains at least N input tokens"),
 # llama.cpp ("request (N tokens) exceeds the available context size (M tokens)", exceed_context_size_error),
 # TGI ("`inputs` tokens + `max_new_tokens` must be <= N. Given: P `inputs` tokens"), KServe
 # ("Input length ... exceeds the maximum ..."), Anthropic-style "prompt is too long".
@@ -104,6 +105,7 @@ _CTX_NUMBERS = (  # (regex, group of the context length, group of the prompt len
     (re.compile(r"request \((\d+) tokens\) exceeds the available context size \((\d+) tokens\)"), 2, 1),
     (re.compile(r"maximum context length is (\d+) tokens.*?(\d+) in the messages", re.S), 1, 2),
     (re.compile(r"maximum context length is (\d+) tokens.*?has (\d+) input tokens", re.S), 1, 2),
+    (re.compile(r"maximum context length is (\d+) tokens.*?contains at least (\d+) input tokens", re.S), 1, 2),
     (re.compile(r"maximum context length is (\d+) tokens.*?messages resulted in (\d+) tokens", re.S), 1, 2),
     (re.compile(r"must be <= (\d+)\. Given: (\d+) `inputs` tokens"), 1, 2),
     (re.compile(r"must have less than (\d+) tokens\. Given: (\d+)"), 1, 2),
@@ -181,6 +183,14 @@ class _Endpoint:
         return math.ceil(chars * ratio * 1.1) + 16
 
 
+def quiet_http_logs() -> None:
+    """httpx logs one INFO line per request and httpcore traces every connection step at DEBUG: in a task's
+    log (or with `-v`) they bury the progress lines. They show only with LABPIPE_HTTP_DEBUG=1."""
+    if os.environ.get("LABPIPE_HTTP_DEBUG") != "1":
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _structured_mode(value: str | bool | None) -> str:
     if value is True:
         return "json_schema"
@@ -214,6 +224,7 @@ class OpenAIChatClient:
     STOP_ON_REPEAT = True  # an unusable reply repeated word for word ends the re-asks
 
     def __init__(self, spec: ModelSpec):
+        quiet_http_logs()
         self.spec = spec
         # several comma-separated base URLs: replicas of one model, routed per attempt (endpoints.py)
         self.endpoints = split_endpoints(spec.target) if "," in spec.target else [spec.target.rstrip("/")]
@@ -339,6 +350,8 @@ class OpenAIChatClient:
         except (ValueError, KeyError, TypeError):
             listed = []
         self.probe_status, self.served_models = response.status_code, [str(m["id"]) for m in listed]
+        if self._model is not None:
+            self._check_named(response, listed)
         if self._model is None:
             if response.status_code != 200 or not listed:
                 said = self._redact(_server_message(response))[:200] if response.status_code != 200 else ""
@@ -359,6 +372,40 @@ class OpenAIChatClient:
         if self._endpoint.context_length is None:
             self._endpoint.context_length = _context_length(entry)
         self.stats.dialect = self._endpoint.describe()
+
+    def _check_named(self, response: httpx.Response, listed: list[dict[str, Any]]) -> None:
+        """The named model is one the endpoint serves: in its GET /models list (ids and aliases), or, when
+        the list fails or is empty (`transformers serve` without a hub cache), a one-token chat completion
+        that the server does not refuse for its model. Raises UserError (rule `model`) otherwise."""
+        if listed:
+            names = {str(m["id"]) for m in listed}
+            names |= {str(a) for m in listed for a in (m.get("aliases") or []) if isinstance(a, str)}
+            if self._model not in names:
+                ids = ", ".join(sorted(str(m["id"]) for m in listed)[:10])
+                raise UserError(
+                    Problem(
+                        where=f"{self.base_url}/models",
+                        rule="model",
+                        field="model",
+                        message=f"the endpoint does not serve model {self._model!r} (it lists: {ids})",
+                        fix="pass one of the listed ids as the model name (--teacher-model / --judge-model / "
+                        "teacher_model / judge_model)",
+                    )
+                )
+            self.stats.dialect = {**self.stats.dialect, "model_checked": "listed"}
+            return
+        body = {"model": self._model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+        self.stats.probes += 1
+        try:
+            with httpx.Client(**self.httpx_options()) as http:
+                reply = http.post("/chat/completions", json=body)
+        except httpx.TransportError:
+            return  # the stage's own requests will say what is wrong (and retry)
+        if reply.status_code != 200:
+            self._http_failure(reply, False)  # raises for an unknown model or a rejected key
+            return
+        said = f"HTTP {response.status_code}" if response.status_code != 200 else "no models"
+        log.info("%s: GET /models: %s; a one-token chat with model %r succeeded", self.base_url, said, self._model)
 
     def _unreachable(self, reason: str) -> UserError:
         if "CERTIFICATE_VERIFY_FAILED" in reason:
@@ -576,15 +623,15 @@ class OpenAIChatClient:
                 elif outcome.text and self.STOP_ON_REPEAT:
                     seen.add(outcome.text)
                 reasks += 1
-                if outcome.cut and self.VARY_REASKS:
-                    boost *= 2
+                if outcome.cut and self.VARY_REASKS and (ep.context_length or boost < 2):
+                    boost *= 2  # with no known context, once: a server that ignores the seed would grow it forever
             else:
                 message = outcome.message
                 if outcome.kind in UNUSABLE and outcome.text and outcome.text in seen:
                     message += f" ({REPEATED}: not asked again)"
                 if outcome.kind == "context_length" and outcome.context:
-                    size = f"{outcome.prompt_size} tokens" if outcome.prompt_size else "the prompt"
-                    message = f"{size} leave no room for a reply in the context of {outcome.context} tokens ({message})"
+                    size = f"the prompt's {outcome.prompt_size} tokens leave" if outcome.prompt_size else "the prompt leaves"
+                    message = f"{size} no room for a reply in the context of {outcome.context} tokens ({message})"
                 return ChatResult(
                     request.request_id,
                     attempts=attempts,
@@ -685,7 +732,13 @@ class OpenAIChatClient:
         finally:
             self.stats.in_flight -= 1
         if response.status_code != 200:
-            return self._http_failure(response, "response_format" in body)
+            outcome = self._http_failure(response, "response_format" in body)
+            if outcome.cut and not outcome.completion_tokens:
+                # llama.cpp's 500 for a grammar-bound reply cut at max_tokens carries no usage: the server
+                # generated max_tokens tokens for it, and they are paid for
+                outcome.completion_tokens = max_tokens
+                self.stats.completion_tokens += max_tokens
+            return outcome
         try:
             payload = response.json()
             choice = payload["choices"][0]

@@ -87,7 +87,7 @@ class GenerationConfig:
     )
     response_format: str = "auto"  # auto (probe) | json_schema | json_object | prompt
     context_length: int = 0  # the teacher's context window; 0 = as its GET /models reports it
-    revision: str = ""  # the teacher's weights (commit, digest) for the reply cache's key, where its server reports none
+    revision: str = ""  # the teacher's weights (commit, digest) for the cache key, where its server says none
     run_id: str = ""
     tracking_uri: str = ""
     generation_cache: str = ""  # shared reply cache: "" = local under LABPIPE_CACHE, s3://..., "off"
@@ -302,7 +302,7 @@ def _run_generation(config: GenerationConfig, client: ChatClient | None, cache) 
         failures = failure_summary(client_stats, stats.sent + stats.cached, config.max_failed_share)
         meta["max_failed_share"] = config.max_failed_share
         meta["failure_kinds"] = {kind: r["count"] for kind, r in failures["reasons"].items()}
-        served = getattr(client, "served_model", "") or spec.model or ""
+        served = _model_used(client, spec)
         manifest = {
             **meta,
             "teacher": {**spec.describe(), "model": served},
@@ -505,6 +505,14 @@ class _Stream:
             for child in self.children(w_leaf, w_depth, w_item, w_req)
         ]
         return self.expand(nodes)
+
+
+def _model_used(client: ChatClient, spec) -> str:
+    """The model the client used (the endpoint's name for it, or the local path); never "" when known."""
+    try:
+        return str(client.model_name or spec.model or "")
+    except UserError:  # the endpoint is down and nothing was sent (every reply came from the cache)
+        return spec.model or ""
 
 
 def _record(flow: Flow, item: dict[str, Any]) -> dict[str, Any]:

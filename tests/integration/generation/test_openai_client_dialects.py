@@ -251,3 +251,75 @@ def test_check_failures_groups_reasons_and_respects_the_allowed_share():
     text = str(err.value)
     assert "3 of 10 teacher requests failed" in text and "2 not_json" in text and "1 context_length" in text
     assert "x" * 300 in text  # the full reason, not a cut one
+
+
+def test_http_libraries_log_nothing_per_request_unless_asked(caplog, monkeypatch):
+    """Task logs carried one httpx INFO line per request, and `-v` mostly httpcore traces (issue 19)."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)  # as `labpipe -v`
+    with FakeOpenAIServer() as server:
+        make_client(spec_for(server)).complete([chat(i) for i in range(5)])
+        noisy = [r for r in caplog.records if r.name.startswith(("httpx", "httpcore"))]
+        assert noisy == []
+        monkeypatch.setenv("LABPIPE_HTTP_DEBUG", "1")
+        logging.getLogger("httpx").setLevel(logging.NOTSET)
+        logging.getLogger("httpcore").setLevel(logging.NOTSET)
+        make_client(spec_for(server)).complete([chat(i) for i in range(2)])
+    assert any(r.name.startswith("httpcore") for r in caplog.records)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def test_vllm_032s_prompt_too_long_wording_fails_at_once_with_the_sizes():
+    """vLLM 0.32's wording when the prompt alone exceeds the context (issue 19, measured against its CPU
+    build): the prompt's size is read, so the request is not re-sent pointlessly."""
+
+    def too_long(request, attempt):
+        return Reply(400, {"error": {"message": "This model's maximum context length is 1024 tokens. However, your "
+                                                "prompt contains at least 1025 input tokens. Please reduce the length "
+                                                "of the input messages.", "type": "BadRequestError"}})  # fmt: skip
+
+    with FakeOpenAIServer(faults=FaultPlan(hook=too_long)) as server:
+        client = make_client(spec_for(server, response_format="prompt"))
+        (result,) = client.complete([chat(0)])
+    assert result.attempts == 1 and server.total_requests == 1
+    assert result.error.startswith("context_length: the prompt's 1025 tokens leave no room for a reply in the "
+                                   "context of 1024 tokens")  # fmt: skip
+
+
+def test_a_cut_reply_with_no_known_context_gets_more_room_once_not_without_bound():
+    def cut(request, attempt):  # a different cut reply each time (a sampling server that never finishes)
+        if "labpipe_probe" in str(request):
+            return None
+        text = '{"answer": "' + "word " * (request["max_tokens"] // 2) + str(request.get("seed"))
+        return Reply(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                        "finish_reason": "length"}], "usage": {}})  # fmt: skip
+
+    with FakeOpenAIServer(faults=FaultPlan(hook=cut)) as server:
+        client = make_client(spec_for(server, response_format="json_schema", schema_retries=3))
+        (result,) = client.complete([chat(0, schema=SCHEMA, max_tokens=100)])
+    assert not result.ok and client.stats.dialect.get("context_length") is None
+    sent = [b["max_tokens"] for b in server.requests if "labpipe_probe" not in str(b)]
+    assert sent[0] == 100 and max(sent) == 200  # doubled once, never 400, 800, ...
+
+
+def test_llamacpps_500_for_a_cut_grammar_reply_counts_the_tokens_it_generated():
+    """llama.cpp's HTTP 500 for a grammar-bound reply cut at max_tokens carries no usage (issue 19 counted
+    503 of 6,747 generated tokens); the fake answers with its words, the point being what labpipe counts.
+    (The xllamacpp build in tests/integration/real_servers answers such replies 200 with usage.)"""
+
+    def cut(request, attempt):
+        if "labpipe_probe" in str(request):
+            return None
+        return Reply(500, {"error": {"code": 500, "type": "server_error", "message": "Failed to parse input "
+                                     "at pos 12: does not match the expected peg-native format"}})  # fmt: skip
+
+    with FakeOpenAIServer(faults=FaultPlan(hook=cut)) as server:
+        spec = spec_for(server, response_format="json_schema", schema_retries=2, context_length=4096)
+        client = make_client(spec)
+        (result,) = client.complete([chat(0, schema=SCHEMA, max_tokens=100)])
+    assert result.error.startswith("truncated") and result.attempts == 3
+    sent = [b["max_tokens"] for b in server.requests if "labpipe_probe" not in str(b)]
+    assert sent == [100, 200, 400]  # the context is known: more room each time, within it
+    assert result.completion_tokens == sum(sent) == client.stats.completion_tokens

@@ -90,8 +90,9 @@ def tiny_gguf(tiny_model, tmp_path_factory) -> Path:
 
 
 def llamacpp_server(
-    gguf: Path, workdir: Path, *, ctx: int = 2048, parallel: int = 2, alias: str = ""
+    gguf: Path, workdir: Path, *, ctx: int = 2048, parallel: int = 2, alias: str = "tiny"
 ) -> RealServer:
+    """llama.cpp's server listing the model as `alias` (llama-server --alias), the name the tests send."""
     _require("xllamacpp", "pip install xllamacpp")
     port = free_port()
     cmd = [sys.executable, "-m", "labpipe.testing.llamacpp_server", "--model", str(gguf), "--port", str(port)]

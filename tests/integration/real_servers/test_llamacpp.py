@@ -73,6 +73,7 @@ def test_a_cut_schema_bound_reply_is_reasked_with_more_room_and_another_seed(lla
     assert cut >= 1 and result.attempts == cut + (1 if result.ok else 0) <= 4
     assert result.ok or (result.error.startswith("truncated") and "max_tokens=16" in result.error)
     assert result.prompt_tokens > 0  # the cut attempts were paid for and counted
+    assert result.completion_tokens >= 2 * cut  # each cut attempt generated at least its max_tokens
 
 
 def test_a_prompt_longer_than_the_slot_fails_with_the_servers_reason(llamacpp):

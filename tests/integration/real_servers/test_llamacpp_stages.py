@@ -147,9 +147,12 @@ def test_mt_bench_against_llamacpp_names_a_too_small_judge_context(llamacpp, sha
         max_retries=1,
         concurrency=2,
     )
-    meta = run_mt_bench(EvalConfig(out=str(tmp_path / "short"), max_new_tokens=16, **base))
+    # the random judge never rates: an invalid evaluation, which fails the stage (the outputs stay)
+    with pytest.raises(UserError, match="evaluation-invalid"):
+        run_mt_bench(EvalConfig(out=str(tmp_path / "short"), max_new_tokens=16, **base))
     metrics = json.loads((tmp_path / "short" / "metrics.json").read_text())
-    assert metrics["judge_errors"] == {} and meta["judge_requests"] >= 4  # 2 questions x 2 turns
+    assert metrics["invalid"] is True
+    assert metrics["judge_errors"] == {} and metrics["judge_requests"] >= 4  # 2 questions x 2 turns
     # answers of 1000 tokens make judge prompts longer than the judge's 1024-token slot: the stage fails
     # and says so in the server's words, instead of scoring on what is left
     with pytest.raises(UserError) as err:

@@ -107,25 +107,26 @@ def test_generate_against_transformers_serve_fails_with_the_reason(transformers_
     assert not (tmp_path / "gen" / GENERATED).exists()
 
 
-def test_mt_bench_against_transformers_serve_completes_and_counts_unrated(
+def test_mt_bench_against_transformers_serve_counts_unrated_and_fails_as_invalid(
     transformers_serve, tiny_model, shared_data, tmp_path
 ):
-    meta = run_mt_bench(
-        EvalConfig(
-            model=transformers_serve.base_url,
-            model_endpoint_name=str(tiny_model),
-            judge=transformers_serve.base_url,
-            judge_model=str(tiny_model),
-            questions=str(shared_data / "mt_bench"),
-            max_questions=1,
-            max_new_tokens=8,
-            judge_attempts=2,
-            concurrency=1,
-            max_retries=1,
-            out=str(tmp_path / "eval"),
-        )
+    config = EvalConfig(
+        model=transformers_serve.base_url,
+        model_endpoint_name=str(tiny_model),
+        judge=transformers_serve.base_url,
+        judge_model=str(tiny_model),
+        questions=str(shared_data / "mt_bench"),
+        max_questions=1,
+        max_new_tokens=8,
+        judge_attempts=2,
+        concurrency=1,
+        max_retries=1,
+        out=str(tmp_path / "eval"),
     )
-    # a random judge never rates: every judgment is an excluded no_rating, the evaluation is invalid,
-    # and no judge call failed (so the stage itself does not fail)
-    assert meta["invalid"] is True and meta["excluded.no_rating"] == meta["excluded"] == 2
-    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["judge_errors"] == {}
+    # a random judge never rates: every judgment is an excluded no_rating and no judge call failed, so the
+    # evaluation is invalid: the stage fails saying so (with what the judge said), its outputs kept
+    with pytest.raises(UserError, match="evaluation-invalid") as err:
+        run_mt_bench(config)
+    assert "2 no_rating" in str(err.value) and "no [[rating]] in the judge's reply" in str(err.value)
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["invalid"] is True and metrics["excluded"] == 2 and metrics["judge_errors"] == {}
