@@ -84,27 +84,10 @@ def register(sub) -> None:
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UserError(f"--param {pair!r}: expected KEY=VALUE", fix="e.g. --param max_questions=10")
-        try:
-            params[key] = json.loads(value)  # numbers, booleans, JSON objects for node selectors/tolerations
-        except json.JSONDecodeError:
-            params[key] = value
-    _check_param_names(params)
-    return params
+    """Typed pipeline arguments from `--param KEY=VALUE` (labpipe.commands.params: one parser for every command)."""
+    from labpipe.commands.params import parse_params as parse
 
-
-def _check_param_names(params: dict[str, Any]) -> None:
-    from labpipe.pipelines.lab_pipeline import pipeline_parameters
-
-    known = pipeline_parameters()
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        raise UserError(f"unknown pipeline parameter(s): {', '.join(unknown)}",
-                        fix=f"known parameters: {', '.join(sorted(known))}")
+    return parse(pairs)
 
 
 def local_arguments(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -118,14 +101,18 @@ def local_arguments(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
         taxonomy, base = str(prepare_sample_taxonomy(workdir / "taxonomy")), args.base or "empty"
     params = parse_params(args.param)
+    from labpipe.commands.runcheck import check_before_run
+
+    given = {"taxonomy": taxonomy, "base": base, "base_model": args.base_model or "", "teacher": args.teacher or "",
+             "teacher_model": args.teacher_model, "judge": args.judge or "", "judge_model": args.judge_model}
+    check_before_run({k: v for k, v in given.items() if v} | params, tiny_base_model=not args.base_model)
     validate_taxonomy_first({"taxonomy": taxonomy, "base": base, **params})  # before any model is built
     base_model = args.base_model
     if not base_model:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # "Writing model shards" bars above the stage view
-        base_model = str(build_tiny_model(workdir / "models" / "tiny"))
-        print(f"base model: a tiny random model built at {base_model}")
+        base_model = _tiny_model(build_tiny_model)
     teacher = args.teacher or base_model
     arguments = {
         "taxonomy": taxonomy, "base": base, "base_model": base_model,
@@ -143,6 +130,20 @@ def local_arguments(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             arguments["judge_model"] = arguments["teacher_model"]
     _check_mt_bench_data(arguments.get("questions", ""))
     return arguments
+
+
+def _tiny_model(build) -> str:
+    """The default base model, built once under LABPIPE_CACHE and then reused: the same model every run, so a
+    rerun's replies and checkpoints (keyed by the model's files) are found again."""
+    from labpipe import storage
+
+    path = storage.cache_dir() / "models" / "tiny"
+    if (path / "config.json").is_file() and (path / storage.OUTPUT_MARKER).is_file():
+        print(f"base model: the tiny random model at {path}")
+    else:
+        build(path)
+        print(f"base model: a tiny random model built at {path}")
+    return str(path)
 
 
 def _check_mt_bench_data(location: str) -> None:
@@ -177,11 +178,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     from labpipe.pipelines import runner
     from labpipe.runview import RunView
 
+    parse_params(args.param)  # a mistyped value: one line, before any folder or model is made
     workdir = Path(args.workdir or Path("runs") / time.strftime("%Y%m%d-%H%M%S")).absolute()
+    created = [d for d in (workdir, workdir.parent) if not d.exists()]
     workdir.mkdir(parents=True, exist_ok=True)
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri = tracking.default_tracking_uri(workdir)
-    os.environ.setdefault("LABPIPE_CACHE", str(workdir / "cache"))
-    arguments = local_arguments(args, workdir)
+    # Replies, checkpoints and the tiny model outlive the run's folder: `runs/cache` beside the timestamped
+    # folders (or <workdir>/cache), so rerunning the same command reuses them.
+    os.environ.setdefault("LABPIPE_CACHE", str((workdir if args.workdir else workdir.parent) / "cache"))
+    try:
+        arguments = local_arguments(args, workdir)
+    except BaseException:  # nothing ran: leave no empty or half-made work folder behind
+        import shutil
+
+        for made in created:
+            shutil.rmtree(made, ignore_errors=True)
+        raise
     print(f"labpipe run: workdir {workdir}\n  MLflow: {tracking_uri}", flush=True)
     started = time.time()
     verbose = bool(getattr(args, "stream_logs", False) or getattr(args, "verbose", False))
@@ -190,13 +202,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = workdir / "report.html"
     try:
         job, artifacts = runner.run_local(arguments, workdir / "kfp", view=view)
-    except UserError:
+    except (UserError, KeyboardInterrupt) as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt)
         try:
-            if _finish_tracking(tracking_uri, started, "FAILED", view, report):
-                print(f"report of the failed run: {report}")
-        except Exception as exc:  # the task's own problems matter more than a report of them
-            print(f"no report of the failed run: {str(exc).splitlines()[0][:200]}")
-        raise
+            if _finish_tracking(tracking_uri, started, "KILLED" if interrupted else "FAILED", view, report):
+                print(f"report of the {'interrupted' if interrupted else 'failed'} run: {report}")
+        except Exception as err:  # the task's own problems matter more than a report of them
+            print(f"no report of the {'interrupted' if interrupted else 'failed'} run: {str(err).splitlines()[0][:200]}")
+        if not interrupted:
+            raise
+        print(f"interrupted. Rerun the same command: teacher and judge replies already received are reused and "
+              f"training resumes from its last checkpoint (both kept in {os.environ['LABPIPE_CACHE']})",
+              file=sys.stderr)
+        return 130
     pipeline_run_id = _finish_tracking(tracking_uri, started, "SUCCEEDED", view, report)
     from labpipe.runview import summary_lines
 
@@ -238,7 +256,15 @@ def validate_taxonomy_first(arguments: dict[str, Any]) -> None:
     from labpipe.taxonomy.validate import validate_taxonomy
 
     root = _local_dir(str(arguments["taxonomy"]))
-    diff = taxonomy_diff(root, str(arguments.get("base") or "origin/main"))
+    base = str(arguments.get("base") or "origin/main")
+    if base == "production":  # the pipeline's default: the commit production was trained from, as the diff task
+        from labpipe.taxonomy.stage import TaxonomyDiffConfig, _production_base
+
+        name = str(arguments.get("production_model_name", "labpipe-model"))
+        cfg = TaxonomyDiffConfig(taxonomy=str(root), out="", base=base, production_model_name=name,
+                                 tracking_uri=str(arguments.get("mlflow_tracking_uri") or ""))
+        base = _production_base(cfg, root)[0]
+    diff = taxonomy_diff(root, base)
     report = validate_taxonomy(root, paths=[c.path for c in diff.changed])
     report.problems = diff.warnings + report.problems
     report.raise_for_errors()
@@ -303,8 +329,9 @@ def _preflight_before_submit(args: argparse.Namespace, params: dict[str, Any]) -
 def cmd_submit(args: argparse.Namespace) -> int:
     from labpipe.pipelines import runner
 
-    _preflight_before_submit(args, parse_params(args.param))
-    run_id = runner.submit(args.host, parse_params(args.param), experiment=args.experiment, run_name=args.run_name,
+    params = parse_params(args.param)
+    _preflight_before_submit(args, params)
+    run_id = runner.submit(args.host, params, experiment=args.experiment, run_name=args.run_name,
                            namespace=args.namespace, package=args.package and Path(args.package),
                            token_env=args.token_env)
     print(f"submitted run {run_id} to {args.host} (experiment {args.experiment})")
@@ -314,8 +341,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_schedule(args: argparse.Namespace) -> int:
     from labpipe.pipelines import runner
 
-    _preflight_before_submit(args, parse_params(args.param))
-    job_id = runner.schedule(args.host, parse_params(args.param), cron=args.cron, experiment=args.experiment,
+    params = parse_params(args.param)
+    _preflight_before_submit(args, params)
+    job_id = runner.schedule(args.host, params, cron=args.cron, experiment=args.experiment,
                              name=args.name, namespace=args.namespace,
                              package=args.package and Path(args.package), token_env=args.token_env)
     print(f"recurring run {job_id} ({args.cron}) created on {args.host}")
@@ -330,7 +358,11 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         raise UserError("no MLflow tracking server given", fix="pass --tracking-uri or set MLFLOW_TRACKING_URI")
     if args.target and (args.model or args.run or args.pipeline_run):
         raise UserError("give MODEL|RUN or one of --model/--run/--pipeline-run, not both")
+    from labpipe.tracking_check import require_tracking
+
+    require_tracking(uri)
     if args.target:
+        _refuse_bare_model_name(uri, args.target)
         result = lineage.describe_any(uri, args.target)
     else:
         result = lineage.describe(uri, pipeline_run_id=args.pipeline_run or "", run_id=args.run or "",
@@ -339,12 +371,35 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_bare_model_name(uri: str, target: str) -> None:
+    """`lineage labpipe-model`: a registered model has versions; say which forms name one."""
+    from labpipe import lineage
+
+    if lineage.parse_model_ref(target) is not None or lineage.MLFLOW_RUN_ID.fullmatch(target):
+        return
+    from mlflow.tracking import MlflowClient
+
+    from labpipe.tracking_check import bounded_requests
+
+    try:
+        with bounded_requests():
+            model = MlflowClient(tracking_uri=uri, registry_uri=uri).get_registered_model(target)
+    except Exception:  # not a registered model: a pipeline run id, looked up as before
+        return
+    aliases = sorted(model.aliases or {})
+    examples = [f"{target}@{a}" for a in aliases] or [f"models:/{target}/1"]
+    raise UserError(Problem(where=target, rule="lineage-target", message="is a registered model, not one version",
+                            fix=f"name a version: {' or '.join(examples[:3])} (NAME@ALIAS or models:/NAME/VERSION)"))
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from labpipe.report import write_report
+    from labpipe.tracking_check import require_tracking
 
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         raise UserError("no MLflow tracking server given", fix="pass --tracking-uri or set MLFLOW_TRACKING_URI")
+    require_tracking(uri)
     run_id, pipeline_run_id = (args.run, "") if _looks_like_mlflow_run(args.run) else ("", args.run)
     data = write_report(uri, args.out, pipeline_run_id=pipeline_run_id, run_id=run_id)
     print(f"report of pipeline run {data.pipeline_run_id}: {args.out}")

@@ -26,6 +26,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from labpipe import lineage
 
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if uri:
+        from labpipe.tracking_check import require_tracking
+
+        require_tracking(uri)
     if args.host:
         rows = kfp_runs(args.host, namespace=args.namespace, experiment=args.experiment, token_env=args.token_env,
                         limit=args.limit, tracking_uri=uri)
