@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -100,16 +101,23 @@ def run_local(arguments: dict[str, Any], pipeline_root: Path, view=None) -> tupl
     before = {p.name for p in pipeline_root.iterdir()}
 
     def job_dir() -> Path:
-        new = sorted((p for p in pipeline_root.iterdir() if p.name not in before), key=lambda p: p.stat().st_mtime)
+        new = sorted((p for p in pipeline_root.iterdir() if p.name not in before and not p.name.startswith(".")),
+                     key=lambda p: p.stat().st_mtime)
         return new[-1] if new else pipeline_root
 
+    # Every temporary file of the run under its own folder, removed at the end: kfp.local's workspace, the KFP
+    # launcher's `mktemp -d` per task, the tasks' own temporary files (TMPDIR is inherited by the tasks).
+    scratch = pipeline_root / ".tmp"
+    (scratch / "workspace").mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
-               raise_on_error=True)
+               workspace_root=str(scratch / "workspace"), raise_on_error=True)
     with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, scratch, True)
+        stack.enter_context(_environ(TMPDIR=str(scratch)))
         if view is not None:
-            from labpipe.runview import read_executor_outputs
+            from labpipe.runview import task_outputs
 
-            view.task_outputs = lambda task: read_executor_outputs(job_dir() / task)
+            view.task_outputs = lambda task: task_outputs(job_dir(), task)
             stack.enter_context(_environ(LABPIPE_PROGRESS="1", PYTHONUNBUFFERED="1"))
             stack.enter_context(contextlib.redirect_stdout(view))
             stack.enter_context(contextlib.redirect_stderr(view))

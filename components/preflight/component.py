@@ -46,11 +46,9 @@ def preflight(
     params = {k: v for k, v in locals().items() if k not in ("run_id", "tracking_uri", "report")}
     # workspace: the pipeline was compiled with a KFP workspace (training checkpoints outlive the pod)
     params["mlflow_tracking_uri"] = tracking_uri
-    from labpipe.errors import UserError
+    from labpipe.errors import clean_user_errors
     from labpipe.preflight import PreflightConfig, run_preflight
 
-    try:
-        meta = run_preflight(PreflightConfig(params=params, out=report.path, run_id=run_id, tracking_uri=tracking_uri))
-    except UserError as err:  # one line per problem, no traceback: these are the user's to fix
-        raise SystemExit(f"preflight failed:\n{err}") from None
+    clean_user_errors()  # the problems, one line each (and for `labpipe run`, as the user's to fix): no traceback
+    meta = run_preflight(PreflightConfig(params=params, out=report.path, run_id=run_id, tracking_uri=tracking_uri))
     report.metadata.update({k: v for k, v in meta.items() if k != "passed"})

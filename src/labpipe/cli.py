@@ -49,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "ca_bundle", None):
             os.environ[net.CA_ENV] = os.path.abspath(args.ca_bundle)
         net.configure()
+        from labpipe.storage import cache_dir
+
+        # torch's compile cache goes with ours, not into $TMPDIR/torchinductor_<user> (left there for good)
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "torchinductor"))
         return int(args.func(args) or 0)
     except UserError as err:
         report(err)

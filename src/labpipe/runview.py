@@ -295,6 +295,23 @@ class RunView:
         return [s for s in self.stages.values() if s.status == "failed"]
 
 
+def task_outputs(job_dir: Path, task: str) -> dict[str, dict[str, Any]]:
+    """A finished task's outputs; a task inside a ParallelFor (kfp.local: `for-loop-N-iteration-I/<task>/`) has
+    one per iteration: its numbers are summed, so the figure is the final count of all shards."""
+    direct = Path(job_dir) / task
+    iterations = sorted(Path(job_dir).glob(f"for-loop-*-iteration-*/{task}"))
+    if (direct / "executor_output.json").is_file() or not iterations:
+        return read_executor_outputs(direct)
+    merged: dict[str, dict[str, Any]] = {}
+    for one in (read_executor_outputs(d) for d in iterations if (d / "executor_output.json").is_file()):
+        for name, values in one.items():
+            into = merged.setdefault(name, {})
+            for key, value in values.items():
+                summable = isinstance(value, int | float) and not isinstance(value, bool)
+                into[key] = into.get(key, 0) + value if summable and key in into else value
+    return merged
+
+
 def read_executor_outputs(task_dir: Path) -> dict[str, dict[str, Any]]:
     """artifact name -> metadata (and "_params" -> output parameters) from a task's executor_output.json."""
     data = json.loads((Path(task_dir) / "executor_output.json").read_text())
@@ -334,8 +351,13 @@ def summary_lines(view: RunView, artifacts: list, *, job_dir: Path, seconds: flo
     if publish is not None and publish.status == "done":
         version = publish.metadata.get("_params", {}).get("Output", "?")
         lines.append(f"  published  version {version}, aliased production")
-    elif publish is not None:
+    elif by_component.get("nothing-to-do") is not None and by_component["nothing-to-do"].status == "done":
+        lines.append("  published  nothing (nothing to do: nothing that determines the model changed since "
+                     "production)")
+    elif publish is not None and decision and not decision.get("publish"):
         lines.append("  published  nothing (the gate held the candidate)")
+    elif publish is not None:
+        lines.append("  published  nothing")
     lines += [f"  artifacts  {job_dir}", f"  logs       {view.logs_dir}"]
     if pipeline_run_id:
         lines += [f"  lineage    labpipe lineage --pipeline-run {pipeline_run_id} --tracking-uri {tracking_uri}",

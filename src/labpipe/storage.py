@@ -159,6 +159,37 @@ def atomic_dir(dest: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+LOCK_NAME = ".labpipe-lock"
+
+
+@contextmanager
+def writing_folder(out: str | Path) -> Iterator[Path]:
+    """Hold `out` for one writer: a second labpipe process writing the same folder at the same time is refused
+    (an advisory lock, released when this process ends however it ends) instead of paying for every request
+    twice. A folder this call created is removed again if nothing was written into it."""
+    import fcntl
+
+    dest = Path(os.path.abspath(out))
+    created = not dest.exists()
+    dest.mkdir(parents=True, exist_ok=True)
+    lock = dest / LOCK_NAME
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UserError(f"{dest}: another labpipe process is writing this folder now",
+                        fix="wait for it to finish (rerunning then resumes from what it wrote), or pass another --out"
+                        ) from None
+    try:
+        yield dest
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+        if created and not any(p.is_file() for p in dest.rglob("*")):
+            shutil.rmtree(dest, ignore_errors=True)  # a teacher that was never reached leaves no empty --out
+
+
 def exists(uri: str) -> bool:
     if not is_s3(uri):
         return Path(uri).exists()

@@ -57,7 +57,7 @@ def register(sub) -> None:
     gen.add_argument(
         "--cache",
         default="",
-        help="shared reply cache: a directory or s3:// prefix (default: under $LABPIPE_CACHE; off: none)",
+        help="shared reply cache: a directory or s3:// prefix, or off (or none) for no cache (default: under $LABPIPE_CACHE)",
     )
     gen.add_argument("--quiet", action="store_true", help="no progress bars")
     _dialect_options(gen, "teacher")
@@ -100,7 +100,7 @@ def register(sub) -> None:
     crit.add_argument(
         "--cache",
         default="",
-        help="shared reply cache: a directory or s3:// prefix (default: under $LABPIPE_CACHE; off: none)",
+        help="shared reply cache: a directory or s3:// prefix, or off (or none) for no cache (default: under $LABPIPE_CACHE)",
     )
     _dialect_options(crit, "judge")
     crit.set_defaults(func=critique)
@@ -154,32 +154,34 @@ def _quiet_http_logs(args: argparse.Namespace) -> None:
 def generate(args: argparse.Namespace) -> int:
     _quiet_http_logs(args)
     from labpipe.generation.stage import GenerationConfig, run_generation
+    from labpipe.storage import writing_folder
 
-    meta = run_generation(
-        GenerationConfig(
-            seeds=args.seeds,
-            out=args.out,
-            teacher=args.teacher,
-            teacher_model=args.teacher_model,
-            api_key_env=args.api_key_env,
-            concurrency=args.concurrency,
-            flows_dir=args.flows,
-            fan_out_scale=args.fan_out_scale,
-            gate=not args.no_gate,
-            seed=args.seed,
-            stream=not args.no_stream,
-            shard_plan=args.shard_plan,
-            shard=args.shard,
-            timeout_s=args.timeout,
-            max_retries=args.max_retries,
-            schema_retries=args.schema_retries,
-            progress=not args.quiet,
-            generation_cache=args.cache,
-            response_format=args.response_format,
-            context_length=args.context_length,
-            max_failed_share=args.max_failed_share,
+    with writing_folder(args.out):  # a second process on the same --out is refused, not paid twice
+        meta = run_generation(
+            GenerationConfig(
+                seeds=args.seeds,
+                out=args.out,
+                teacher=args.teacher,
+                teacher_model=args.teacher_model,
+                api_key_env=args.api_key_env,
+                concurrency=args.concurrency,
+                flows_dir=args.flows,
+                fan_out_scale=args.fan_out_scale,
+                gate=not args.no_gate,
+                seed=args.seed,
+                stream=not args.no_stream,
+                shard_plan=args.shard_plan,
+                shard=args.shard,
+                timeout_s=args.timeout,
+                max_retries=args.max_retries,
+                schema_retries=args.schema_retries,
+                progress=not args.quiet,
+                generation_cache=args.cache,
+                response_format=args.response_format,
+                context_length=args.context_length,
+                max_failed_share=args.max_failed_share,
+            )
         )
-    )
     print(json.dumps(meta))
     return 0
 
@@ -187,27 +189,29 @@ def generate(args: argparse.Namespace) -> int:
 def critique(args: argparse.Namespace) -> int:
     _quiet_http_logs(args)
     from labpipe.critique.stage import CritiqueConfig, run_critique
+    from labpipe.storage import writing_folder
 
-    meta = run_critique(
-        CritiqueConfig(
-            generated=args.generated[0] if len(args.generated) == 1 else args.generated,
-            out=args.out,
-            judge=args.judge,
-            judge_model=args.judge_model,
-            api_key_env=args.api_key_env,
-            concurrency=args.concurrency,
-            profile=args.profile,
-            samples_per_skill_leaf=args.samples_per_skill_leaf,
-            seed=args.seed,
-            flows_dir=args.flows,
-            timeout_s=args.timeout,
-            max_retries=args.max_retries,
-            schema_retries=args.schema_retries,
-            generation_cache=args.cache,
-            response_format=args.response_format,
-            context_length=args.context_length,
-            max_failed_share=args.max_failed_share,
+    with writing_folder(args.out):  # a second process on the same --out is refused, not paid twice
+        meta = run_critique(
+            CritiqueConfig(
+                generated=args.generated[0] if len(args.generated) == 1 else args.generated,
+                out=args.out,
+                judge=args.judge,
+                judge_model=args.judge_model,
+                api_key_env=args.api_key_env,
+                concurrency=args.concurrency,
+                profile=args.profile,
+                samples_per_skill_leaf=args.samples_per_skill_leaf,
+                seed=args.seed,
+                flows_dir=args.flows,
+                timeout_s=args.timeout,
+                max_retries=args.max_retries,
+                schema_retries=args.schema_retries,
+                generation_cache=args.cache,
+                response_format=args.response_format,
+                context_length=args.context_length,
+                max_failed_share=args.max_failed_share,
+            )
         )
-    )
     print(json.dumps(meta))
     return 0

@@ -39,7 +39,7 @@ def declared_parameters() -> dict[str, tuple[type, Any]]:
 
 
 def _example(name: str, kind: type, default: Any) -> str:
-    if default is not inspect.Parameter.empty and default not in ("", None):
+    if default is not inspect.Parameter.empty and default not in ("", None, {}, []):
         value = (
             json.dumps(default) if kind in (dict, list) else str(default).lower() if kind is bool else default
         )
@@ -87,6 +87,16 @@ def convert(name: str, raw: str, kind: type, default: Any = inspect.Parameter.em
 
 def parse_params(pairs: list[str], declared: dict[str, tuple[type, Any]] | None = None) -> dict[str, Any]:
     """`KEY=VALUE` pairs as typed pipeline arguments; every problem at once (unknown names, wrong types)."""
+    params, problems = parse_all(pairs, declared)
+    if problems:
+        raise UserError(problems)
+    return params
+
+
+def parse_all(
+    pairs: list[str], declared: dict[str, tuple[type, Any]] | None = None
+) -> tuple[dict[str, Any], list[Problem]]:
+    """The pairs that parse, typed, and a problem for each one that does not (for checks that go on)."""
     declared = declared_parameters() if declared is None else declared
     params: dict[str, Any] = {}
     problems: list[Problem] = []
@@ -120,6 +130,4 @@ def parse_params(pairs: list[str], declared: dict[str, tuple[type, Any]] | None 
                 fix=f"known parameters: {', '.join(sorted(declared))}",
             ),
         )
-    if problems:
-        raise UserError(problems)
-    return params
+    return params, problems

@@ -172,11 +172,10 @@ SMOKE_DEFAULTS: dict[str, Any] = {
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import sys
+    import shutil
+    import tempfile
 
     from labpipe import tracking
-    from labpipe.pipelines import runner
-    from labpipe.runview import RunView
 
     parse_params(args.param)  # a mistyped value: one line, before any folder or model is made
     workdir = Path(args.workdir or Path("runs") / time.strftime("%Y%m%d-%H%M%S")).absolute()
@@ -186,14 +185,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Replies, checkpoints and the tiny model outlive the run's folder: `runs/cache` beside the timestamped
     # folders (or <workdir>/cache), so rerunning the same command reuses them.
     os.environ.setdefault("LABPIPE_CACHE", str((workdir if args.workdir else workdir.parent) / "cache"))
+    # Temporary files of this process and its tasks (MLflow's SQLite locks, the KFP launcher's) stay in the run's
+    # folder and go with the run.
+    scratch = workdir / ".tmp"
+    scratch.mkdir(exist_ok=True)
+    saved_tmp = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"] = tempfile.tempdir = str(scratch)
     try:
-        arguments = local_arguments(args, workdir)
-    except BaseException:  # nothing ran: leave no empty or half-made work folder behind
-        import shutil
+        try:
+            arguments = local_arguments(args, workdir)
+        except BaseException:  # nothing ran: leave no empty or half-made work folder behind
+            for made in created:
+                shutil.rmtree(made, ignore_errors=True)
+            raise
+        return _run(args, arguments, workdir, tracking_uri)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        tempfile.tempdir = saved_tmp[1]
+        if saved_tmp[0] is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_tmp[0]
 
-        for made in created:
-            shutil.rmtree(made, ignore_errors=True)
-        raise
+
+def _run(args: argparse.Namespace, arguments: dict[str, Any], workdir: Path, tracking_uri: str) -> int:
+    import sys
+
+    from labpipe.pipelines import runner
+    from labpipe.runview import RunView
+
     print(f"labpipe run: workdir {workdir}\n  MLflow: {tracking_uri}", flush=True)
     started = time.time()
     verbose = bool(getattr(args, "stream_logs", False) or getattr(args, "verbose", False))
@@ -203,17 +223,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         job, artifacts = runner.run_local(arguments, workdir / "kfp", view=view)
     except (UserError, KeyboardInterrupt) as exc:
-        interrupted = isinstance(exc, KeyboardInterrupt)
+        how = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         try:
-            if _finish_tracking(tracking_uri, started, "KILLED" if interrupted else "FAILED", view, report):
-                print(f"report of the {'interrupted' if interrupted else 'failed'} run: {report}")
+            if _finish_tracking(tracking_uri, started, "KILLED" if how == "interrupted" else "FAILED", view, report):
+                print(f"report of the {how} run: {report}")
         except Exception as err:  # the task's own problems matter more than a report of them
-            print(f"no report of the {'interrupted' if interrupted else 'failed'} run: {str(err).splitlines()[0][:200]}")
-        if not interrupted:
+            print(f"no report of the {how} run: {str(err).splitlines()[0][:200]}")
+        if how == "failed":
             raise
-        print(f"interrupted. Rerun the same command: teacher and judge replies already received are reused and "
-              f"training resumes from its last checkpoint (both kept in {os.environ['LABPIPE_CACHE']})",
-              file=sys.stderr)
+        print(f"interrupted. {_what_resumes(arguments)}", file=sys.stderr)
         return 130
     pipeline_run_id = _finish_tracking(tracking_uri, started, "SUCCEEDED", view, report)
     from labpipe.runview import summary_lines
@@ -222,6 +240,21 @@ def cmd_run(args: argparse.Namespace) -> int:
                                   report=report if pipeline_run_id else None, pipeline_run_id=pipeline_run_id,
                                   tracking_uri=tracking_uri)))
     return 0
+
+
+def _what_resumes(arguments: dict[str, Any]) -> str:
+    """What a rerun of the same command really reuses (never more than the settings allow)."""
+    from labpipe import storage
+
+    kept = []
+    replies = str(arguments.get("generation_cache") or "")
+    if replies != "off":
+        kept.append(f"the teacher and judge replies already received are reused ({replies or storage.cache_dir() / 'generation'})")
+    if not arguments.get("checkpoint_root"):
+        kept.append(f"training resumes from its last checkpoint ({storage.cache_dir() / 'checkpoints'})")
+    if not kept:
+        return "Nothing is kept for a rerun (generation_cache=off, checkpoints under the run's own checkpoint_root)."
+    return "Rerun the same command: " + "; ".join(kept) + "."
 
 
 def _finish_tracking(tracking_uri: str, started: float, status: str, view, report: Path) -> str:
@@ -309,9 +342,15 @@ def _with_defaults(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:
-    from labpipe.preflight import PreflightConfig, run_preflight
+    from labpipe.commands.params import parse_all
+    from labpipe.preflight import PreflightConfig, Report, check_static, run_preflight
 
-    result = run_preflight(PreflightConfig(params=_with_defaults(parse_params(args.param)), network=not args.offline,
+    params, problems = parse_all(args.param)
+    if problems:  # with the checks of the values that did parse: every problem at once
+        report = Report()
+        check_static(_with_defaults(params), report)
+        raise UserError(problems + report.problems)
+    result = run_preflight(PreflightConfig(params=_with_defaults(params), network=not args.offline,
                                            timeout=args.timeout))
     for line in result["passed"]:
         print(f"ok: {line}")

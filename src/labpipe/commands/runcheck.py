@@ -4,6 +4,7 @@ judge, a base ref that does not exist, values out of range). Every problem at on
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,14 @@ def check_before_run(params: dict[str, Any], *, tiny_base_model: bool) -> None:
             preflight.check_endpoint(role, params, report, ENDPOINT_TIMEOUT_S)
         else:
             preflight.check_model_dir(role, value, report)
+    tracking_uri = str(params.get("mlflow_tracking_uri") or "")
+    if tracking_uri.startswith(("http://", "https://")):  # not there: seconds here, not minutes in every task
+        from labpipe.tracking_check import require_tracking
+
+        try:
+            require_tracking(tracking_uri)
+        except UserError as err:
+            report.problems += [replace(p, where="parameter mlflow_tracking_uri") for p in err.problems]
     if report.problems:
         flag = {
             "base_model": "--base-model",
@@ -54,8 +63,6 @@ def check_before_run(params: dict[str, Any], *, tiny_base_model: bool) -> None:
 
 def _as_flag(problem: Problem, flags: dict[str, str]) -> Problem:
     """`parameter base_model` -> `--base-model`: name what the user typed."""
-    from dataclasses import replace
-
     if problem.field in flags and problem.where == f"parameter {problem.field}":
         return replace(problem, where=flags[problem.field])
     return problem
