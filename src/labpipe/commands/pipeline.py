@@ -121,6 +121,8 @@ def local_arguments(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     }
     if not args.base_model:
         arguments.update(SMOKE_DEFAULTS)  # the tiny model: few samples, few steps, few questions
+    else:
+        print(settings_note(params))
     if os.environ.get("LABPIPE_MT_BENCH_DATA"):
         arguments["questions"] = os.environ["LABPIPE_MT_BENCH_DATA"]
     arguments.update(params)
@@ -130,6 +132,18 @@ def local_arguments(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             arguments["judge_model"] = arguments["teacher_model"]
     _check_mt_bench_data(arguments.get("questions", ""))
     return arguments
+
+
+def settings_note(params: dict[str, Any]) -> str:
+    """With --base-model, the pipeline's own (LAB) settings apply, not the tiny model's: say so, and how to
+    choose the quick ones instead."""
+    lab = {k: v for k, v in SMOKE_DEFAULTS.items() if k not in params}
+    if not lab:
+        return "settings: as given with --param"
+    flags = " ".join(f"--param {k}={json.dumps(v) if isinstance(v, bool) else v}" for k, v in lab.items())
+    return ("settings: with --base-model the pipeline's LAB defaults apply (training_preset=lab, critique_profile="
+            "lab, generation_gate=true, samples_per_skill_leaf=30, every MT-Bench question), not the tiny model's "
+            f"quick ones; for those add {flags}")
 
 
 def _tiny_model(build) -> str:
