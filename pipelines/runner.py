@@ -23,15 +23,32 @@ from labpipe.paths import pipelines_dir
 PIPELINE_YAML = "lab_pipeline.yaml"
 
 
+def default_compile_out() -> Path:
+    """pipelines/lab_pipeline.yaml in a checkout you are in; else lab_pipeline.yaml here (never into an installed
+    package)."""
+    shipped = pipelines_dir()
+    here = Path.cwd().resolve()
+    return shipped / PIPELINE_YAML if shipped.resolve().is_relative_to(here) else here / PIPELINE_YAML
+
+
 def compile_pipeline(out: str | Path | None = None) -> Path:
-    """Compile the DAG to KFP IR YAML (deterministic: same code, same bytes)."""
+    """Compile the DAG to KFP IR YAML (deterministic: same code, same bytes); integer defaults are written as
+    integers (KFP writes every number as a float: `chunk_tokens: int [Default: 1000.0]`)."""
     from kfp import compiler
     from labpipe.pipelines.lab_pipeline import lab_pipeline
 
-    out = Path(out) if out else pipelines_dir() / PIPELINE_YAML
+    out = Path(out) if out else default_compile_out()
     out.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(lab_pipeline, str(out))
+    out.write_text(_integer_defaults(out.read_text()))
     return out
+
+
+def _integer_defaults(text: str) -> str:
+    """`int [Default: 32.0]` -> `32` in the header; `defaultValue: 32.0` -> `32` where the type is NUMBER_INTEGER."""
+    text = re.sub(r"^(#\s+\w+: int \[Default: -?\d+)\.0\]$", r"\1]", text, flags=re.M)
+    return re.sub(r"^(\s+defaultValue: -?\d+)\.0(\n\s+isOptional: true\n\s+parameterType: NUMBER_INTEGER)$",
+                  r"\1\2", text, flags=re.M)
 
 
 @dataclass

@@ -39,7 +39,8 @@ def register(sub) -> None:
     rep.set_defaults(func=cmd_report)
 
     comp = sub.add_parser("compile", help="compile the pipeline to KFP IR YAML")
-    comp.add_argument("--out", help="output file (default: pipelines/lab_pipeline.yaml)")
+    comp.add_argument("--out", help="output file (default: pipelines/lab_pipeline.yaml inside a checkout, else "
+                                    "./lab_pipeline.yaml; never into the installed package)")
     comp.set_defaults(func=cmd_compile)
 
     for name, helptext in (("submit", "submit one run to a Kubeflow / OpenShift AI pipeline server"),
@@ -395,6 +396,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     from labpipe.pipelines import runner
 
     params = parse_params(args.param)
+    runner.to_kfp_cron(args.cron)  # the schedule's own mistake first: it needs no parameter
     _preflight_before_submit(args, params)
     job_id = runner.schedule(args.host, params, cron=args.cron, experiment=args.experiment,
                              name=args.name, namespace=args.namespace,
