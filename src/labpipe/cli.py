@@ -19,6 +19,26 @@ COMMAND_MODULES = ["taxonomy", "model", "generation", "training", "evaluation", 
 COMMAND_MODULES += ["runs"]  # labpipe runs: recent pipeline runs (labpipe.commands.runs)
 
 
+class HelpWithDefaults(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the text already names it (or there is none)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        nothing = default is None or default is False or default is argparse.SUPPRESS or default in ("", [])
+        if not action.option_strings or "default" in text.lower() or nothing or action.required:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _with_defaults_shown(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = HelpWithDefaults
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _with_defaults_shown(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labpipe", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -28,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"labpipe.commands.{name}").register(sub)
+    _with_defaults_shown(parser)
     return parser
 
 

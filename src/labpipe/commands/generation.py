@@ -51,11 +51,13 @@ def register(sub) -> None:
     gen.add_argument("--shard", type=int, default=0, help="which shard of --shard-plan to generate")
     client_options(gen)
     gen.add_argument(
-        "--no-gate", action="store_true", help="record in-flow judge scores but drop nothing (smoke runs)"
+        "--no-generation-gate", "--no-gate", dest="no_gate", action="store_true", help="record in-flow judge scores but drop nothing (smoke runs)"
     )
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--seed", type=int, default=0, help="sampling seed of the teacher requests")
     gen.add_argument(
+        "--generation-cache",
         "--cache",
+        dest="cache",
         default="",
         help="shared reply cache: a directory or s3:// prefix, or off (or none) for no cache (default: under $LABPIPE_CACHE)",
     )
@@ -80,25 +82,27 @@ def register(sub) -> None:
     crit.add_argument(
         "--judge-model", default="", help="model name sent to the endpoint (default: $JUDGE_MODEL)"
     )
-    crit.add_argument("--concurrency", type=int, default=32)
+    crit.add_argument("--concurrency", type=int, default=32, help="judge requests in flight")
     crit.add_argument(
         "--api-key-env",
         default="",
         help="variable holding the API key (default: JUDGE_API_KEY or OPENAI_API_KEY)",
     )
     crit.add_argument(
-        "--profile", default="lab", help="lab (LAB's thresholds), smoke (keep all scored), or a profile YAML"
+        "--critique-profile", "--profile", dest="profile", default="lab", help="lab (LAB's thresholds), smoke (keep all scored), or a profile YAML"
     )
     crit.add_argument(
         "--samples-per-skill-leaf", type=int, default=30, help="skills examples per leaf (LAB: 30)"
     )
-    crit.add_argument("--seed", type=int, default=0)
+    crit.add_argument("--seed", type=int, default=0, help="data mixing seed")
     crit.add_argument(
         "--flows", default=None, help="directory of flow YAML files (default: the shipped flows)"
     )
     client_options(crit)
     crit.add_argument(
+        "--generation-cache",
         "--cache",
+        dest="cache",
         default="",
         help="shared reply cache: a directory or s3:// prefix, or off (or none) for no cache (default: under $LABPIPE_CACHE)",
     )
@@ -108,7 +112,7 @@ def register(sub) -> None:
 
 def client_options(parser: argparse.ArgumentParser) -> None:
     """Timeouts, retry counts and re-ask limits of the model client (generate, critique, evaluate)."""
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per HTTP attempt (default 120)")
+    parser.add_argument("--request-timeout-s", "--timeout", dest="timeout", type=float, default=120.0, help="seconds per HTTP attempt (default 120)")
     parser.add_argument(
         "--max-retries",
         type=int,

@@ -23,10 +23,11 @@ def register(sub) -> None:
     run.add_argument("--teacher-model", default="", help="model name at the teacher endpoint")
     run.add_argument("--judge", help="judge: URL ending in /v1 or a model dir (default: the teacher)")
     run.add_argument("--judge-model", default="", help="model name at the judge endpoint")
-    run.add_argument("--workdir", help="where this run's artifacts, MLflow store and models go "
-                                       "(default: runs/<timestamp>)")
+    run.add_argument("--workdir", help="where this run's artifacts, logs, MLflow store and report go (default: "
+                                       "runs/<timestamp>; replies, checkpoints and the tiny model are kept for "
+                                       "reruns in runs/cache, or <workdir>/cache)")
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                     help="any other pipeline parameter (see pipelines/README.md); repeatable")
+                     help="any other pipeline parameter (the README's Configuration table); repeatable")
     run.add_argument("--verbose", dest="stream_logs", action="store_true",
                      help="stream kfp.local's output and every task's log (they always go to <workdir>/logs)")
     run.add_argument("--plain", action="store_true", help="one line per stage transition even on a terminal")
@@ -57,7 +58,7 @@ def register(sub) -> None:
                        help="before submitting: check the parameters (default), also reach every service "
                             "from here (full: when this machine can reach the cluster's endpoints), or not")
         if name == "submit":
-            p.add_argument("--run-name")
+            p.add_argument("--run-name", help="display name of the run (default: lab-<date>-<time>)")
             p.set_defaults(func=cmd_submit)
         else:
             p.add_argument("--cron", required=True, help="cron schedule, e.g. '0 3 * * 0' (Sundays 03:00)")
@@ -80,7 +81,7 @@ def register(sub) -> None:
     which.add_argument("--run", help="an MLflow run id of any stage")
     which.add_argument("--pipeline-run", help="the pipeline run id (the KFP job id)")
     lin.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)")
-    lin.add_argument("--json", action="store_true")
+    lin.add_argument("--json", action="store_true", help="print the chain as JSON")
     lin.set_defaults(func=cmd_lineage)
 
 

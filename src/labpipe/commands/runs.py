@@ -18,7 +18,7 @@ def register(sub) -> None:
     p.add_argument("--token-env", default="KFP_TOKEN", help="variable holding the bearer token (default KFP_TOKEN)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI for the details (default: MLFLOW_TRACKING_URI)")
     p.add_argument("--limit", type=int, default=10, help="how many runs, newest first (default 10)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the runs as JSON")
     p.set_defaults(func=cmd_runs)
 
 
