@@ -39,16 +39,27 @@ def compile_pipeline(out: str | Path | None = None) -> Path:
 
     out = Path(out) if out else default_compile_out()
     out.parent.mkdir(parents=True, exist_ok=True)
+    _describe_parameters(lab_pipeline.pipeline_spec)
     compiler.Compiler().compile(lab_pipeline, str(out))
     out.write_text(_integer_defaults(out.read_text()))
     return out
 
 
+def _describe_parameters(spec) -> None:
+    """Each pipeline parameter's description (pipelines/parameters.yaml), shown by the KFP dashboards."""
+    import yaml
+
+    described = yaml.safe_load((Path(__file__).parent / "parameters.yaml").read_text())
+    for name, parameter in spec.root.input_definitions.parameters.items():
+        parameter.description = described.get(name, "")
+
+
 def _integer_defaults(text: str) -> str:
     """`int [Default: 32.0]` -> `32` in the header; `defaultValue: 32.0` -> `32` where the type is NUMBER_INTEGER."""
     text = re.sub(r"^(#\s+\w+: int \[Default: -?\d+)\.0\]$", r"\1]", text, flags=re.M)
-    return re.sub(r"^(\s+defaultValue: -?\d+)\.0(\n\s+isOptional: true\n\s+parameterType: NUMBER_INTEGER)$",
-                  r"\1\2", text, flags=re.M)
+    between = r"((?:\1(?:description|isOptional): .*\n(?:\1 +\S.*\n)*)*)"  # a description may wrap
+    return re.sub(r"^( +)defaultValue: (-?\d+)\.0\n" + between + r"(\1parameterType: NUMBER_INTEGER)$",
+                  r"\1defaultValue: \2\n\3\4", text, flags=re.M)
 
 
 @dataclass

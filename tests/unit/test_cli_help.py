@@ -105,3 +105,14 @@ def test_integer_defaults_print_as_integers():
 
     text = (pipelines_dir() / "lab_pipeline.yaml").read_text()
     assert "#    chunk_tokens: int [Default: 1000]" in text and "int [Default: 1000.0]" not in text
+
+
+def test_every_compiled_parameter_has_a_description():
+    import yaml
+
+    from labpipe.paths import pipelines_dir
+
+    spec = next(yaml.safe_load_all((pipelines_dir() / "lab_pipeline.yaml").read_text()))
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert [name for name, p in parameters.items() if not p.get("description")] == []
+    assert parameters["seed"]["defaultValue"] == 42 and isinstance(parameters["seed"]["defaultValue"], int)
