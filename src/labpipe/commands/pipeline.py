@@ -264,7 +264,7 @@ def _what_resumes(arguments: dict[str, Any]) -> str:
 
     kept = []
     replies = str(arguments.get("generation_cache") or "")
-    if replies != "off":
+    if replies.lower() not in ("off", "none"):
         kept.append(f"the teacher and judge replies already received are reused ({replies or storage.cache_dir() / 'generation'})")
     if not arguments.get("checkpoint_root"):
         kept.append(f"training resumes from its last checkpoint ({storage.cache_dir() / 'checkpoints'})")
