@@ -151,6 +151,7 @@ def run_local(arguments: dict[str, Any], pipeline_root: Path, view=None) -> tupl
             stack.enter_context(contextlib.redirect_stderr(view))
             stack.enter_context(_root_logging_to(view))
             stack.callback(view.close)
+            stack.push(lambda kind, *_: setattr(view, "interrupted", kind is KeyboardInterrupt))  # before close
         try:
             lab_pipeline(**arguments)
         except RuntimeError as exc:

@@ -33,8 +33,9 @@ EXECUTING = re.compile(r"Executing task '([^']+)'")
 FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
 PIPELINE_DONE = re.compile(r"Pipeline '([^']+)' finished with status (\w+)")
 
-SYMBOL = {"pending": "·", "running": "▶", "done": "✓", "failed": "✗", "skipped": "–"}
-PLAIN_WORD = {"running": "started", "done": "done", "failed": "FAILED", "skipped": "skipped"}
+SYMBOL = {"pending": "·", "running": "▶", "done": "✓", "failed": "✗", "skipped": "–", "interrupted": "✗"}
+PLAIN_WORD = {"running": "started", "done": "done", "failed": "FAILED", "skipped": "skipped",
+              "interrupted": "interrupted"}
 STYLE = {"pending": "dim", "running": "bold cyan", "done": "green", "failed": "bold red", "skipped": "dim"}
 
 
@@ -152,6 +153,7 @@ class RunView:
         self._partial = ""
         self._live = None
         self.pipeline_status = ""
+        self.interrupted = False  # set on Ctrl-C: the running task is shown as interrupted, not failed
         if live:
             from rich.console import Console
             from rich.live import Live
@@ -245,8 +247,8 @@ class RunView:
             if stage.status == "pending":
                 stage.status = "skipped"
                 self._transition(stage)
-            elif stage.status == "running":  # the pipeline stopped under it
-                stage.status, stage.ended = "failed", time.time()
+            elif stage.status == "running":  # the pipeline stopped under it (Ctrl-C: interrupted, not failed)
+                stage.status, stage.ended = "interrupted" if self.interrupted else "failed", time.time()
                 self._transition(stage)
         if self._partial:
             self.feed(self._partial)
@@ -264,7 +266,7 @@ class RunView:
             self._live.refresh()
             return
         word = PLAIN_WORD.get(stage.status, stage.status)
-        took = f" in {stage.elapsed():.0f}s" if stage.status in ("done", "failed") else ""
+        took = f" in {stage.elapsed():.0f}s" if stage.status in ("done", "failed", "interrupted") else ""
         figure = f"  {stage.figure}" if stage.figure and stage.status != "running" else ""
         print(f"[{time.time() - self.started:6.0f}s] {SYMBOL[stage.status]} {stage.info.label}: {word}{took}{figure}",
               file=self.out, flush=True)

@@ -187,3 +187,16 @@ def test_the_checkpoint_key_is_the_inputs_not_the_run_or_a_file_time(tmp_path, t
         )
     )
     assert root == "run-2"  # a durable root keeps its <root>/<run id>/<phase> layout
+
+
+def test_a_task_running_at_ctrl_c_is_shown_interrupted_not_failed(tmp_path):
+    import io
+
+    from labpipe.runview import RunView, StageInfo
+
+    out = io.StringIO()
+    view = RunView([StageInfo("sft", "5 knowledge SFT", "sft")], tmp_path / "logs", out, live=False)
+    view.stages["sft"].status, view.stages["sft"].started = "running", 0.0
+    view.interrupted = True
+    view.close()
+    assert "✗ 5 knowledge SFT: interrupted in" in out.getvalue() and "FAILED" not in out.getvalue()
