@@ -1,5 +1,6 @@
 # The two commands of the README: `make run` (set up, then the whole pipeline locally) and
-# `make test` (set up, then the test suite; .ci/run calls it).
+# `make test` (set up, then the test suite; .ci/run calls it). System packages the tests need (Chromium;
+# podman and friends for test-containers) come from scripts/system-deps.sh.
 VENV ?= .venv
 PYTEST_ARGS ?=
 
@@ -16,6 +17,7 @@ run: setup
 	@LABPIPE_MT_BENCH_DATA=$(MT_BENCH_DATA) $(VENV)/bin/labpipe run
 
 test: setup
+	./scripts/system-deps.sh test
 	$(VENV)/bin/ruff check .
 	./scripts/run-tests.sh $(PYTEST_ARGS)
 
@@ -28,4 +30,5 @@ compile: setup
 # Build the images locally and run the whole compiled pipeline in them (podman; see images/README.md).
 .PHONY: test-containers
 test-containers: setup
+	./scripts/system-deps.sh containers
 	VENV=$(VENV) ./scripts/test-containers.sh $(PYTEST_ARGS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,10 +23,19 @@ from labpipe.paths import pipelines_dir
 PIPELINE_YAML = "lab_pipeline.yaml"
 
 
+def default_compile_out() -> Path:
+    """pipelines/lab_pipeline.yaml in a checkout you are in; else lab_pipeline.yaml here (never into an installed
+    package)."""
+    shipped = pipelines_dir()
+    here = Path.cwd().resolve()
+    return shipped / PIPELINE_YAML if shipped.resolve().is_relative_to(here) else here / PIPELINE_YAML
+
+
 def compile_pipeline(out: str | Path | None = None, images_out: str | Path | None = None) -> Path:
-    """Compile the DAG to KFP IR YAML (deterministic: same code, same bytes). With `images_out` (default: the
-    checkout's manifests/images when compiling the checked-in pipeline), also write the kustomize Component that
-    pins the manifests' images (the weekly CronJob) to the same images as the YAML."""
+    """Compile the DAG to KFP IR YAML (deterministic: same code, same bytes); integer defaults are written as
+    integers (KFP writes every number as a float: `chunk_tokens: int [Default: 1000.0]`). With `images_out`
+    (default: the checkout's manifests/images when compiling the checked-in pipeline), also write the kustomize
+    Component that pins the manifests' images (the weekly CronJob) to the same images as the YAML."""
     from kfp import compiler
     from labpipe.components.images import kustomize_images
     from labpipe.pipelines.lab_pipeline import lab_pipeline
@@ -33,13 +43,32 @@ def compile_pipeline(out: str | Path | None = None, images_out: str | Path | Non
     manifests_images = pipelines_dir().parent / "manifests" / "images"
     if images_out is None and out is None and manifests_images.is_dir():
         images_out = manifests_images
-    out = Path(out) if out else pipelines_dir() / PIPELINE_YAML
+    out = Path(out) if out else default_compile_out()
     out.parent.mkdir(parents=True, exist_ok=True)
+    _describe_parameters(lab_pipeline.pipeline_spec)
     compiler.Compiler().compile(lab_pipeline, str(out))
+    out.write_text(_integer_defaults(out.read_text()))
     if images_out is not None:
         Path(images_out).mkdir(parents=True, exist_ok=True)
         (Path(images_out) / "kustomization.yaml").write_text(kustomize_images())
     return out
+
+
+def _describe_parameters(spec) -> None:
+    """Each pipeline parameter's description (pipelines/parameters.yaml), shown by the KFP dashboards."""
+    import yaml
+
+    described = yaml.safe_load((Path(__file__).parent / "parameters.yaml").read_text())
+    for name, parameter in spec.root.input_definitions.parameters.items():
+        parameter.description = described.get(name, "")
+
+
+def _integer_defaults(text: str) -> str:
+    """`int [Default: 32.0]` -> `32` in the header; `defaultValue: 32.0` -> `32` where the type is NUMBER_INTEGER."""
+    text = re.sub(r"^(#\s+\w+: int \[Default: -?\d+)\.0\]$", r"\1]", text, flags=re.M)
+    between = r"((?:\1(?:description|isOptional): .*\n(?:\1 +\S.*\n)*)*)"  # a description may wrap
+    return re.sub(r"^( +)defaultValue: (-?\d+)\.0\n" + between + r"(\1parameterType: NUMBER_INTEGER)$",
+                  r"\1defaultValue: \2\n\3\4", text, flags=re.M)
 
 
 @dataclass
@@ -109,21 +138,29 @@ def run_local(arguments: dict[str, Any], pipeline_root: Path, view=None) -> tupl
     before = {p.name for p in pipeline_root.iterdir()}
 
     def job_dir() -> Path:
-        new = sorted((p for p in pipeline_root.iterdir() if p.name not in before), key=lambda p: p.stat().st_mtime)
+        new = sorted((p for p in pipeline_root.iterdir() if p.name not in before and not p.name.startswith(".")),
+                     key=lambda p: p.stat().st_mtime)
         return new[-1] if new else pipeline_root
 
+    # Every temporary file of the run under its own folder, removed at the end: kfp.local's workspace, the KFP
+    # launcher's `mktemp -d` per task, the tasks' own temporary files (TMPDIR is inherited by the tasks).
+    scratch = pipeline_root / ".tmp"
+    (scratch / "workspace").mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
-               raise_on_error=True)
+               workspace_root=str(scratch / "workspace"), raise_on_error=True)
     with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, scratch, True)
+        stack.enter_context(_environ(TMPDIR=str(scratch)))
         if view is not None:
-            from labpipe.runview import read_executor_outputs
+            from labpipe.runview import task_outputs
 
-            view.task_outputs = lambda task: read_executor_outputs(_task_dir(job_dir(), task))
+            view.task_outputs = lambda task: task_outputs(job_dir(), task)
             stack.enter_context(_environ(LABPIPE_PROGRESS="1", PYTHONUNBUFFERED="1"))
             stack.enter_context(contextlib.redirect_stdout(view))
             stack.enter_context(contextlib.redirect_stderr(view))
             stack.enter_context(_root_logging_to(view))
             stack.callback(view.close)
+            stack.push(lambda kind, *_: setattr(view, "interrupted", kind is KeyboardInterrupt))  # before close
         try:
             lab_pipeline(**arguments)
         except RuntimeError as exc:

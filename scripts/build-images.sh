@@ -68,7 +68,7 @@ if [ "$ENGINE" = docker ] && { [ -n "$WHEELS" ] || [ -n "$MT_BENCH" ]; }; then
 fi
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
 TAG=${TAG:-$VERSION}
-REVISION=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+REVISION=$(./scripts/source-revision.sh)  # the git commit, or a digest of the sources (an archive)
 SOURCE=${LABPIPE_SOURCE_URL:-https://github.com/labpipe/labpipe}
 
 # The secret is always given (empty without --ca-bundle), so the Containerfiles' mount always resolves.

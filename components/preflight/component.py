@@ -47,9 +47,8 @@ def preflight(
     # workspace: the pipeline was compiled with a KFP workspace (training checkpoints outlive the pod)
     params["mlflow_tracking_uri"] = tracking_uri
     from labpipe.errors import clean_user_errors
-
-    clean_user_errors()  # the problems, one line each and as LABPIPE_PROBLEMS for `labpipe run`: no traceback
     from labpipe.preflight import PreflightConfig, run_preflight
 
+    clean_user_errors()  # the problems, one line each (and for `labpipe run`, as the user's to fix): no traceback
     meta = run_preflight(PreflightConfig(params=params, out=report.path, run_id=run_id, tracking_uri=tracking_uri))
     report.metadata.update({k: v for k, v in meta.items() if k != "passed"})

@@ -20,6 +20,26 @@ COMMAND_MODULES += ["runs"]  # labpipe runs: recent pipeline runs (labpipe.comma
 COMMAND_MODULES += ["review"]  # labpipe review: a taxonomy contribution before merging (labpipe.commands.review)
 
 
+class HelpWithDefaults(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the text already names it (or there is none)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        nothing = default is None or default is False or default is argparse.SUPPRESS or default in ("", [])
+        if not action.option_strings or "default" in text.lower() or nothing or action.required:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _with_defaults_shown(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = HelpWithDefaults
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _with_defaults_shown(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labpipe", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -29,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"labpipe.commands.{name}").register(sub)
+    _with_defaults_shown(parser)
     return parser
 
 
@@ -50,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "ca_bundle", None):
             os.environ[net.CA_ENV] = os.path.abspath(args.ca_bundle)
         net.configure()
+        from labpipe.storage import cache_dir
+
+        # torch's compile cache goes with ours, not into $TMPDIR/torchinductor_<user> (left there for good)
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "torchinductor"))
         return int(args.func(args) or 0)
     except UserError as err:
         report(err)

@@ -99,9 +99,10 @@ def check_static(params: dict[str, Any], report: Report) -> None:
                                       f"pass {name}={allowed[0]}"))
     _check_presets(params, report)
     _check_placement(params, report)
-    for required in ("taxonomy", "base_model"):
-        if required in params and not params[required]:
-            report.problems.append(_p(required, "is required", f"pass --param {required}=..."))
+    for required, example in (("taxonomy", "https://git.example.com/org/taxonomy.git"),
+                              ("base_model", "s3://bucket/models/granite-7b-base")):
+        if not params.get(required):  # absent (a CLI call without it) or empty
+            report.problems.append(_p(required, "is required", f"pass --param {required}={example}"))
     if params.get("base") == prod.PRODUCTION_BASE and not params.get("production_model_name"):
         report.problems.append(_p("production_model_name", "base=production needs a registered model name",
                                   "pass production_model_name=labpipe-model"))
@@ -238,6 +239,7 @@ def check_taxonomy(params: dict[str, Any], report: Report, timeout: float, produ
                 return
         else:
             report.problems.append(_p("taxonomy", f"{taxonomy} is neither a directory nor a git URL",
+                                      "check the path for a typo (it must be a folder where this task runs), or "
                                       "pass the taxonomy's git URL (https://…/taxonomy.git)"))
             return
         if base == prod.PRODUCTION_BASE:
@@ -405,7 +407,9 @@ def check_mt_bench(params: dict[str, Any], report: Report) -> None:
     try:
         questions, _ = load_questions(location, max_questions=int(params.get("max_questions") or 0))
     except UserError as err:
-        report.problems += [Problem(where=p.where, rule="mt-bench-data", message=p.message, fix=p.fix,
+        fix = ("pass --param questions=DIR (a copy of FastChat's mt_bench data folder, a file, s3:// or a URL) "
+               f"or set {MT_BENCH_ENV}")  # the parameter, not `evaluate`'s --questions flag
+        report.problems += [Problem(where=p.where, rule="mt-bench-data", message=p.message, fix=fix,
                                     field="questions") for p in err.problems]
         return
     shown = location or os.environ.get(MT_BENCH_ENV) or "FastChat's pinned files"

@@ -33,8 +33,9 @@ EXECUTING = re.compile(r"Executing task '([^']+)'")
 FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
 PIPELINE_DONE = re.compile(r"Pipeline '([^']+)' finished with status (\w+)")
 
-SYMBOL = {"pending": "·", "running": "▶", "done": "✓", "failed": "✗", "skipped": "–"}
-PLAIN_WORD = {"running": "started", "done": "done", "failed": "FAILED", "skipped": "skipped"}
+SYMBOL = {"pending": "·", "running": "▶", "done": "✓", "failed": "✗", "skipped": "–", "interrupted": "✗"}
+PLAIN_WORD = {"running": "started", "done": "done", "failed": "FAILED", "skipped": "skipped",
+              "interrupted": "interrupted"}
 STYLE = {"pending": "dim", "running": "bold cyan", "done": "green", "failed": "bold red", "skipped": "dim"}
 
 
@@ -165,6 +166,7 @@ class RunView:
         self._partial = ""
         self._live = None
         self.pipeline_status = ""
+        self.interrupted = False  # set on Ctrl-C: the running task is shown as interrupted, not failed
         if live:
             from rich.console import Console
             from rich.live import Live
@@ -258,8 +260,8 @@ class RunView:
             if stage.status == "pending":
                 stage.status = "skipped"
                 self._transition(stage)
-            elif stage.status == "running":  # the pipeline stopped under it
-                stage.status, stage.ended = "failed", time.time()
+            elif stage.status == "running":  # the pipeline stopped under it (Ctrl-C: interrupted, not failed)
+                stage.status, stage.ended = "interrupted" if self.interrupted else "failed", time.time()
                 self._transition(stage)
         if self._partial:
             self.feed(self._partial)
@@ -277,7 +279,7 @@ class RunView:
             self._live.refresh()
             return
         word = PLAIN_WORD.get(stage.status, stage.status)
-        took = f" in {stage.elapsed():.0f}s" if stage.status in ("done", "failed") else ""
+        took = f" in {stage.elapsed():.0f}s" if stage.status in ("done", "failed", "interrupted") else ""
         figure = f"  {stage.figure}" if stage.figure and stage.status != "running" else ""
         print(f"[{time.time() - self.started:6.0f}s] {SYMBOL[stage.status]} {stage.info.label}: {word}{took}{figure}",
               file=self.out, flush=True)
@@ -306,6 +308,23 @@ class RunView:
     # -- after the run -------------------------------------------------------------------------------
     def failed(self) -> list[Stage]:
         return [s for s in self.stages.values() if s.status == "failed"]
+
+
+def task_outputs(job_dir: Path, task: str) -> dict[str, dict[str, Any]]:
+    """A finished task's outputs; a task inside a ParallelFor (kfp.local: `for-loop-N-iteration-I/<task>/`) has
+    one per iteration: its numbers are summed, so the figure is the final count of all shards."""
+    direct = Path(job_dir) / task
+    iterations = sorted(Path(job_dir).glob(f"for-loop-*-iteration-*/{task}"))
+    if (direct / "executor_output.json").is_file() or not iterations:
+        return read_executor_outputs(direct)
+    merged: dict[str, dict[str, Any]] = {}
+    for one in (read_executor_outputs(d) for d in iterations if (d / "executor_output.json").is_file()):
+        for name, values in one.items():
+            into = merged.setdefault(name, {})
+            for key, value in values.items():
+                summable = isinstance(value, int | float) and not isinstance(value, bool)
+                into[key] = into.get(key, 0) + value if summable and key in into else value
+    return merged
 
 
 def read_executor_outputs(task_dir: Path) -> dict[str, dict[str, Any]]:
@@ -353,8 +372,13 @@ def summary_lines(view: RunView, artifacts: list, *, job_dir: Path, seconds: flo
     if publish is not None and publish.status == "done":
         version = publish.metadata.get("_params", {}).get("Output", "?")
         lines.append(f"  published  version {version}, aliased production")
-    elif publish is not None:
+    elif by_component.get("nothing-to-do") is not None and by_component["nothing-to-do"].status == "done":
+        lines.append("  published  nothing (nothing to do: nothing that determines the model changed since "
+                     "production)")
+    elif publish is not None and decision and not decision.get("publish"):
         lines.append("  published  nothing (the gate held the candidate)")
+    elif publish is not None:
+        lines.append("  published  nothing")
     lines += [f"  artifacts  {job_dir}", f"  logs       {view.logs_dir}"]
     if pipeline_run_id:
         lines += [f"  lineage    labpipe lineage --pipeline-run {pipeline_run_id} --tracking-uri {tracking_uri}",

@@ -10,6 +10,7 @@ appears only when its (multipart) upload completes.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -96,27 +97,97 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+OUTPUT_MARKER = ".labpipe-output"  # in every folder atomic_dir wrote: the names of the entries it put there
+_OURS_PREFIX = ".labpipe-"  # our marker and temporary folders; never a user's
+
+
+def _written_by_us(dest: Path) -> set[str]:
+    try:
+        return set(json.loads((dest / OUTPUT_MARKER).read_text())["entries"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
+def _not_ours(dest: Path) -> list[str]:
+    ours = _written_by_us(dest)
+    return sorted(p.name for p in dest.iterdir() if p.name not in ours and not p.name.startswith(_OURS_PREFIX))
+
+
 @contextmanager
 def atomic_dir(dest: str | Path) -> Iterator[Path]:
-    """Yield an empty temporary directory next to `dest`; it replaces `dest` only if the block succeeds."""
-    dest = Path(dest)
+    """Yield an empty temporary directory; its contents become `dest` only if the block succeeds.
+
+    Never deletes what the user had: a new or empty `dest` is filled by one rename; a `dest` that holds only
+    what labpipe wrote there before (listed in its `.labpipe-output`) gets the new entries in place of those;
+    a `dest` holding anything else (a user's notes, another tool's files) is refused before any work starts.
+    `dest` may be `.` (the entries are moved into the current directory, which itself stays).
+    """
+    dest = Path(os.path.abspath(dest))
+    if dest.exists() and not dest.is_dir():
+        raise UserError(f"{dest}: exists and is not a directory", fix="choose another output folder")
+    if dest.is_dir() and (foreign := _not_ours(dest)):
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise UserError(
+            f"{dest}: the output folder already holds files labpipe did not write ({shown}); nothing was changed",
+            fix="choose a new or empty output folder, or move those files away first",
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    inside = dest.is_dir()  # temporary folders inside an existing dest: same file system, its permissions
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_OURS_PREFIX}tmp-" if inside else f".{dest.name}.", suffix=".tmp",
+                                dir=dest if inside else dest.parent))
     tmp.chmod(0o755)
     try:
         yield tmp
+        entries = sorted(p.name for p in tmp.iterdir() if p.name != OUTPUT_MARKER)
+        (tmp / OUTPUT_MARKER).write_text(json.dumps({"entries": entries}) + "\n")
         for path in (tmp, *tmp.rglob("*")):
             _readable_as_usual(path)
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(dest, old)
+        if not dest.exists():
             os.replace(tmp, dest)
+            return
+        old = Path(tempfile.mkdtemp(prefix=f"{_OURS_PREFIX}old-", dir=dest))
+        try:
+            for name in sorted(_written_by_us(dest) | {OUTPUT_MARKER}):  # ours from before: set aside, then gone
+                if (dest / name).exists() or (dest / name).is_symlink():
+                    os.replace(dest / name, old / name)
+            for name in entries:
+                os.replace(tmp / name, dest / name)
+            os.replace(tmp / OUTPUT_MARKER, dest / OUTPUT_MARKER)  # last: the folder is complete
+        finally:
             shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+LOCK_NAME = ".labpipe-lock"
+
+
+@contextmanager
+def writing_folder(out: str | Path) -> Iterator[Path]:
+    """Hold `out` for one writer: a second labpipe process writing the same folder at the same time is refused
+    (an advisory lock, released when this process ends however it ends) instead of paying for every request
+    twice. A folder this call created is removed again if nothing was written into it."""
+    import fcntl
+
+    dest = Path(os.path.abspath(out))
+    created = not dest.exists()
+    dest.mkdir(parents=True, exist_ok=True)
+    lock = dest / LOCK_NAME
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UserError(f"{dest}: another labpipe process is writing this folder now",
+                        fix="wait for it to finish (rerunning then resumes from what it wrote), or pass another --out"
+                        ) from None
+    try:
+        yield dest
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+        if created and not any(p.is_file() for p in dest.rglob("*")):
+            shutil.rmtree(dest, ignore_errors=True)  # a teacher that was never reached leaves no empty --out
 
 
 def exists(uri: str) -> bool:
@@ -261,16 +332,10 @@ def publish_dir(local_dir: str | Path, uri: str) -> None:
     if is_s3(uri):
         upload_dir(local_dir, uri)
         return
-    dest = Path(uri)
-    if Path(local_dir).resolve() == dest.resolve():
+    if Path(local_dir).resolve() == Path(uri).resolve():
         return
-    staging = dest.parent / f".{dest.name}.staging"
-    if staging.exists():
-        shutil.rmtree(staging)
-    shutil.copytree(local_dir, staging)
-    if dest.exists():
-        shutil.rmtree(dest)
-    os.replace(staging, dest)
+    with atomic_dir(uri) as tmp:
+        shutil.copytree(local_dir, tmp, dirs_exist_ok=True)
 
 
 def _short(exc: Exception) -> str:

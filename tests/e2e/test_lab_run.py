@@ -53,7 +53,7 @@ def test_every_stage_produced_its_artifacts(lab_run):
         assert sum(1 for _ in open(path)) > 0, f"{name} is empty"
 
 
-def test_trained_model_loads_and_differs_from_base(lab_run):
+def test_trained_model_loads_and_differs_from_base(lab_run, tiny_model):
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -64,7 +64,7 @@ def test_trained_model_loads_and_differs_from_base(lab_run):
     candidates = [Path(model_dir) / "model", Path(model_dir)]
     path = next(p for p in candidates if (p / "config.json").exists())
     trained = AutoModelForCausalLM.from_pretrained(path)
-    base = AutoModelForCausalLM.from_pretrained(lab_run / "models" / "tiny")
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)  # the run's base: the same seed, the same weights
     diffs = [(a - b).abs().max().item() for a, b in zip(trained.parameters(), base.parameters(), strict=True)]
     assert max(diffs) > 0
     assert all(torch.isfinite(p).all() for p in trained.parameters())

@@ -10,6 +10,12 @@ import pytest
 from labpipe.commands.pipeline import local_arguments
 
 
+@pytest.fixture(autouse=True)
+def _no_upfront_checks(monkeypatch):
+    """The paths and endpoints here are names only; the up-front checks have tests of their own."""
+    monkeypatch.setattr("labpipe.commands.runcheck.check_before_run", lambda *a, **k: None)
+
+
 def _args(**kw) -> argparse.Namespace:
     fields = dict(
         taxonomy="tax",

@@ -22,7 +22,7 @@ def _eval_options(p: argparse.ArgumentParser, *, model: bool = True) -> None:
         )
         p.add_argument("--base-model", default="", help="base model to compare with (same forms)")
         p.add_argument("--model-name", default="candidate", help="model id in the FastChat files")
-        p.add_argument("--base-name", default="base")
+        p.add_argument("--base-name", default="base", help="name of the base model in the report")
         p.add_argument(
             "--model-endpoint-name",
             default="",
@@ -62,7 +62,7 @@ def _eval_options(p: argparse.ArgumentParser, *, model: bool = True) -> None:
         "--no-verify", action="store_true", help="accept files that differ from FastChat's (custom sets)"
     )
     p.add_argument("--max-questions", type=int, default=0, help="0 = all 80; N = category-stratified subset")
-    p.add_argument("--max-new-tokens", type=int, default=1024)
+    p.add_argument("--max-new-tokens", type=int, default=1024, help="answer length of the model under test")
     p.add_argument("--judge-attempts", type=int, default=3, help="tries per judgment before it is excluded")
     p.add_argument(
         "--max-failed-share",
@@ -120,7 +120,7 @@ def register(sub) -> None:
     score.add_argument(
         "--questions", default="", help="questions, for per-category scores (file or data dir)"
     )
-    score.add_argument("--no-verify", action="store_true")
+    score.add_argument("--no-verify", action="store_true", help="accept files that differ from FastChat's")
     score.add_argument("--json", action="store_true", help="print JSON instead of a table")
     score.set_defaults(func=score_command)
 
@@ -128,7 +128,7 @@ def register(sub) -> None:
         "branch", help="judge the changed taxonomy leaves' seed examples: base vs candidate"
     )
     br.add_argument("--records", required=True, help="seed-extraction records JSONL of the changed leaves")
-    br.add_argument("--out", required=True)
+    br.add_argument("--out", required=True, help="output directory (local or s3://)")
     br.add_argument(
         "--questions", default="", help="data dir holding judge_prompts.jsonl (or --judge-prompts)"
     )
@@ -141,11 +141,12 @@ def register(sub) -> None:
     sel.add_argument(
         "--model-dir", required=True, help="training output: checkpoints/checkpoint-<step>/, model/"
     )
-    sel.add_argument("--out", required=True)
-    sel.add_argument("--strategy", default="best", choices=["best", "last"])
+    sel.add_argument("--out", required=True, help="output directory (local or s3://)")
+    sel.add_argument("--strategy", default="best", choices=["best", "last"],
+                     help="best: score every kept checkpoint; last: the final one")
     sel.add_argument("--steps", default="", help="comma-separated steps to score (default: all)")
-    sel.add_argument("--max-checkpoints", type=int, default=0)
-    sel.add_argument("--questions", default="")
+    sel.add_argument("--max-checkpoints", type=int, default=0, help="score at most this many (0: all)")
+    sel.add_argument("--questions", default="", help="MT-Bench data: folder, file, s3:// or URL ('': the default)")
     _eval_options(sel, model=False)
     sel.set_defaults(func=select_command)
 
@@ -155,17 +156,18 @@ def register(sub) -> None:
     gate.add_argument(
         "--production-model-name", default="", help="registered model whose @production to beat"
     )
-    gate.add_argument("--tolerance", type=float, default=0.0)
-    gate.add_argument("--run-id", default="")
-    gate.add_argument("--tracking-uri", default="")
+    gate.add_argument("--gate-tolerance", "--tolerance", dest="tolerance", type=float, default=0.0,
+                      help="how far below base/production the candidate may score (the pipeline's gate_tolerance)")
+    gate.add_argument("--run-id", default="", help="pipeline run id (MLflow parent run)")
+    gate.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)")
     gate.set_defaults(func=gate_command)
 
     pub = actions.add_parser("publish", help="register the candidate and alias it `production` (MLflow)")
-    pub.add_argument("--model", required=True)
+    pub.add_argument("--model", required=True, help="model directory to register (local or s3://)")
     pub.add_argument("--decision", required=True, help="the gate's decision JSON")
     pub.add_argument("--name", required=True, help="registered model name")
-    pub.add_argument("--run-id", default="")
-    pub.add_argument("--tracking-uri", default="")
+    pub.add_argument("--run-id", default="", help="pipeline run id (MLflow parent run)")
+    pub.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)")
     pub.set_defaults(func=publish_command)
 
 

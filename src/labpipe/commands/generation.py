@@ -51,13 +51,15 @@ def register(sub) -> None:
     gen.add_argument("--shard", type=int, default=0, help="which shard of --shard-plan to generate")
     client_options(gen)
     gen.add_argument(
-        "--no-gate", action="store_true", help="record in-flow judge scores but drop nothing (smoke runs)"
+        "--no-generation-gate", "--no-gate", dest="no_gate", action="store_true", help="record in-flow judge scores but drop nothing (smoke runs)"
     )
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--seed", type=int, default=0, help="sampling seed of the teacher requests")
     gen.add_argument(
+        "--generation-cache",
         "--cache",
+        dest="cache",
         default="",
-        help="shared reply cache: a directory or s3:// prefix (default: under $LABPIPE_CACHE; off: none)",
+        help="shared reply cache: a directory or s3:// prefix, or off (or none) for no cache (default: under $LABPIPE_CACHE)",
     )
     gen.add_argument("--quiet", action="store_true", help="no progress bars")
     _dialect_options(gen, "teacher")
@@ -80,27 +82,29 @@ def register(sub) -> None:
     crit.add_argument(
         "--judge-model", default="", help="model name sent to the endpoint (default: $JUDGE_MODEL)"
     )
-    crit.add_argument("--concurrency", type=int, default=32)
+    crit.add_argument("--concurrency", type=int, default=32, help="judge requests in flight")
     crit.add_argument(
         "--api-key-env",
         default="",
         help="variable holding the API key (default: JUDGE_API_KEY or OPENAI_API_KEY)",
     )
     crit.add_argument(
-        "--profile", default="lab", help="lab (LAB's thresholds), smoke (keep all scored), or a profile YAML"
+        "--critique-profile", "--profile", dest="profile", default="lab", help="lab (LAB's thresholds), smoke (keep all scored), or a profile YAML"
     )
     crit.add_argument(
         "--samples-per-skill-leaf", type=int, default=30, help="skills examples per leaf (LAB: 30)"
     )
-    crit.add_argument("--seed", type=int, default=0)
+    crit.add_argument("--seed", type=int, default=0, help="data mixing seed")
     crit.add_argument(
         "--flows", default=None, help="directory of flow YAML files (default: the shipped flows)"
     )
     client_options(crit)
     crit.add_argument(
+        "--generation-cache",
         "--cache",
+        dest="cache",
         default="",
-        help="shared reply cache: a directory or s3:// prefix (default: under $LABPIPE_CACHE; off: none)",
+        help="shared reply cache: a directory or s3:// prefix, or off (or none) for no cache (default: under $LABPIPE_CACHE)",
     )
     _dialect_options(crit, "judge")
     crit.set_defaults(func=critique)
@@ -108,7 +112,7 @@ def register(sub) -> None:
 
 def client_options(parser: argparse.ArgumentParser) -> None:
     """Timeouts, retry counts and re-ask limits of the model client (generate, critique, evaluate)."""
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per HTTP attempt (default 120)")
+    parser.add_argument("--request-timeout-s", "--timeout", dest="timeout", type=float, default=120.0, help="seconds per HTTP attempt (default 120)")
     parser.add_argument(
         "--max-retries",
         type=int,
@@ -164,33 +168,35 @@ def _quiet_http_logs(args: argparse.Namespace) -> None:
 def generate(args: argparse.Namespace) -> int:
     _quiet_http_logs(args)
     from labpipe.generation.stage import GenerationConfig, run_generation
+    from labpipe.storage import writing_folder
 
-    meta = run_generation(
-        GenerationConfig(
-            seeds=args.seeds,
-            out=args.out,
-            teacher=args.teacher,
-            teacher_model=args.teacher_model,
-            api_key_env=args.api_key_env,
-            concurrency=args.concurrency,
-            flows_dir=args.flows,
-            fan_out_scale=args.fan_out_scale,
-            gate=not args.no_gate,
-            seed=args.seed,
-            stream=not args.no_stream,
-            shard_plan=args.shard_plan,
-            shard=args.shard,
-            timeout_s=args.timeout,
-            max_retries=args.max_retries,
-            schema_retries=args.schema_retries,
-            progress=not args.quiet,
-            generation_cache=args.cache,
-            response_format=args.response_format,
-            context_length=args.context_length,
-            revision=args.revision,
-            max_failed_share=args.max_failed_share,
+    with writing_folder(args.out):  # a second process on the same --out is refused, not paid twice
+        meta = run_generation(
+            GenerationConfig(
+                seeds=args.seeds,
+                out=args.out,
+                teacher=args.teacher,
+                teacher_model=args.teacher_model,
+                api_key_env=args.api_key_env,
+                concurrency=args.concurrency,
+                flows_dir=args.flows,
+                fan_out_scale=args.fan_out_scale,
+                gate=not args.no_gate,
+                seed=args.seed,
+                stream=not args.no_stream,
+                shard_plan=args.shard_plan,
+                shard=args.shard,
+                timeout_s=args.timeout,
+                max_retries=args.max_retries,
+                schema_retries=args.schema_retries,
+                progress=not args.quiet,
+                generation_cache=args.cache,
+                response_format=args.response_format,
+                context_length=args.context_length,
+                revision=args.revision,
+                max_failed_share=args.max_failed_share,
+            )
         )
-    )
     print(json.dumps(meta))
     return 0
 
@@ -198,28 +204,30 @@ def generate(args: argparse.Namespace) -> int:
 def critique(args: argparse.Namespace) -> int:
     _quiet_http_logs(args)
     from labpipe.critique.stage import CritiqueConfig, run_critique
+    from labpipe.storage import writing_folder
 
-    meta = run_critique(
-        CritiqueConfig(
-            generated=args.generated[0] if len(args.generated) == 1 else args.generated,
-            out=args.out,
-            judge=args.judge,
-            judge_model=args.judge_model,
-            api_key_env=args.api_key_env,
-            concurrency=args.concurrency,
-            profile=args.profile,
-            samples_per_skill_leaf=args.samples_per_skill_leaf,
-            seed=args.seed,
-            flows_dir=args.flows,
-            timeout_s=args.timeout,
-            max_retries=args.max_retries,
-            schema_retries=args.schema_retries,
-            generation_cache=args.cache,
-            response_format=args.response_format,
-            context_length=args.context_length,
-            revision=args.revision,
-            max_failed_share=args.max_failed_share,
+    with writing_folder(args.out):  # a second process on the same --out is refused, not paid twice
+        meta = run_critique(
+            CritiqueConfig(
+                generated=args.generated[0] if len(args.generated) == 1 else args.generated,
+                out=args.out,
+                judge=args.judge,
+                judge_model=args.judge_model,
+                api_key_env=args.api_key_env,
+                concurrency=args.concurrency,
+                profile=args.profile,
+                samples_per_skill_leaf=args.samples_per_skill_leaf,
+                seed=args.seed,
+                flows_dir=args.flows,
+                timeout_s=args.timeout,
+                max_retries=args.max_retries,
+                schema_retries=args.schema_retries,
+                generation_cache=args.cache,
+                response_format=args.response_format,
+                context_length=args.context_length,
+                revision=args.revision,
+                max_failed_share=args.max_failed_share,
+            )
         )
-    )
     print(json.dumps(meta))
     return 0

@@ -9,8 +9,8 @@ import argparse
 def register(sub) -> None:
     model = sub.add_parser("model", help="model utilities").add_subparsers(dest="model_command", metavar="ACTION")
     tiny = model.add_parser("init-tiny", help="build a tiny Llama model + tokenizer with a chat template, offline")
-    tiny.add_argument("--out", required=True, help="directory to write (replaced atomically)")
-    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--out", required=True, help="directory to write: new, empty or one labpipe wrote (a folder holding other files is refused)")
+    tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     tiny.set_defaults(func=init_tiny)
     gguf = model.add_parser("to-gguf", help="write a Llama model directory as one GGUF file (for llama.cpp's server)")
     gguf.add_argument("--model", required=True, help="Hugging Face model directory (LlamaForCausalLM, BPE tokenizer)")

@@ -23,10 +23,11 @@ def register(sub) -> None:
     run.add_argument("--teacher-model", default="", help="model name at the teacher endpoint")
     run.add_argument("--judge", help="judge: URL ending in /v1 or a model dir (default: the teacher)")
     run.add_argument("--judge-model", default="", help="model name at the judge endpoint")
-    run.add_argument("--workdir", help="where this run's artifacts, MLflow store and models go "
-                                       "(default: runs/<timestamp>)")
+    run.add_argument("--workdir", help="where this run's artifacts, logs, MLflow store and report go (default: "
+                                       "runs/<timestamp>; replies, checkpoints and the tiny model are kept for "
+                                       "reruns in runs/cache, or <workdir>/cache)")
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                     help="any other pipeline parameter (see pipelines/README.md); repeatable")
+                     help="any other pipeline parameter (the README's Configuration table); repeatable")
     run.add_argument("--verbose", dest="stream_logs", action="store_true",
                      help="stream kfp.local's output and every task's log (they always go to <workdir>/logs)")
     run.add_argument("--plain", action="store_true", help="one line per stage transition even on a terminal")
@@ -39,7 +40,8 @@ def register(sub) -> None:
     rep.set_defaults(func=cmd_report)
 
     comp = sub.add_parser("compile", help="compile the pipeline to KFP IR YAML")
-    comp.add_argument("--out", help="output file (default: pipelines/lab_pipeline.yaml)")
+    comp.add_argument("--out", help="output file (default: pipelines/lab_pipeline.yaml inside a checkout, else "
+                                    "./lab_pipeline.yaml; never into the installed package)")
     comp.add_argument("--images-out", metavar="DIR",
                       help="also write the kustomize Component pinning the manifests' images (the weekly CronJob) "
                            "to DIR/kustomization.yaml (default without --out: manifests/images of the checkout)")
@@ -64,7 +66,7 @@ def register(sub) -> None:
                        help="before submitting: check the parameters (default), also reach every service "
                             "from here (full: when this machine can reach the cluster's endpoints), or not")
         if name == "submit":
-            p.add_argument("--run-name")
+            p.add_argument("--run-name", help="display name of the run (default: lab-<date>-<time>)")
             p.set_defaults(func=cmd_submit)
         else:
             p.add_argument("--cron", required=True, help="cron schedule, e.g. '0 3 * * 0' (Sundays 03:00)")
@@ -96,32 +98,15 @@ def register(sub) -> None:
     which.add_argument("--run", help="an MLflow run id of any stage")
     which.add_argument("--pipeline-run", help="the pipeline run id (the KFP job id)")
     lin.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)")
-    lin.add_argument("--json", action="store_true")
+    lin.add_argument("--json", action="store_true", help="print the chain as JSON")
     lin.set_defaults(func=cmd_lineage)
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UserError(f"--param {pair!r}: expected KEY=VALUE", fix="e.g. --param max_questions=10")
-        try:
-            params[key] = json.loads(value)  # numbers, booleans, JSON objects for node selectors/tolerations
-        except json.JSONDecodeError:
-            params[key] = value
-    _check_param_names(params)
-    return params
+    """Typed pipeline arguments from `--param KEY=VALUE` (labpipe.commands.params: one parser for every command)."""
+    from labpipe.commands.params import parse_params as parse
 
-
-def _check_param_names(params: dict[str, Any]) -> None:
-    from labpipe.pipelines.lab_pipeline import pipeline_parameters
-
-    known = pipeline_parameters()
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        raise UserError(f"unknown pipeline parameter(s): {', '.join(unknown)}",
-                        fix=f"known parameters: {', '.join(sorted(known))}")
+    return parse(pairs)
 
 
 def local_arguments(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -135,14 +120,18 @@ def local_arguments(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
         taxonomy, base = str(prepare_sample_taxonomy(workdir / "taxonomy")), args.base or "empty"
     params = parse_params(args.param)
+    from labpipe.commands.runcheck import check_before_run
+
+    given = {"taxonomy": taxonomy, "base": base, "base_model": args.base_model or "", "teacher": args.teacher or "",
+             "teacher_model": args.teacher_model, "judge": args.judge or "", "judge_model": args.judge_model}
+    check_before_run({k: v for k, v in given.items() if v} | params, tiny_base_model=not args.base_model)
     validate_taxonomy_first({"taxonomy": taxonomy, "base": base, **params})  # before any model is built
     base_model = args.base_model
     if not base_model:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # "Writing model shards" bars above the stage view
-        base_model = str(build_tiny_model(workdir / "models" / "tiny"))
-        print(f"base model: a tiny random model built at {base_model}")
+        base_model = _tiny_model(build_tiny_model)
     teacher = args.teacher or base_model
     arguments = {
         "taxonomy": taxonomy, "base": base, "base_model": base_model,
@@ -151,6 +140,8 @@ def local_arguments(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     }
     if not args.base_model:
         arguments.update(SMOKE_DEFAULTS)  # the tiny model: few samples, few steps, few questions
+    else:
+        print(settings_note(params))
     if os.environ.get("LABPIPE_MT_BENCH_DATA"):
         arguments["questions"] = os.environ["LABPIPE_MT_BENCH_DATA"]
     arguments.update(params)
@@ -160,6 +151,32 @@ def local_arguments(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             arguments["judge_model"] = arguments["teacher_model"]
     _check_mt_bench_data(arguments.get("questions", ""))
     return arguments
+
+
+def settings_note(params: dict[str, Any]) -> str:
+    """With --base-model, the pipeline's own (LAB) settings apply, not the tiny model's: say so, and how to
+    choose the quick ones instead."""
+    lab = {k: v for k, v in SMOKE_DEFAULTS.items() if k not in params}
+    if not lab:
+        return "settings: as given with --param"
+    flags = " ".join(f"--param {k}={json.dumps(v) if isinstance(v, bool) else v}" for k, v in lab.items())
+    return ("settings: with --base-model the pipeline's LAB defaults apply (training_preset=lab, critique_profile="
+            "lab, generation_gate=true, samples_per_skill_leaf=30, every MT-Bench question), not the tiny model's "
+            f"quick ones; for those add {flags}")
+
+
+def _tiny_model(build) -> str:
+    """The default base model, built once under LABPIPE_CACHE and then reused: the same model every run, so a
+    rerun's replies and checkpoints (keyed by the model's files) are found again."""
+    from labpipe import storage
+
+    path = storage.cache_dir() / "models" / "tiny"
+    if (path / "config.json").is_file() and (path / storage.OUTPUT_MARKER).is_file():
+        print(f"base model: the tiny random model at {path}")
+    else:
+        build(path)
+        print(f"base model: a tiny random model built at {path}")
+    return str(path)
 
 
 def _check_mt_bench_data(location: str) -> None:
@@ -188,17 +205,48 @@ SMOKE_DEFAULTS: dict[str, Any] = {
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import sys
+    import shutil
+    import tempfile
 
     from labpipe import tracking
+
+    parse_params(args.param)  # a mistyped value: one line, before any folder or model is made
+    workdir = Path(args.workdir or Path("runs") / time.strftime("%Y%m%d-%H%M%S")).absolute()
+    created = [d for d in (workdir, workdir.parent) if not d.exists()]
+    workdir.mkdir(parents=True, exist_ok=True)
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri = tracking.default_tracking_uri(workdir)
+    # Replies, checkpoints and the tiny model outlive the run's folder: `runs/cache` beside the timestamped
+    # folders (or <workdir>/cache), so rerunning the same command reuses them.
+    os.environ.setdefault("LABPIPE_CACHE", str((workdir if args.workdir else workdir.parent) / "cache"))
+    # Temporary files of this process and its tasks (MLflow's SQLite locks, the KFP launcher's) stay in the run's
+    # folder and go with the run.
+    scratch = workdir / ".tmp"
+    scratch.mkdir(exist_ok=True)
+    saved_tmp = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"] = tempfile.tempdir = str(scratch)
+    try:
+        try:
+            arguments = local_arguments(args, workdir)
+        except BaseException:  # nothing ran: leave no empty or half-made work folder behind
+            for made in created:
+                shutil.rmtree(made, ignore_errors=True)
+            raise
+        return _run(args, arguments, workdir, tracking_uri)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        tempfile.tempdir = saved_tmp[1]
+        if saved_tmp[0] is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_tmp[0]
+
+
+def _run(args: argparse.Namespace, arguments: dict[str, Any], workdir: Path, tracking_uri: str) -> int:
+    import sys
+
     from labpipe.pipelines import runner
     from labpipe.runview import RunView
 
-    workdir = Path(args.workdir or Path("runs") / time.strftime("%Y%m%d-%H%M%S")).absolute()
-    workdir.mkdir(parents=True, exist_ok=True)
-    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri = tracking.default_tracking_uri(workdir)
-    os.environ.setdefault("LABPIPE_CACHE", str(workdir / "cache"))
-    arguments = local_arguments(args, workdir)
     print(f"labpipe run: workdir {workdir}\n  MLflow: {tracking_uri}", flush=True)
     started = time.time()
     verbose = bool(getattr(args, "stream_logs", False) or getattr(args, "verbose", False))
@@ -207,13 +255,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = workdir / "report.html"
     try:
         job, artifacts = runner.run_local(arguments, workdir / "kfp", view=view)
-    except UserError:
+    except (UserError, KeyboardInterrupt) as exc:
+        how = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         try:
-            if _finish_tracking(tracking_uri, started, "FAILED", view, report):
-                print(f"report of the failed run: {report}")
-        except Exception as exc:  # the task's own problems matter more than a report of them
-            print(f"no report of the failed run: {str(exc).splitlines()[0][:200]}")
-        raise
+            if _finish_tracking(tracking_uri, started, "KILLED" if how == "interrupted" else "FAILED", view, report):
+                print(f"report of the {how} run: {report}")
+        except Exception as err:  # the task's own problems matter more than a report of them
+            print(f"no report of the {how} run: {str(err).splitlines()[0][:200]}")
+        if how == "failed":
+            raise
+        print(f"interrupted. {_what_resumes(arguments)}", file=sys.stderr)
+        return 130
     pipeline_run_id = _finish_tracking(tracking_uri, started, "SUCCEEDED", view, report)
     from labpipe.runview import summary_lines
 
@@ -221,6 +273,21 @@ def cmd_run(args: argparse.Namespace) -> int:
                                   report=report if pipeline_run_id else None, pipeline_run_id=pipeline_run_id,
                                   tracking_uri=tracking_uri)))
     return 0
+
+
+def _what_resumes(arguments: dict[str, Any]) -> str:
+    """What a rerun of the same command really reuses (never more than the settings allow)."""
+    from labpipe import storage
+
+    kept = []
+    replies = str(arguments.get("generation_cache") or "")
+    if replies.lower() not in ("off", "none"):
+        kept.append(f"the teacher and judge replies already received are reused ({replies or storage.cache_dir() / 'generation'})")
+    if not arguments.get("checkpoint_root"):
+        kept.append(f"training resumes from its last checkpoint ({storage.cache_dir() / 'checkpoints'})")
+    if not kept:
+        return "Nothing is kept for a rerun (generation_cache=off, checkpoints under the run's own checkpoint_root)."
+    return "Rerun the same command: " + "; ".join(kept) + "."
 
 
 def _finish_tracking(tracking_uri: str, started: float, status: str, view, report: Path) -> str:
@@ -255,7 +322,15 @@ def validate_taxonomy_first(arguments: dict[str, Any]) -> None:
     from labpipe.taxonomy.validate import validate_taxonomy
 
     root = _local_dir(str(arguments["taxonomy"]))
-    diff = taxonomy_diff(root, str(arguments.get("base") or "origin/main"))
+    base = str(arguments.get("base") or "origin/main")
+    if base == "production":  # the pipeline's default: the commit production was trained from, as the diff task
+        from labpipe.taxonomy.stage import TaxonomyDiffConfig, _production_base
+
+        name = str(arguments.get("production_model_name", "labpipe-model"))
+        cfg = TaxonomyDiffConfig(taxonomy=str(root), out="", base=base, production_model_name=name,
+                                 tracking_uri=str(arguments.get("mlflow_tracking_uri") or ""))
+        base = _production_base(cfg, root)[0]
+    diff = taxonomy_diff(root, base)
     report = validate_taxonomy(root, paths=[c.path for c in diff.changed])
     report.problems = diff.warnings + report.problems
     report.raise_for_errors()
@@ -300,9 +375,15 @@ def _with_defaults(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:
-    from labpipe.preflight import PreflightConfig, run_preflight
+    from labpipe.commands.params import parse_all
+    from labpipe.preflight import PreflightConfig, Report, check_static, run_preflight
 
-    result = run_preflight(PreflightConfig(params=_with_defaults(parse_params(args.param)), network=not args.offline,
+    params, problems = parse_all(args.param)
+    if problems:  # with the checks of the values that did parse: every problem at once
+        report = Report()
+        check_static(_with_defaults(params), report)
+        raise UserError(problems + report.problems)
+    result = run_preflight(PreflightConfig(params=_with_defaults(params), network=not args.offline,
                                            timeout=args.timeout))
     for line in result["passed"]:
         print(f"ok: {line}")
@@ -320,8 +401,9 @@ def _preflight_before_submit(args: argparse.Namespace, params: dict[str, Any]) -
 def cmd_submit(args: argparse.Namespace) -> int:
     from labpipe.pipelines import runner
 
-    _preflight_before_submit(args, parse_params(args.param))
-    run_id = runner.submit(args.host, parse_params(args.param), experiment=args.experiment, run_name=args.run_name,
+    params = parse_params(args.param)
+    _preflight_before_submit(args, params)
+    run_id = runner.submit(args.host, params, experiment=args.experiment, run_name=args.run_name,
                            namespace=args.namespace, package=args.package and Path(args.package),
                            token_env=args.token_env, pipeline_name=args.pipeline_name,
                            version=args.pipeline_version)
@@ -332,8 +414,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_schedule(args: argparse.Namespace) -> int:
     from labpipe.pipelines import runner
 
-    _preflight_before_submit(args, parse_params(args.param))
-    job_id = runner.schedule(args.host, parse_params(args.param), cron=args.cron, experiment=args.experiment,
+    params = parse_params(args.param)
+    runner.to_kfp_cron(args.cron)  # the schedule's own mistake first: it needs no parameter
+    _preflight_before_submit(args, params)
+    job_id = runner.schedule(args.host, params, cron=args.cron, experiment=args.experiment,
                              name=args.name, namespace=args.namespace,
                              package=args.package and Path(args.package), token_env=args.token_env,
                              pipeline_name=args.pipeline_name, version=args.pipeline_version)
@@ -361,7 +445,11 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         raise UserError("no MLflow tracking server given", fix="pass --tracking-uri or set MLFLOW_TRACKING_URI")
     if args.target and (args.model or args.run or args.pipeline_run):
         raise UserError("give MODEL|RUN or one of --model/--run/--pipeline-run, not both")
+    from labpipe.tracking_check import require_tracking
+
+    require_tracking(uri)
     if args.target:
+        _refuse_bare_model_name(uri, args.target)
         result = lineage.describe_any(uri, args.target)
     else:
         result = lineage.describe(uri, pipeline_run_id=args.pipeline_run or "", run_id=args.run or "",
@@ -370,12 +458,35 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_bare_model_name(uri: str, target: str) -> None:
+    """`lineage labpipe-model`: a registered model has versions; say which forms name one."""
+    from labpipe import lineage
+
+    if lineage.parse_model_ref(target) is not None or lineage.MLFLOW_RUN_ID.fullmatch(target):
+        return
+    from mlflow.tracking import MlflowClient
+
+    from labpipe.tracking_check import bounded_requests
+
+    try:
+        with bounded_requests():
+            model = MlflowClient(tracking_uri=uri, registry_uri=uri).get_registered_model(target)
+    except Exception:  # not a registered model: a pipeline run id, looked up as before
+        return
+    aliases = sorted(model.aliases or {})
+    examples = [f"{target}@{a}" for a in aliases] or [f"models:/{target}/1"]
+    raise UserError(Problem(where=target, rule="lineage-target", message="is a registered model, not one version",
+                            fix=f"name a version: {' or '.join(examples[:3])} (NAME@ALIAS or models:/NAME/VERSION)"))
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from labpipe.report import write_report
+    from labpipe.tracking_check import require_tracking
 
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         raise UserError("no MLflow tracking server given", fix="pass --tracking-uri or set MLFLOW_TRACKING_URI")
+    require_tracking(uri)
     run_id, pipeline_run_id = (args.run, "") if _looks_like_mlflow_run(args.run) else ("", args.run)
     data = write_report(uri, args.out, pipeline_run_id=pipeline_run_id, run_id=run_id)
     print(f"report of pipeline run {data.pipeline_run_id}: {args.out}")

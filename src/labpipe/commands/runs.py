@@ -18,7 +18,7 @@ def register(sub) -> None:
     p.add_argument("--token-env", default="KFP_TOKEN", help="variable holding the bearer token (default KFP_TOKEN)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI for the details (default: MLFLOW_TRACKING_URI)")
     p.add_argument("--limit", type=int, default=10, help="how many runs, newest first (default 10)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the runs as JSON")
     p.set_defaults(func=cmd_runs)
 
 
@@ -26,6 +26,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from labpipe import lineage
 
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if uri:
+        from labpipe.tracking_check import require_tracking
+
+        require_tracking(uri)
     if args.host:
         rows = kfp_runs(args.host, namespace=args.namespace, experiment=args.experiment, token_env=args.token_env,
                         limit=args.limit, tracking_uri=uri)

@@ -41,10 +41,19 @@ def _print_warnings(problems) -> None:
 
 
 def validate_cmd(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from labpipe.errors import Problem, UserError
     from labpipe.taxonomy.validate import validate_taxonomy
 
     report = validate_taxonomy(args.taxonomy, foundational=args.foundational)
     report.raise_for_errors()
+    if report.checked == 0:  # a wrong folder is not a valid taxonomy
+        where = Path(args.taxonomy).absolute()
+        raise UserError(Problem(where=str(where), rule="taxonomy", field="taxonomy",
+                                message="no qna.yaml found: this folder holds no taxonomy",
+                                fix="pass the taxonomy's root folder with --taxonomy DIR (it holds knowledge/ "
+                                    "and compositional_skills/)"))
     _print_warnings(report.warnings)
     print(f"{report.checked} leaves checked, {len(report.leaves)} valid, {len(report.warnings)} warnings")
     return 0

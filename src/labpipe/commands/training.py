@@ -12,7 +12,7 @@ import json
 
 def register(sub) -> None:
     train = sub.add_parser("train", help="one SFT phase (knowledge or skills) on trl; reruns resume")
-    train.add_argument("--phase", required=True, choices=["knowledge", "skills"])
+    train.add_argument("--phase", required=True, choices=["knowledge", "skills"], help="which LAB phase to train")
     train.add_argument(
         "--model",
         required=True,
@@ -23,7 +23,8 @@ def register(sub) -> None:
         "--out", required=True, help="output directory: checkpoints/, model/, training_summary.json"
     )
     train.add_argument(
-        "--preset", default="smoke", choices=["lab", "smoke"], help="phase preset (default: smoke)"
+        "--training-preset", "--preset", dest="preset", default="smoke", choices=["lab", "smoke"],
+        help="phase preset (default: smoke, for a quick run by hand; the pipeline's training_preset defaults to lab)"
     )
     train.add_argument("--config", help="phase YAML replacing the preset")
     train.add_argument(

@@ -343,7 +343,7 @@ def _check_not_empty(records, leaf_kinds, knowledge, skills, ledger, report_path
                 str(report_path),
                 "empty-training-set",
                 "; ".join(empty) + f": {ledger.summary()}",
-                "loosen the thresholds (--profile, or a profile YAML), check the teacher, "
-                "or read the yield report",
+                "loosen the thresholds (a pipeline run: --param critique_profile=smoke; `labpipe critique`: "
+                "--profile smoke or a profile YAML), check the teacher, or read the yield report",
             )
         )

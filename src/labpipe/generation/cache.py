@@ -6,8 +6,8 @@
 
 Key: sha256 of everything that determines a reply: the request's content-derived id (flow name and
 version, step, fan-out index, seed: see generation/flow.py), its rendered messages, JSON schema and
-sampling, and the model's identity (the endpoint's model name, or the in-process model directory
-with the size and mtime of its files). Unchanged leaves therefore cost no request in later runs,
+sampling, and the model's identity (the endpoint's model name, or the in-process model directory's
+name and the names, sizes and contents of its files; never a path's parent or a file time). Unchanged leaves therefore cost no request in later runs,
 a retried pod resends nothing already answered, and concurrent runs and shards share replies.
 
 Entries live at `<root>/v1/<key[:2]>/<key>.json`: the result plus a sha256 of it. An entry whose
@@ -68,7 +68,7 @@ def model_identity(client: Any) -> str:
     (pass a `revision` for it)."""
     spec = getattr(client, "spec", None)
     if spec is not None and not spec.is_endpoint:
-        return "hf:" + _local_model_identity(spec.target)
+        return "hf:" + local_model_identity(spec.target)
     name = spec.model if spec is not None and spec.model else ""
     if not hasattr(client, "served_identity"):  # a client that cannot say more than the name
         return "model:" + (name or str(getattr(client, "model_name", "") or ""))
@@ -122,19 +122,39 @@ class _IdentityMemo:
             pass  # a memo only: the next run asks the endpoint again
 
 
-def _local_model_identity(target: str) -> str:
-    from labpipe.storage import is_s3
+_WHOLE_FILE_BYTES = 64 * 2**20  # larger files (weight shards): size + their first and last MiB
+
+
+def _file_digest(path: Path) -> str:
+    size = path.stat().st_size
+    if size <= _WHOLE_FILE_BYTES:
+        from labpipe.storage import sha256_file
+
+        return sha256_file(path)
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(2**20))
+        f.seek(size - 2**20)
+        h.update(f.read(2**20))
+    return h.hexdigest()
+
+
+def local_model_identity(target: str) -> str:
+    """What the files of a local model hold (names, sizes, contents), never where or when they were written:
+    the same model rebuilt or copied elsewhere keeps its cache entries (a rerun resends nothing)."""
+    from labpipe.storage import OUTPUT_MARKER, is_s3
 
     if is_s3(target):
         return target.rstrip("/")
     path = Path(target).resolve()
     files = (
-        sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir() if p.is_file())
+        sorted((p.name, p.stat().st_size, _file_digest(p)) for p in path.iterdir()
+               if p.is_file() and p.name != OUTPUT_MARKER)
         if path.is_dir()
         else []
     )
     digest = hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]
-    return f"{path}@{digest}"
+    return f"{path.name}@{digest}"
 
 
 def encode_entry(key: str, model: str, result: ChatResult) -> bytes:
@@ -383,7 +403,7 @@ class GenerationCache:
 
 
 def open_cache(uri: str = "", **kwargs: Any) -> GenerationCache | None:
-    """The cache at `uri` ("" = local default under LABPIPE_CACHE; "off" = none)."""
-    if uri.strip().lower() == OFF:
+    """The cache at `uri` ("" = local default under LABPIPE_CACHE; "off", or "none", = no cache)."""
+    if uri.strip().lower() in (OFF, "none"):  # `--cache none` made a cache folder named "none"
         return None
     return GenerationCache(uri.strip(), **kwargs)

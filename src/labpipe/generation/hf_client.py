@@ -45,6 +45,27 @@ MAX_TEXT = 4 * REPEAT_LIMIT  # longest bounded string; compile time grows fast w
 _CHUNK = re.compile(re.escape(PRINTABLE) + r"\{\d+,(\d+)\}")
 
 
+_UNBOUNDED: dict[int, int] = {}  # max_tokens -> how many schemas could not be bounded to it
+
+
+def _warn_unbounded(max_tokens: int) -> None:
+    """Say it once when it first happens, and once more with the count at exit (not once per request)."""
+    if not _UNBOUNDED:
+        import atexit
+
+        atexit.register(_report_unbounded)
+    if max_tokens not in _UNBOUNDED:
+        log.warning("schema cannot be bounded to %d tokens; long replies may be cut and rejected "
+                    "(said once; the count follows at the end)", max_tokens)
+    _UNBOUNDED[max_tokens] = _UNBOUNDED.get(max_tokens, 0) + 1
+
+
+def _report_unbounded() -> None:
+    for max_tokens, count in sorted(_UNBOUNDED.items()):
+        if count > 1:
+            log.warning("schema cannot be bounded to %d tokens: %d requests in all", max_tokens, count)
+
+
 def constrained_schema(schema: dict[str, Any], max_tokens: int) -> dict[str, Any]:
     """A copy of `schema` that grammar-constrained decoding finishes within `max_tokens` tokens.
 
@@ -61,7 +82,7 @@ def constrained_schema(schema: dict[str, Any], max_tokens: int) -> dict[str, Any
         return _worst_bytes(tightened, tightened) <= budget
 
     if not fits(1):  # parts we may not touch (own patterns, formats) are unbounded, or the budget is tiny
-        log.warning("schema cannot be bounded to %d tokens; long replies may be cut and rejected", max_tokens)
+        _warn_unbounded(max_tokens)
         return _tighten(schema, max(1, budget // 4))
     lo, hi = 1, MAX_TEXT
     while lo < hi:  # the longest string cap whose worst case still fits

@@ -119,12 +119,52 @@ def check(cfg: SftTaskConfig) -> str:
     return backend_for(cfg.training_backend, cfg.training_nodes)
 
 
+def _checkpoint_key(cfg: SftTaskConfig) -> str:
+    """The run id; but with neither checkpoint_root nor a workspace (a laptop's `labpipe run`, keeping them under
+    LABPIPE_CACHE) a key of what determines the training, so that rerunning the same command resumes it."""
+    from pathlib import Path
+
+    if cfg.checkpoint_root or (cfg.workspace and Path(cfg.workspace).is_dir()):
+        return cfg.run_id
+    import hashlib
+
+    from labpipe.generation.cache import local_model_identity
+
+    base = Path(cfg.base_model)
+    if (base / checkpoints.MODEL / "config.json").is_file():  # the knowledge task's Model artifact
+        base = base / checkpoints.MODEL
+    data = cfg.data if storage.is_s3(cfg.data) else storage.sha256_file(cfg.data)
+    model = cfg.base_model if storage.is_s3(cfg.base_model) else local_model_identity(str(base))
+    inputs = [cfg.phase, model, data, cfg.preset, cfg.max_steps, cfg.gpus, cfg.training_nodes]
+    return "inputs-" + hashlib.sha256(json.dumps(inputs).encode()).hexdigest()[:16]
+
+
+def _unless_finished(durable: str) -> str:
+    """A location keyed by inputs resumes an interrupted training; one whose last checkpoint is the final step
+    (an earlier run finished) is cleared, so a new run trains as it always did."""
+    import shutil
+
+    latest = checkpoints.latest_checkpoint(durable)
+    if latest is not None:
+        try:
+            state = json.loads((latest / "trainer_state.json").read_text())
+            finished = int(state.get("global_step", 0)) >= int(state.get("max_steps") or 0) > 0
+        except (OSError, ValueError, TypeError):
+            finished = False
+        if finished:
+            shutil.rmtree(durable, ignore_errors=True)
+    return durable
+
+
 def run_sft_task(cfg: SftTaskConfig) -> dict[str, Any]:
     from labpipe.training.passthrough import skip_empty_knowledge_phase
     from labpipe.training.stage import run_training
 
     backend = check(cfg)
-    durable = checkpoints.default_location(cfg.checkpoint_root, cfg.run_id, cfg.phase, workspace=cfg.workspace)
+    key = _checkpoint_key(cfg)
+    durable = checkpoints.default_location(cfg.checkpoint_root, key, cfg.phase, workspace=cfg.workspace)
+    if key != cfg.run_id:
+        _unless_finished(durable)
     training = TrainingConfig(
         phase=cfg.phase,
         base_model=cfg.base_model,

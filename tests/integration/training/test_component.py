@@ -61,7 +61,7 @@ def test_knowledge_then_skill_sft_under_kfp_local(tmp_path, tiny_model, training
     assert (skills_out / "model" / "model.safetensors").exists()
     # the slim Model artifact: no checkpoints inside; they are in the durable location (default: LABPIPE_CACHE)
     for out, summary, phase in ((knowledge_out, k_summary, "knowledge"), (skills_out, s_summary, "skills")):
-        assert sorted(p.name for p in out.iterdir()) == ["model", "training_summary.json"]
+        assert sorted(p.name for p in out.iterdir() if p.name != ".labpipe-output") == ["model", "training_summary.json"]
         durable = Path(os.environ["LABPIPE_CACHE"]) / "checkpoints" / "component-test" / phase
         assert summary["checkpoint_dir"] == str(durable)
         assert [p.name for p in (durable / "checkpoints").iterdir()] == ["checkpoint-2"] == summary["checkpoints"]

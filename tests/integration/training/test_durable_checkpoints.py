@@ -80,7 +80,7 @@ def test_killed_run_resumes_from_s3_in_a_fresh_pod(s3, monkeypatch, tmp_path, ti
 
     # the slim artifact: final model + summary only; the checkpoints are on S3, recorded in the summary
     out = tmp_path / "pod-2-out"
-    assert sorted(p.name for p in out.iterdir()) == ["model", checkpoints.SUMMARY]
+    assert sorted(p.name for p in out.iterdir() if p.name != ".labpipe-output") == ["model", checkpoints.SUMMARY]
     assert resumed["checkpoint_dir"] == durable and resumed["checkpoints"] == ["checkpoint-4", "checkpoint-6"]
     assert checkpoints.remote_checkpoints(durable) == ["checkpoint-4", "checkpoint-6"]
     assert json.loads((out / checkpoints.SUMMARY).read_text()) == resumed

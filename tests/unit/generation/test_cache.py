@@ -153,6 +153,30 @@ def test_model_identity_endpoint_name_or_local_model_files(tmp_path):
     (model_dir / "model.safetensors").write_bytes(b"weights v1")
     local = SimpleNamespace(spec=ModelSpec(str(model_dir)), model_name="model")
     before = model_identity(local)
-    assert before.startswith(f"hf:{model_dir.resolve()}@")
+    assert before.startswith("hf:model@")
     (model_dir / "model.safetensors").write_bytes(b"weights v2, retrained")
     assert model_identity(local) != before  # retrained in place: a new identity, no stale replies
+    (model_dir / "model.safetensors").write_bytes(b"weights v3, same size")
+    assert model_identity(local) != before
+
+
+def test_model_identity_holds_no_file_time_and_no_parent_path(tmp_path, tiny_model):
+    """Issue 20, item 3: `labpipe run` rebuilt the tiny model each time and its new mtime changed the cache key,
+    so a rerun after Ctrl-C resent every teacher request. The same files (rebuilt elsewhere, copied, touched)
+    are the same model."""
+    import os
+    import shutil
+    from types import SimpleNamespace
+
+    from labpipe.generation.cache import model_identity
+    from labpipe.generation.client import ModelSpec
+    from labpipe.models.tiny import build_tiny_model
+
+    def identity(path):
+        return model_identity(SimpleNamespace(spec=ModelSpec(str(path)), model_name="tiny"))
+
+    rebuilt = build_tiny_model(tmp_path / "run2" / "tiny")
+    copied = shutil.copytree(tiny_model, tmp_path / "copy" / "tiny")
+    for f in copied.iterdir():
+        os.utime(f, (1, 1))
+    assert identity(tiny_model) == identity(rebuilt) == identity(copied)

@@ -1,0 +1,79 @@
+"""Fail fast on an MLflow that is not there: one line in seconds, before a command reads anything from it.
+
+MLflow's client retries an unreachable server for minutes (MLFLOW_HTTP_REQUEST_MAX_RETRIES with back-off: ~4 min
+for `labpipe runs --tracking-uri http://host:9`), and opening `sqlite:///missing.db` quietly creates an empty
+database (then "no pipeline runs"). `require_tracking(uri)` asks the server once through MLflow's own client, with
+MLflow's own retry and timeout settings bounded for that one call (a user's explicit settings win), and refuses a
+local store that does not exist.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from labpipe.errors import Problem, UserError
+
+PROBE_TIMEOUT_S = 5
+FIX = "check --tracking-uri (or MLFLOW_TRACKING_URI); `labpipe run` keeps its store at <workdir>/mlflow.db"
+
+
+@contextmanager
+def bounded_requests(timeout_s: int = PROBE_TIMEOUT_S):
+    """MLflow's client with one try and a short timeout, unless the user set these variables themselves."""
+    bounded = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout_s)}
+    saved = {k: os.environ.get(k) for k in bounded}
+    os.environ.update({k: v for k, v in bounded.items() if saved[k] is None})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+
+
+def local_store_path(uri: str) -> Path | None:
+    """The file or folder a local tracking URI names (sqlite:///x.db, file:///dir, a plain path); None for a server."""
+    if uri.startswith("sqlite:"):
+        rest = uri.removeprefix("sqlite:")
+        path = rest[3:] if rest.startswith("///") else ""  # sqlite:///rel.db, sqlite:////abs/x.db
+        return Path(path) if path and path != ":memory:" else None
+    if uri.startswith("file:"):
+        return Path(uri.removeprefix("file:").removeprefix("//"))
+    if "://" not in uri:
+        return Path(uri)
+    return None
+
+
+def require_tracking(uri: str) -> None:
+    """UserError (one line) unless the MLflow tracking store at `uri` exists and answers."""
+    local = local_store_path(uri)
+    if local is not None:
+        if not local.exists():
+            raise UserError(
+                Problem(
+                    where=uri,
+                    rule="mlflow",
+                    field="tracking_uri",
+                    message=f"no MLflow store at {local.absolute()}",
+                    fix=FIX,
+                )
+            )
+        return
+    from mlflow.tracking import MlflowClient
+
+    try:
+        with bounded_requests():
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as exc:  # MlflowException, requests' errors: all mean "no usable server there"
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            Problem(
+                where=uri,
+                rule="mlflow",
+                field="tracking_uri",
+                message=f"the MLflow server does not answer ({reason})",
+                fix="check the URL and that the server is up; " + FIX,
+            )
+        ) from None
