@@ -101,7 +101,7 @@ def check_static(params: dict[str, Any], report: Report) -> None:
     _check_placement(params, report)
     for required, example in (("taxonomy", "https://git.example.com/org/taxonomy.git"),
                               ("base_model", "s3://bucket/models/granite-7b-base")):
-        if not params.get(required):  # absent (a CLI call without it) or empty
+        if required in params and not params[required]:  # the CLI passes a missing one as ""
             report.problems.append(_p(required, "is required", f"pass --param {required}={example}"))
     if params.get("base") == prod.PRODUCTION_BASE and not params.get("production_model_name"):
         report.problems.append(_p("production_model_name", "base=production needs a registered model name",

@@ -370,7 +370,8 @@ def _with_defaults(params: dict[str, Any]) -> dict[str, Any]:
 
     from labpipe.pipelines.lab_pipeline import pipeline_parameters
 
-    defaults = {k: v for k, v in pipeline_parameters().items() if v is not inspect.Parameter.empty}
+    # a required parameter not given is "" here, so that preflight reports it as required
+    defaults = {k: "" if v is inspect.Parameter.empty else v for k, v in pipeline_parameters().items()}
     return {**defaults, **params}
 
 

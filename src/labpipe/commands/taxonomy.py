@@ -48,7 +48,7 @@ def validate_cmd(args: argparse.Namespace) -> int:
 
     report = validate_taxonomy(args.taxonomy, foundational=args.foundational)
     report.raise_for_errors()
-    if report.checked == 0:  # a wrong folder is not a valid taxonomy
+    if report.checked == 0 and not any(Path(args.taxonomy).rglob("qna.yaml")):  # a wrong folder: no taxonomy
         where = Path(args.taxonomy).absolute()
         raise UserError(Problem(where=str(where), rule="taxonomy", field="taxonomy",
                                 message="no qna.yaml found: this folder holds no taxonomy",

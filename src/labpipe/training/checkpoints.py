@@ -161,7 +161,8 @@ def default_location(checkpoint_root: str, run_id: str, phase: str, *, workspace
 
     `checkpoint_root` (an s3:// prefix or a directory) wins: `<root>/<run_id>/<phase>`. Without it: the run's KFP
     workspace volume when one is mounted (`<workspace>/checkpoints/<phase>`, it outlives retried pods), else
-    `$LABPIPE_CACHE/checkpoints/<run_id>/<phase>` (a laptop: a rerun resumes; a pod: lost with the pod).
+    `$LABPIPE_CACHE/checkpoints/<run_id>/<phase>` (a pod: lost with the pod). The SFT task passes a key of the
+    training's inputs as `run_id` in that last case, so that rerunning the same `labpipe run` resumes.
     """
     from labpipe import storage
 

@@ -62,6 +62,7 @@ def test_knowledge_then_skill_sft_under_kfp_local(tmp_path, tiny_model, training
     # the slim Model artifact: no checkpoints inside; they are in the durable location (default: LABPIPE_CACHE)
     for out, summary, phase in ((knowledge_out, k_summary, "knowledge"), (skills_out, s_summary, "skills")):
         assert sorted(p.name for p in out.iterdir() if p.name != ".labpipe-output") == ["model", "training_summary.json"]
-        durable = Path(os.environ["LABPIPE_CACHE"]) / "checkpoints" / "component-test" / phase
-        assert summary["checkpoint_dir"] == str(durable)
+        durable = Path(summary["checkpoint_dir"])  # keyed by the training's inputs: a rerun resumes (issue 20)
+        assert durable.parent.parent == Path(os.environ["LABPIPE_CACHE"]) / "checkpoints" and durable.name == phase
+        assert durable.parent.name.startswith("inputs-")
         assert [p.name for p in (durable / "checkpoints").iterdir()] == ["checkpoint-2"] == summary["checkpoints"]
