@@ -87,7 +87,7 @@ def test_mistakes_are_answered_in_one_line_and_leave_nothing(home):
         ),
         (
             ["run", "--teacher", f"http://127.0.0.1:{port}/v1"],
-            f"http://127.0.0.1:{port}/v1/models does not answer",
+            f"http://127.0.0.1:{port}/v1 does not answer (cannot connect",
         ),
         (["preflight", "--offline"], "parameter taxonomy: error: preflight [taxonomy]: is required"),
         (["taxonomy", "validate", "--taxonomy", "empty"], "this folder holds no taxonomy"),
