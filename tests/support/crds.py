@@ -62,3 +62,46 @@ def validate(crd_dir: str | Path, obj: dict[str, Any]) -> list[str]:
     if not obj.get("metadata", {}).get("name"):
         errors.append("metadata.name: required")
     return errors
+
+
+@cache
+def plurals(crd_dir: str) -> dict[tuple[str, str, str], tuple[str, str]]:
+    """(group, version, plural) -> (apiVersion, kind), for every CRD version in `crd_dir` (what a fake API serves)."""
+    out = {}
+    for path in sorted(Path(crd_dir).glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            spec = doc["spec"]
+            for version in spec["versions"]:
+                out[(spec["group"], version["name"], spec["names"]["plural"])] = (
+                    f"{spec['group']}/{version['name']}", spec["names"]["kind"])
+    return out
+
+
+def unknown_fields(crd_dir: str | Path, obj: dict[str, Any]) -> list[str]:
+    """The fields of `obj` its CRD's structural schema does not know (strict field validation refuses them)."""
+    return _unknown_fields(obj, _crds(str(crd_dir))[(obj["apiVersion"], obj["kind"])], "")
+
+
+def prune(crd_dir: str | Path, obj: dict[str, Any]) -> dict[str, Any]:
+    """`obj` without the fields its CRD's schema does not know: what the API server stores without strict validation."""
+    def walk(value: Any, schema: dict[str, Any]) -> Any:
+        if schema.get("x-kubernetes-preserve-unknown-fields"):
+            return value
+        if isinstance(value, dict):
+            props, extra = schema.get("properties"), schema.get("additionalProperties")
+            out = {}
+            for key, item in value.items():
+                if props is not None and key in props:
+                    out[key] = walk(item, props[key])
+                elif isinstance(extra, dict):
+                    out[key] = walk(item, extra)
+                elif props is None or extra is True:
+                    out[key] = item
+            return out
+        if isinstance(value, list) and isinstance(schema.get("items"), dict):
+            return [walk(item, schema["items"]) for item in value]
+        return value
+
+    return walk(obj, _crds(str(crd_dir))[(obj["apiVersion"], obj["kind"])])

@@ -4,6 +4,13 @@ A FAKE, and said so: no controller runs the job. It speaks the real REST paths a
 uses (custom objects create/get/delete, pod list by label selector, pod log with follow), keeps the objects
 in memory, and moves a job to the outcome its scenario names after a few GETs, so that submit -> watch ->
 fail/succeed -> delete, a cancelled run and a leftover job can be driven over real HTTP.
+
+Started with `crd_dir` (../shared/data/crds) it serves every CRD there as the API server does for custom
+resources (kubernetes/apiserver, apiextensions-apiserver, release-1.30): the object is checked against the
+CRD's structural schema, unknown fields are refused with `fieldValidation=Strict` (422) and pruned otherwise,
+`metadata.generation` starts at 1 and grows when the spec changes, an update (PUT) needs the current
+`metadata.resourceVersion` (409 Conflict on a stale one) and cannot change `status` (the status subresource).
+InferenceServices get a stand-in for KServe's controller (`isvc_scenarios`, see `_reconcile_isvc`).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support import crds
 from tests.support.jsonhttp import JsonHandler, Served
 
 CUSTOM = re.compile(r"^/apis/(?P<group>[^/]+)/(?P<version>[^/]+)/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?$")
@@ -23,7 +31,12 @@ DONE = {"trainjobs": ("Complete", "Failed"), "pytorchjobs": ("Succeeded", "Faile
 
 
 class FakeKube:
-    def __init__(self):
+    def __init__(self, crd_dir: str | Path | None = None):
+        self.crd_dir = str(crd_dir) if crd_dir else None
+        self.resource_version = 0
+        # InferenceService name -> {"outcome": "ready" | "fail", "after": GETs of a generation before KServe's
+        # status for it, "url": the address KServe reports (the test's OpenAI server), "reason", "message"}
+        self.isvc_scenarios: dict[str, dict] = {}
         self.objects: dict[tuple[str, str, str], dict] = {}  # (plural, ns, name) -> object
         self.gets: dict[str, int] = {}
         self.requests: list[tuple[str, str]] = []
@@ -91,11 +104,65 @@ class _Handler(JsonHandler):
         self.reply(status, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason,
                             "message": message, "code": status})  # fmt: skip
 
+    def _admit(self, served: tuple[str, str], query: dict, body: dict):
+        """The API server's checks of a custom resource; (None, object to store) or (reply args, None)."""
+        fake = self.fake
+        if (body.get("apiVersion"), body.get("kind")) != served:
+            return (400, "BadRequest", f"the body is {body.get('apiVersion')}/{body.get('kind')}, not {served}"), None
+        unknown = crds.unknown_fields(fake.crd_dir, body)
+        if unknown and query.get("fieldValidation") == "Strict":
+            return (422, "Invalid", "strict decoding error: " + ", ".join(unknown)), None
+        body = crds.prune(fake.crd_dir, body)
+        errors = crds.validate(fake.crd_dir, {k: v for k, v in body.items() if k != "status"})
+        if errors:
+            return (422, "Invalid", f"{served[1]} is invalid: " + "; ".join(errors)), None
+        return None, body
+
     def handle_request(self, method: str, path: str, query: dict, body: dict):
         fake = self.fake
         with fake.lock:
             fake.requests.append((method, path))
-        if m := CUSTOM.match(path):
+        m = CUSTOM.match(path)
+        served = crds.plurals(fake.crd_dir).get((m["group"], m["version"], m["plural"])) if m and fake.crd_dir else None
+        if served is not None and method in ("POST", "PUT"):
+            refused, body = self._admit(served, query, body)
+            if refused:
+                return self._status(*refused)
+            with fake.lock:
+                fake.resource_version += 1
+                key = (m["plural"], m["ns"], body["metadata"]["name"])
+                old = fake.objects.get(key)
+                meta = body["metadata"]
+                if method == "POST":
+                    if old is not None:
+                        return self._status(409, "AlreadyExists", f"{key[2]} already exists")
+                    meta.update(generation=1, namespace=m["ns"], uid=f"uid-{fake.resource_version}")
+                    body.pop("status", None)
+                else:
+                    if old is None:
+                        return self._status(404, "NotFound", f"{key[2]} not found")
+                    if not meta.get("resourceVersion"):
+                        return self._status(422, "Invalid", "metadata.resourceVersion: must be specified for an update")
+                    if meta["resourceVersion"] != old["metadata"]["resourceVersion"]:
+                        return self._status(409, "Conflict", "the object has been modified; apply your changes "
+                                            "to the latest version and try again")  # fmt: skip
+                    changed = body.get("spec") != old.get("spec")
+                    meta.update(generation=old["metadata"]["generation"] + changed, uid=old["metadata"]["uid"])
+                    body["status"] = old.get("status")  # the status subresource: not written by an update
+                    if body["status"] is None:
+                        body.pop("status")
+                meta["resourceVersion"] = str(fake.resource_version)
+                fake.objects[key] = body
+            return self.reply(201 if method == "POST" else 200, body)
+        if m and m["plural"] == "inferenceservices" and method == "GET" and m["name"]:
+            with fake.lock:
+                obj = fake.objects.get((m["plural"], m["ns"], m["name"]))
+                if obj is not None:
+                    _reconcile_isvc(fake, obj)
+            if obj is None:
+                return self._status(404, "NotFound", f"{m['name']} not found")
+            return self.reply(200, obj)
+        if m:
             key = (m["plural"], m["ns"], m["name"] or "")
             if method == "POST":
                 key = (m["plural"], m["ns"], body["metadata"]["name"])
@@ -143,10 +210,55 @@ class _Handler(JsonHandler):
         return self._status(404, "NotFound", path)
 
 
+def _reconcile_isvc(fake: FakeKube, obj: dict) -> None:
+    """KServe's controller, played: after `after` GETs of a generation, the status KServe writes for it.
+
+    As kserve/kserve (master, pkg/apis/serving/v1beta1/inference_service_status.go) has it: Ready is the
+    living set of PredictorReady and IngressReady; status.observedGeneration names the spec described;
+    address.url is the in-cluster URL; modelStatus.lastFailureInfo holds a failed load's reason. A new
+    generation that fails keeps the previous ready revision (and its address) serving.
+    """
+    name, gen = obj["metadata"]["name"], obj["metadata"]["generation"]
+    scenario = fake.isvc_scenarios.get(name, {"outcome": "ready"})
+    seen = fake.gets[f"isvc:{name}:{gen}"] = fake.gets.get(f"isvc:{name}:{gen}", 0) + 1
+    status = obj.get("status") or {}
+    if seen <= scenario.get("after", 2) or status.get("observedGeneration") == gen:
+        return
+    now = "2026-12-07T12:00:00Z"
+    revision = f"{name}-predictor-{gen:05d}"
+    previous = (status.get("components") or {}).get("predictor") or {}
+    if scenario["outcome"] == "ready":
+        conds = [{"type": t, "status": "True", "lastTransitionTime": now} for t in ("IngressReady", "PredictorReady",
+                                                                                   "Ready")]  # fmt: skip
+        obj["status"] = {
+            "observedGeneration": gen, "conditions": conds, "url": f"https://{name}-lab.apps.example.test",
+            "address": {"url": scenario["url"]}, "deploymentMode": "Serverless",
+            "components": {"predictor": {"latestReadyRevision": revision, "latestCreatedRevision": revision}},
+            "modelStatus": {"transitionStatus": "UpToDate",
+                            "states": {"activeModelState": "Loaded", "targetModelState": "Loaded"}},
+        }  # fmt: skip
+        return
+    reason, message = scenario.get("reason", "RevisionFailed"), scenario.get("message", "")
+    failed = {"status": "False", "reason": reason, "message": message, "lastTransitionTime": now}
+    obj["status"] = {
+        **{k: v for k, v in status.items() if k in ("url", "address", "deploymentMode")},  # the old revision serves
+        "observedGeneration": gen,
+        "conditions": [{"type": "IngressReady", "status": "True", "lastTransitionTime": now},
+                       {"type": "PredictorReady", **failed}, {"type": "Ready", **failed}],
+        "components": {"predictor": {**previous, "latestCreatedRevision": revision}},
+        "modelStatus": {"transitionStatus": "BlockedByFailedLoad",
+                        "states": {"activeModelState": "Loaded" if previous else "FailedToLoad",
+                                   "targetModelState": "FailedToLoad"},
+                        "lastFailureInfo": {"reason": "ModelLoadFailed", "message": message}},
+    }  # fmt: skip
+
+
 @contextmanager
-def fake_kube_server(workdir: Path):
-    """Yields (FakeKube, kubeconfig path) for a server on 127.0.0.1; stops it afterwards."""
-    fake = FakeKube()
+def fake_kube_server(workdir: Path, crd_dir: str | Path | None = None):
+    """Yields (FakeKube, kubeconfig path) for a server on 127.0.0.1; stops it afterwards.
+
+    `crd_dir`: serve the CRDs there strictly (see the module docstring); None: the job fakes only."""
+    fake = FakeKube(crd_dir)
     handler = type("Handler", (_Handler,), {"fake": fake})
     with Served(handler) as served:
         kubeconfig = workdir / "kubeconfig"
