@@ -227,7 +227,7 @@ def _train_evaluate_publish(diff, *, base_model, teacher, teacher_model, teacher
                             checkpoint_selection, production_model_name, gate_tolerance, mlflow_tracking_uri,
                             generation_cache, model_registry, generation_shards, request_timeout_s, max_retries,
                             response_format, training_nodes, training_backend, training_runtime, checkpoint_root,
-                            resources, evaluation_engine="hf", evaluation_gpus=1):
+                            resources, evaluation_engine="hf", evaluation_gpus=1, serve=""):
     """Stages 2-7 and the gated publish (the branch taken when there is something to train)."""
     seeds = seed_extraction(diff=diff.outputs["diff"], tokenizer=base_model, chunk_tokens=chunk_tokens,
                             shards=generation_shards, run_id=RUN_ID,
@@ -275,7 +275,7 @@ def _train_evaluate_publish(diff, *, base_model, teacher, teacher_model, teacher
     )
     gate_args = dict(skills=skills, diff=diff, judge_secret=judge_secret, s3_secret=s3_secret,
                      production_model_name=production_model_name, mlflow_tracking_uri=mlflow_tracking_uri,
-                     model_registry=model_registry, resources=resources)
+                     model_registry=model_registry, resources=resources, serve=serve)
     with dsl.If(evaluation_engine != "vllm", name="evaluation in the task"):
         _evaluate_and_gate(mt_bench_eval(**evaluation_args), "mt-bench-eval", **gate_args)
     with dsl.Else(name="evaluation on GPUs (vLLM)"):
@@ -285,7 +285,7 @@ def _train_evaluate_publish(diff, *, base_model, teacher, teacher_model, teacher
 
 
 def _evaluate_and_gate(evaluation, name, *, skills, diff, judge_secret, s3_secret, production_model_name,
-                       mlflow_tracking_uri, model_registry, resources):
+                       mlflow_tracking_uri, model_registry, resources, serve):
     """The evaluation task's settings, then the gate: publish and report, or report only."""
     evaluation.set_display_name("7 MT-Bench evaluation")
     _with_endpoint(_with_s3(evaluation, s3_secret), "judge", judge_secret)
@@ -296,7 +296,7 @@ def _evaluate_and_gate(evaluation, name, *, skills, diff, judge_secret, s3_secre
                                 diff=diff.outputs["diff"], production_model_name=production_model_name,
                                 run_id=RUN_ID, tracking_uri=mlflow_tracking_uri,
                                 pipeline_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                                model_registry=model_registry).set_display_name("publish")
+                                model_registry=model_registry, serve=serve).set_display_name("publish")
         _resources(_cache(publish, "publish-model"), *resources["light"])
         report = run_report(run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).after(publish)
         _resources(_cache(report.set_display_name("run report (published)"), "run-report"), *resources["light"])
@@ -368,6 +368,7 @@ def lab_pipeline(
     checkpoint_root: str = "",
     evaluation_engine: str = "hf",
     evaluation_gpus: int = 1,
+    serve: str = "",  # a KServe InferenceService name: the published model is served there (vLLM); "" = off
 ):
     light = (light_cpu_request, light_cpu_limit, light_memory_request, light_memory_limit)
     gen_res = (generation_cpu_request, generation_cpu_limit, generation_memory_request, generation_memory_limit)
@@ -420,7 +421,7 @@ def lab_pipeline(
                 request_timeout_s=request_timeout_s, max_retries=max_retries, response_format=response_format,
                 training_nodes=training_nodes, training_backend=training_backend, training_runtime=training_runtime,
                 checkpoint_root=checkpoint_root, evaluation_engine=evaluation_engine, evaluation_gpus=evaluation_gpus,
-                resources={"light": light, "generation": gen_res, "training": train_res, "evaluation": eval_res},
+                serve=serve, resources={"light": light, "generation": gen_res, "training": train_res, "evaluation": eval_res},
             )
         with dsl.Else(name="nothing to do"):
             done = nothing_to_do(diff=diff.outputs["diff"], run_id=RUN_ID, tracking_uri=mlflow_tracking_uri)
