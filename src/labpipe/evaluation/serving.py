@@ -31,6 +31,7 @@ from labpipe.errors import Problem, UserError
 
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 API_VERSION = f"{GROUP}/{VERSION}"
+NAME_RE = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")  # DNS-1035 label: KServe puts the name in host names
 
 
 @dataclass
@@ -224,7 +225,7 @@ def serve_model(cfg: ServeConfig, *, api_client=None, emit=print) -> dict[str, A
     from labpipe.training.jobs import current_namespace, kube_client
 
     namespace = cfg.namespace or current_namespace()
-    if not re.fullmatch(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", cfg.name):
+    if not NAME_RE.fullmatch(cfg.name):
         raise _problem(cfg, namespace, "inferenceservice-name", f"{cfg.name!r} is not a DNS-1035 label",
                        "lower-case letters, digits and '-', starting with a letter, at most 63 characters")  # fmt: skip
     if not cfg.storage_uri.startswith(("s3://", "gs://", "pvc://", "oci://", "hf://", "https://")):
