@@ -254,7 +254,7 @@ def _train_evaluate_publish(diff, *, base_model, teacher, teacher_model, teacher
                             response_format, training_nodes, training_backend, training_runtime, checkpoint_root,
                             resources, training_image, queue_name, training_deadline_minutes,
                             max_failed_share, judge_attempts, context_length,
-                            evaluation_engine="hf", evaluation_gpus=1):
+                            evaluation_engine="hf", evaluation_gpus=1, serve=""):
     """Stages 2-7 and the gated publish (the branch taken when there is something to train)."""
     seeds = seed_extraction(diff=diff.outputs["diff"], tokenizer=base_model, chunk_tokens=chunk_tokens,
                             shards=generation_shards, run_id=RUN_ID,
@@ -314,7 +314,7 @@ def _train_evaluate_publish(diff, *, base_model, teacher, teacher_model, teacher
     )
     gate_args = dict(skills=skills, diff=diff, judge_secret=judge_secret, s3_secret=s3_secret,
                      production_model_name=production_model_name, mlflow_tracking_uri=mlflow_tracking_uri,
-                     model_registry=model_registry, resources=resources)
+                     model_registry=model_registry, resources=resources, serve=serve)
     with dsl.If(evaluation_engine != "vllm", name="evaluation in the task"):
         _evaluate_and_gate(mt_bench_eval(**evaluation_args), "mt-bench-eval", **gate_args)
     with dsl.Else(name="evaluation on GPUs (vLLM)"):
@@ -324,7 +324,7 @@ def _train_evaluate_publish(diff, *, base_model, teacher, teacher_model, teacher
 
 
 def _evaluate_and_gate(evaluation, name, *, skills, diff, judge_secret, s3_secret, production_model_name,
-                       mlflow_tracking_uri, model_registry, resources):
+                       mlflow_tracking_uri, model_registry, resources, serve):
     """The evaluation task's settings, then the gate: publish and report, or report only."""
     evaluation.set_display_name("7 MT-Bench evaluation")
     _with_endpoint(_with_s3(evaluation, s3_secret), "judge", judge_secret)
@@ -335,7 +335,7 @@ def _evaluate_and_gate(evaluation, name, *, skills, diff, judge_secret, s3_secre
                                 diff=diff.outputs["diff"], production_model_name=production_model_name,
                                 run_id=RUN_ID, tracking_uri=mlflow_tracking_uri,
                                 pipeline_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                                model_registry=model_registry).set_display_name("publish")
+                                model_registry=model_registry, serve=serve).set_display_name("publish")
         _resources(_cache(publish, "publish-model"), *resources["light"])
         report = run_report(run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).after(publish)
         _resources(_cache(report.set_display_name("run report (published)"), "run-report"), *resources["light"])
@@ -413,6 +413,7 @@ def lab_pipeline(
     context_length: int = 0,
     evaluation_engine: str = "hf",
     evaluation_gpus: int = 1,
+    serve: str = "",  # a KServe InferenceService name: the published model is served there (vLLM); "" = off
 ):
     light = (light_cpu_request, light_cpu_limit, light_memory_request, light_memory_limit)
     gen_res = (generation_cpu_request, generation_cpu_limit, generation_memory_request, generation_memory_limit)
@@ -466,7 +467,7 @@ def lab_pipeline(
                 training_nodes=training_nodes, training_backend=training_backend, training_runtime=training_runtime,
                 checkpoint_root=checkpoint_root, max_failed_share=max_failed_share, judge_attempts=judge_attempts,
                 context_length=context_length,
-                evaluation_engine=evaluation_engine, evaluation_gpus=evaluation_gpus,
+                evaluation_engine=evaluation_engine, evaluation_gpus=evaluation_gpus, serve=serve,
                 resources={"light": light, "generation": gen_res, "training": train_res, "evaluation": eval_res},
                 training_image=training_image, queue_name=queue_name,
                 training_deadline_minutes=training_deadline_minutes,

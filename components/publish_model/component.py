@@ -15,11 +15,13 @@ def publish_model(
     pipeline_run_name: str = "",
     model_registry: str = "",
     diff: Input[Dataset] = None,
+    serve: str = "",
 ) -> str:
     """Register the approved checkpoint as a new version of `production_model_name`; return the version.
 
     Its source is the artifact's own URI (s3:// on a cluster: no second copy); model_registry (a URL, "" =
-    off) also registers it in the Kubeflow Model Registry with the same provenance.
+    off) also registers it in the Kubeflow Model Registry with the same provenance. serve (an InferenceService
+    name, "" = off) hands it to KServe (vLLM runtime) and fails the task unless it is Ready and answers a chat.
     """
     from labpipe.errors import clean_user_errors
 
@@ -31,9 +33,10 @@ def publish_model(
 
     approved = published_model_dir(candidate.path, decision.path)  # the checkpoint the gate approved
     sub = approved[len(candidate.path):].strip("/")
+    source = join(candidate.uri, sub) if sub else candidate.uri
     version = publish(
         approved, decision.path, production_model_name, run_id=run_id, tracking_uri=tracking_uri,
-        source_uri=join(candidate.uri, sub) if sub else candidate.uri, pipeline_run_name=pipeline_run_name,
+        source_uri=source, pipeline_run_name=pipeline_run_name,
         model_registry=model_registry,
         taxonomy_diff=diff.path if diff is not None else "",  # taxonomy commit + fingerprint for the next run
     )
@@ -44,4 +47,9 @@ def publish_model(
         tracking_uri=tracking_uri,
         inputs={"candidate": candidate.uri},
     )
+    if serve:  # after the registry: the version exists whether or not it serves
+        from labpipe.evaluation.serving import ServeConfig, serve_and_record
+
+        serve_and_record(ServeConfig(name=serve, storage_uri=source), run_id=run_id, tracking_uri=tracking_uri,
+                         registered=f"{production_model_name}/{version}")
     return version

