@@ -310,7 +310,7 @@ def check_endpoint(role: str, params: dict[str, Any], report: Report, timeout: f
                         fix=f"put a valid key under 'api_key' in secret {secret}"))
                 elif p.rule == "model" or p.field == "model":
                     report.problems.append(Problem(where=p.where, rule="endpoint-model", field=f"{role}_model",
-                                                   message=p.message, fix=p.fix))
+                                                   message=f"{url}: {p.message}", fix=p.fix))
                 else:
                     report.problems.append(_p(role, f"{url} does not answer ({p.message})",
                                               f"check the {role} URL (ends in /v1) and that the server is up",

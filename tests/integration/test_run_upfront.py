@@ -51,7 +51,7 @@ def test_every_upfront_problem_at_once_named_by_its_flag(tmp_path):
         "--teacher",
     ], lines
     assert "check the path" in lines[1] and "git URL" not in lines[1]  # a typo is not a reason for a URL
-    assert f"{url}/models does not answer" in lines[3]
+    assert f"{url} does not answer (cannot connect" in lines[3]
 
 
 def test_base_production_on_a_local_taxonomy_diffs_against_the_registry(tmp_path, monkeypatch):

@@ -66,6 +66,7 @@ class ReviewConfig:
     schema_retries: int = 2
     response_format: str = "auto"
     context_length: int = 0
+    revision: str = ""  # the models' revision, for servers that do not tell models apart (the reply cache's key)
     # what the full run uses, so that the sample's requests are the run's (pipeline parameters)
     sample_size: int = 2  # first-step teacher requests per leaf (fan-out indices, or chunk x context items)
     generation_gate: bool = True
@@ -647,7 +648,17 @@ def _already_known(config, work, records, reviews, production) -> None:
         timeout_s=config.timeout_s,
         api_key_env=config.api_key_env or "OPENAI_API_KEY",
     )
-    run_mt_bench(eval_cfg)
+    try:
+        run_mt_bench(eval_cfg)
+    except UserError as exc:  # the judge rated too few answers: "already known" is undecided (said on the page and
+        # in the JSON; the verdict is about the leaf, not the judge)
+        if not any(p.rule == "evaluation-invalid" for p in exc.problems):
+            raise
+        reason = next(p.message for p in exc.problems if p.rule == "evaluation-invalid")
+        log.warning("already known: not judged: %s", reason)
+        for record in records:
+            reviews[record["leaf_id"]].known = {"asked": "", "note": f"{described}: not judged: {reason}"}
+        return
     judgments = read_judgments(
         str(work / "known" / "model_judgment" / f"{judge_label(eval_cfg)}_single.jsonl")
     )
