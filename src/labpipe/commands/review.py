@@ -42,11 +42,11 @@ def register(sub) -> None:
     p.add_argument(
         "--teacher", default="", help="teacher URL (…/v1) or model dir (default: TEACHER_ENDPOINT)"
     )
-    p.add_argument("--teacher-model", default="")
+    p.add_argument("--teacher-model", default="", help="model name at the teacher endpoint (the run's teacher_model)")
     p.add_argument(
         "--judge", default="", help="judge URL or model dir (default: JUDGE_ENDPOINT, else the teacher)"
     )
-    p.add_argument("--judge-model", default="")
+    p.add_argument("--judge-model", default="", help="model name at the judge endpoint (the run's judge_model)")
     p.add_argument("--api-key-env", default="", help="variable holding the endpoints' API key")
     p.add_argument(
         "--sample-size",
@@ -61,13 +61,13 @@ def register(sub) -> None:
         action="store_false",
         help="as the run's generation_gate=false (the tiny model's runs)",
     )
-    p.add_argument("--chunk-tokens", type=int, default=1000)
+    p.add_argument("--chunk-tokens", type=int, default=1000, help="document chunk size in base-model tokens, as the run's (default: %(default)s)")
     p.add_argument("--seed", type=int, default=42, help="the run's seed (critique requests)")
     p.add_argument(
         "--generation-cache", default="", help="shared reply cache, as the run's (s3://…; default local)"
     )
-    p.add_argument("--response-format", default="auto")
-    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--response-format", default="auto", help="structured replies: auto | json_schema | json_object | prompt, as the run's (default: %(default)s)")
+    p.add_argument("--concurrency", type=int, default=32, help="requests in flight (default: %(default)s)")
     p.add_argument(
         "--questions",
         default="",
@@ -88,7 +88,7 @@ def register(sub) -> None:
         "model loaded in-process (default: the registry's, else --base-model)",
     )
     p.add_argument("--known-model-name", default="", help="the model name at --known-model")
-    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--max-new-tokens", type=int, default=256, help="answer length of the model asked (default: %(default)s)")
     p.add_argument("--skip-known", dest="known", action="store_false", help="do not ask the model")
     p.add_argument(
         "--warn-yield",
@@ -97,7 +97,7 @@ def register(sub) -> None:
         help="warn when critique keeps less than this share of the sample (default 0.25)",
     )
     p.add_argument("--fail-on-warn", action="store_true", help="exit 1 on warn too")
-    p.add_argument("--production-model-name", default="labpipe-model")
+    p.add_argument("--production-model-name", default="labpipe-model", help="registered model whose @production is asked and diffed against (default: %(default)s)")
     p.add_argument(
         "--tracking-uri", default="", help="MLflow (the production model; default MLFLOW_TRACKING_URI)"
     )
