@@ -28,6 +28,7 @@ from labpipe.errors import UserError
 from labpipe.evaluation.gate import production_score
 from labpipe.evaluation.publish import publish_model
 from labpipe.preflight import PreflightConfig, run_preflight
+from labpipe.taxonomy.sample import prepare_sample_taxonomy
 from labpipe.testing.fake_openai import FakeOpenAIServer
 from tests.support.platform_mlflow import NAMESPACE, OTHER_TOKEN, PIPELINE_SA, PIPELINE_TOKEN, platform_mlflow
 
@@ -66,13 +67,18 @@ def as_account(monkeypatch, platform, token: str, auth: str = "kubernetes-namesp
     monkeypatch.delenv("MLFLOW_WORKSPACE", raising=False)
 
 
-def test_preflight_reaches_the_platform_mlflow(platform, monkeypatch, capsys, shared_data):
+def test_preflight_reaches_the_platform_mlflow(platform, monkeypatch, capsys, shared_data, tiny_model, tmp_path):
     as_account(monkeypatch, platform, PIPELINE_TOKEN)
+    taxonomy = prepare_sample_taxonomy(tmp_path / "repos")  # the required parameters, so that all else passes
     seen = len(platform.rbac.reviews)
     with FakeOpenAIServer(model="teacher") as server:  # the other checks need endpoints and data to pass
         code = main(
             [
                 "preflight",
+                "--param",
+                f"taxonomy={taxonomy}",
+                "--param",
+                f"base_model={tiny_model}",
                 "--param",
                 f"mlflow_tracking_uri={platform.url}",
                 "--param",

@@ -47,10 +47,11 @@ def test_ignored_response_format_is_detected_and_greedy_repeats_end_the_reasks(
     )
     assert not result.ok and result.error.startswith("truncated")
     assert "repeated an earlier unusable reply" in result.error
-    # 1 probe + 4 attempts: the room estimated before the first reply, then the exact room (the first
+    # 2 probes (structured output; the model name, by a one-token chat since `transformers serve` lists no
+    # models) + 4 attempts: the room estimated before the first reply, then the exact room (the first
     # reply gave the prompt's size), then the same exact room again (a repeat is asked once more: it may be
     # chance), and a second word-for-word repeat ends it
-    assert client.stats.requests == 4 and client.stats.probes == 1 and client.stats.final_pass == 0
+    assert client.stats.requests == 4 and client.stats.probes == 2 and client.stats.final_pass == 0
     assert result.attempts == 4 and result.prompt_tokens > 0 and result.completion_tokens > 0  # all counted
 
 
