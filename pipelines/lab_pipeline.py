@@ -155,7 +155,7 @@ def _generate_and_critique(seeds: dsl.PipelineTask, *, teacher, teacher_model, g
                            request_timeout_s, max_retries, judge, judge_model, judge_secret, s3_secret,
                            critique_profile, samples_per_skill_leaf, seed, tracking_uri,
                            generation_cache, response_format="auto", max_failed_share=0.02, context_length=0,
-                           resources=None) -> dsl.PipelineTask:
+                           teacher_revision="", judge_revision="", resources=None) -> dsl.PipelineTask:
     """One generation task per shard of the seed extraction's plan, then critique over all of them.
 
     `resources` (the lab pipeline's CPU/memory parameters) also switches on its retries and caching policy."""
@@ -166,7 +166,7 @@ def _generate_and_critique(seeds: dsl.PipelineTask, *, teacher, teacher_model, g
             teacher_model=teacher_model, teacher_secret=LOOP_TEACHER_SECRET, gate=generation_gate,
             concurrency=concurrency, timeout_s=request_timeout_s, max_retries=max_retries,
             generation_cache=generation_cache, response_format=response_format, max_failed_share=max_failed_share,
-            context_length=context_length, run_id=RUN_ID, tracking_uri=tracking_uri,
+            context_length=context_length, revision=teacher_revision, run_id=RUN_ID, tracking_uri=tracking_uri,
         ).set_display_name("3 synthetic generation")
         _with_endpoint(_with_s3(generated, LOOP_S3_SECRET), "teacher", LOOP_TEACHER_SECRET)
         _cache(generated, "synthetic-generation")
@@ -178,7 +178,7 @@ def _generate_and_critique(seeds: dsl.PipelineTask, *, teacher, teacher_model, g
         judge_secret=judge_secret, profile=critique_profile, samples_per_skill_leaf=samples_per_skill_leaf,
         seed=seed, timeout_s=request_timeout_s, max_retries=max_retries, generation_cache=generation_cache,
         response_format=response_format, max_failed_share=max_failed_share, context_length=context_length,
-        run_id=RUN_ID, tracking_uri=tracking_uri,
+        revision=judge_revision, run_id=RUN_ID, tracking_uri=tracking_uri,
     ).set_display_name("4 critique filtering")
     _with_endpoint(_with_s3(critique, s3_secret), "judge", judge_secret)
     _cache(critique, "critique-filter")
@@ -238,7 +238,8 @@ def _train_evaluate_publish(diff, *, base_model, teacher, teacher_model, teacher
                             checkpoint_selection, production_model_name, gate_tolerance, mlflow_tracking_uri,
                             generation_cache, model_registry, generation_shards, request_timeout_s, max_retries,
                             response_format, training_nodes, training_backend, training_runtime, checkpoint_root,
-                            max_failed_share, judge_attempts, context_length, resources):
+                            max_failed_share, judge_attempts, context_length, teacher_revision, judge_revision,
+                            resources):
     """Stages 2-7 and the gated publish (the branch taken when there is something to train)."""
     seeds = seed_extraction(diff=diff.outputs["diff"], tokenizer=base_model, chunk_tokens=chunk_tokens,
                             shards=generation_shards, run_id=RUN_ID,
@@ -253,7 +254,8 @@ def _train_evaluate_publish(diff, *, base_model, teacher, teacher_model, teacher
         judge_secret=judge_secret, s3_secret=s3_secret, critique_profile=critique_profile,
         samples_per_skill_leaf=samples_per_skill_leaf, seed=seed, tracking_uri=mlflow_tracking_uri,
         generation_cache=generation_cache, response_format=response_format, max_failed_share=max_failed_share,
-        context_length=context_length, resources=resources,
+        context_length=context_length, teacher_revision=teacher_revision, judge_revision=judge_revision,
+        resources=resources,
     )
 
     training_scale = dict(gpus=gpus, training_nodes=training_nodes, training_backend=training_backend,
@@ -363,6 +365,8 @@ def lab_pipeline(
     max_failed_share: float = 0.02,
     judge_attempts: int = 3,
     context_length: int = 0,
+    teacher_revision: str = "",
+    judge_revision: str = "",
 ):
     light = (light_cpu_request, light_cpu_limit, light_memory_request, light_memory_limit)
     gen_res = (generation_cpu_request, generation_cpu_limit, generation_memory_request, generation_memory_limit)
@@ -415,7 +419,7 @@ def lab_pipeline(
                 request_timeout_s=request_timeout_s, max_retries=max_retries, response_format=response_format,
                 training_nodes=training_nodes, training_backend=training_backend, training_runtime=training_runtime,
                 checkpoint_root=checkpoint_root, max_failed_share=max_failed_share, judge_attempts=judge_attempts,
-                context_length=context_length,
+                context_length=context_length, teacher_revision=teacher_revision, judge_revision=judge_revision,
                 resources={"light": light, "generation": gen_res, "training": train_res, "evaluation": eval_res},
             )
         with dsl.Else(name="nothing to do"):
