@@ -3,14 +3,15 @@
 `spec.concurrency` is the ceiling, not the number in flight. Each endpoint (each replica of a list)
 has its own `AdaptiveLimit`:
 
-- it starts at `initial` (4) and grows by one per reply that came back in time while the limit was
-  in use ("slow start"), until the first slow reply; after that by 1/limit per reply (one per round
-  of replies); a slow reply never makes it grow;
-- a timeout, a 429 or a 503/529 halves it; a reply whose latency (and the smoothed latency) is more
-  than `tolerance` (2) times the latency without load (the lowest smoothed latency) lowers it. A server that
-  serves N at a time and queues the rest answers in about twice its unloaded latency at 2N in flight:
-  it is kept busy, and the requests it queues do not time out. The lowering is in proportion
-  (limit × threshold / smoothed latency, at most halving), so it lands near 2N in one step;
+- it starts at `initial` (4) and grows by one per reply while the limit was in use ("slow start"),
+  until the first sign of overload; after that by 1/limit per reply (one per round of replies);
+- a timeout, a 429 or a 503/529 halves it; a smoothed latency (over ~10 replies, after the first 10)
+  more than `tolerance` (3) times the latency without load (the lowest smoothed latency) lowers it.
+  Single slow replies do not: a long-tailed server (log-normal latency, p99 10x the median) would
+  otherwise be held far below its capacity; A server that
+  serves N at a time and queues the rest answers in about 3x its unloaded latency at 3N in flight:
+  it is kept busy (a long-tailed one needs that queue), and the requests it queues do not time out. The lowering is in proportion
+  (limit × threshold / smoothed latency, at most halving), so it lands near 3N in one step;
 - a lowering counts once per round: only a request sent after the last lowering can lower it again
   (32 requests that time out together halve it once, not 32 times);
 - the latency without load is re-measured by a request that was alone in flight (the limit fell to
@@ -54,14 +55,16 @@ class AdaptiveLimit:
         ceiling: int,
         *,
         initial: int = 4,
-        tolerance: float = 2.0,
-        smoothing: float = 0.2,
+        tolerance: float = 3.0,
+        smoothing: float = 0.1,
+        warmup: int = 10,
         drift: float = 0.01,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.ceiling = max(1, ceiling)
         self.limit = float(min(self.ceiling, max(1, initial)))
-        self.tolerance, self.smoothing, self.drift = tolerance, smoothing, drift
+        self.tolerance, self.smoothing, self.drift, self.warmup = tolerance, smoothing, drift, warmup
+        self.samples = 0
         self.clock = clock
         self.in_flight = 0
         self.epoch = 0  # lowerings so far
@@ -93,11 +96,11 @@ class AdaptiveLimit:
             self.baseline = (self.baseline + latency) / 2
         else:
             self.baseline = min(self.smoothed, self.baseline * (1 + self.drift / self.limit))
+        self.samples += 1
         threshold = self.tolerance * self.baseline
-        if latency > threshold:  # a slow reply: no growth, slow start is over; lower if it lasts
+        if self.samples > self.warmup and self.smoothed > threshold:  # a lasting climb, not one slow reply
             self.slow_start = False
-            if self.smoothed > threshold:
-                self._lower(ticket, max(0.5, threshold / self.smoothed))
+            self._lower(ticket, max(0.5, threshold / self.smoothed))
         elif busy and self.limit < self.ceiling:
             self.limit = min(self.ceiling, self.limit + (1 if self.slow_start else 1 / self.limit))
 

@@ -38,18 +38,19 @@ def test_ceiling_below_the_initial_limit():
     assert AdaptiveLimit(0).limit == 1
 
 
-def test_a_server_that_queues_keeps_about_twice_its_capacity_in_flight():
+def test_a_server_that_queues_keeps_about_three_times_its_capacity_in_flight():
     """A server serving 8 at a time, queueing the rest: latency = 1 s per 8 in flight."""
     clock = Clock()
     limit = AdaptiveLimit(64, clock=clock)
-    for _ in range(30):
+    for _ in range(20):
         tickets = [limit.start() for _ in range(int(limit.limit))]
         clock.now += max(1.0, len(tickets) / 8)
         for ticket in tickets:
             limit.succeeded(ticket)
     assert limit.lowered > 0
-    # busy (no throughput lost), latency near twice the unloaded (the baseline creeps up 1% a round)
-    assert 8 <= limit.limit <= 3 * 8
+    # busy (no throughput lost), latency near three times the unloaded (tolerance 3; the baseline creeps
+    # up 1% a round)
+    assert 8 <= limit.limit <= 4 * 8
 
 
 def test_timeouts_halve_once_per_round():
@@ -95,13 +96,13 @@ def test_an_idle_limit_does_not_grow():
 
 
 def test_the_baseline_follows_a_lasting_change_slowly():
-    """Longer prompts later in a run: latency doubles for good; the limit is lowered, then grows back."""
+    """Longer replies later in a run: latency x4 for good; the limit is lowered, then grows back."""
     clock = Clock()
     limit = AdaptiveLimit(16, initial=16, clock=clock)
     serve(limit, clock, 1.0, 5)
-    serve(limit, clock, 3.0, 100)
+    serve(limit, clock, 4.0, 100)
     assert limit.lowered > 0
-    serve(limit, clock, 3.0, 60)
+    serve(limit, clock, 4.0, 60)
     assert limit.limit >= 12
 
 
