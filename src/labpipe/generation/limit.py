@@ -4,7 +4,8 @@
 has its own `AdaptiveLimit`:
 
 - it starts at `initial` (4) and grows by one per reply while the limit was in use ("slow start"),
-  until the first sign of overload; after that by 1/limit per reply (one per round of replies);
+  until the first sign of overload; after that by 1/limit per reply (one per round of replies); a
+  reply slower than the threshold below makes it not grow;
 - a timeout, a 429 or a 503/529 halves it; a smoothed latency (over ~10 replies, after the first 10)
   more than `tolerance` (3) times the latency without load (the lowest smoothed latency) lowers it.
   Single slow replies do not: a long-tailed server (log-normal latency, p99 10x the median) would
@@ -101,7 +102,7 @@ class AdaptiveLimit:
         if self.samples > self.warmup and self.smoothed > threshold:  # a lasting climb, not one slow reply
             self.slow_start = False
             self._lower(ticket, max(0.5, threshold / self.smoothed))
-        elif busy and self.limit < self.ceiling:
+        elif busy and self.limit < self.ceiling and latency <= threshold:  # a slow reply: no growth
             self.limit = min(self.ceiling, self.limit + (1 if self.slow_start else 1 / self.limit))
 
     def congested(self, ticket: Ticket, timed_out: bool = False) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from labpipe.generation.client import ChatRequest, ModelSpec, make_client
 from labpipe.testing.fake_openai import FakeOpenAIServer
 
-N = 96
+N = 64
 
 
 def chat(i: int) -> ChatRequest:
@@ -22,13 +22,13 @@ def chat(i: int) -> ChatRequest:
 
 
 def run(adaptive: bool) -> tuple[FakeOpenAIServer, object, list]:
-    # 4 at a time, 0.1 s each: 32 in flight wait up to 0.8 s, beyond the client's 0.5 s timeout
-    with FakeOpenAIServer(latency_s=0.1, slots=4) as server:
+    # 2 at a time, 0.1 s each: 32 in flight wait up to 1.6 s, beyond the client's 1 s timeout
+    with FakeOpenAIServer(latency_s=0.1, slots=2) as server:
         spec = ModelSpec(
             server.base_url,
             model=server.model,
             concurrency=32,
-            timeout_s=0.5,
+            timeout_s=1.0,
             max_retries=6,
             backoff_base_s=0.05,
             backoff_max_s=0.2,
@@ -52,8 +52,8 @@ def test_adaptive_limit_avoids_the_timeouts_and_resends_of_a_fixed_limit():
     assert server.total_requests <= 1.2 * N
     assert server.total_requests < fixed_server.total_requests
     assert client.stats.completed == N
-    # ... while keeping the server busy: more than its 4 slots in flight at times, never the ceiling
-    assert 4 < server.max_in_flight < 32
+    # ... while keeping the server busy: more than its 2 slots in flight at times, never the ceiling
+    assert 2 < server.max_in_flight < 32
     assert client.limit is not None and client.limit.describe()["peak"] == server.max_in_flight
 
 
