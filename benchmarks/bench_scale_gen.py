@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -97,6 +98,8 @@ def bench_stream(args) -> dict:
         _seeds(seeds, args.leaves)
         runs = (("steps", False), ("stream", True), ("steps again", False), ("stream again", True))
         for name, stream in runs[: 2 * args.repeat]:
+            # a reply cache of its own per run: the cache's key is the model served, not the server's port
+            os.environ["LABPIPE_CACHE"] = f"{tmp}/cache-{name}"
             with FakeOpenAIServer(latency_fn=latency, slots=args.slots) as server:
                 config = GenerationConfig(
                     seeds=str(seeds), out=f"{tmp}/{name}", teacher=server.base_url, concurrency=2 * args.slots,

@@ -169,7 +169,7 @@ def _generate_and_critique(seeds: dsl.PipelineTask, *, teacher, teacher_model, g
                            request_timeout_s, max_retries, judge, judge_model, judge_secret, s3_secret,
                            critique_profile, samples_per_skill_leaf, seed, tracking_uri,
                            generation_cache, response_format="auto", max_failed_share=0.02, context_length=0,
-                           resources=None) -> dsl.PipelineTask:
+                           teacher_revision="", judge_revision="", resources=None) -> dsl.PipelineTask:
     """One generation task per shard of the seed extraction's plan, then critique over all of them.
 
     `resources` (the lab pipeline's CPU/memory parameters) also switches on its retries and caching policy."""
@@ -180,7 +180,7 @@ def _generate_and_critique(seeds: dsl.PipelineTask, *, teacher, teacher_model, g
             teacher_model=teacher_model, teacher_secret=LOOP_TEACHER_SECRET, gate=generation_gate,
             concurrency=concurrency, timeout_s=request_timeout_s, max_retries=max_retries,
             generation_cache=generation_cache, response_format=response_format, max_failed_share=max_failed_share,
-            context_length=context_length, run_id=RUN_ID, tracking_uri=tracking_uri,
+            context_length=context_length, revision=teacher_revision, run_id=RUN_ID, tracking_uri=tracking_uri,
         ).set_display_name("3 synthetic generation")
         _with_endpoint(_with_s3(generated, LOOP_S3_SECRET), "teacher", LOOP_TEACHER_SECRET)
         _cache(generated, "synthetic-generation")
@@ -192,7 +192,7 @@ def _generate_and_critique(seeds: dsl.PipelineTask, *, teacher, teacher_model, g
         judge_secret=judge_secret, profile=critique_profile, samples_per_skill_leaf=samples_per_skill_leaf,
         seed=seed, timeout_s=request_timeout_s, max_retries=max_retries, generation_cache=generation_cache,
         response_format=response_format, max_failed_share=max_failed_share, context_length=context_length,
-        run_id=RUN_ID, tracking_uri=tracking_uri,
+        revision=judge_revision, run_id=RUN_ID, tracking_uri=tracking_uri,
     ).set_display_name("4 critique filtering")
     _with_endpoint(_with_s3(critique, s3_secret), "judge", judge_secret)
     _cache(critique, "critique-filter")
@@ -253,7 +253,7 @@ def _train_evaluate_publish(diff, *, base_model, teacher, teacher_model, teacher
                             generation_cache, model_registry, generation_shards, request_timeout_s, max_retries,
                             response_format, training_nodes, training_backend, training_runtime, checkpoint_root,
                             resources, training_image, queue_name, training_deadline_minutes,
-                            max_failed_share, judge_attempts, context_length,
+                            max_failed_share, judge_attempts, context_length, teacher_revision, judge_revision,
                             evaluation_engine="hf", evaluation_gpus=1, serve=""):
     """Stages 2-7 and the gated publish (the branch taken when there is something to train)."""
     seeds = seed_extraction(diff=diff.outputs["diff"], tokenizer=base_model, chunk_tokens=chunk_tokens,
@@ -269,7 +269,8 @@ def _train_evaluate_publish(diff, *, base_model, teacher, teacher_model, teacher
         judge_secret=judge_secret, s3_secret=s3_secret, critique_profile=critique_profile,
         samples_per_skill_leaf=samples_per_skill_leaf, seed=seed, tracking_uri=mlflow_tracking_uri,
         generation_cache=generation_cache, response_format=response_format, max_failed_share=max_failed_share,
-        context_length=context_length, resources=resources,
+        context_length=context_length, teacher_revision=teacher_revision, judge_revision=judge_revision,
+        resources=resources,
     )
 
     # the SFT pods' own resources: the training ones in pod mode, light ones (no GPU) when a job trains
@@ -414,6 +415,8 @@ def lab_pipeline(
     evaluation_engine: str = "hf",
     evaluation_gpus: int = 1,
     serve: str = "",  # a KServe InferenceService name: the published model is served there (vLLM); "" = off
+    teacher_revision: str = "",
+    judge_revision: str = "",
 ):
     light = (light_cpu_request, light_cpu_limit, light_memory_request, light_memory_limit)
     gen_res = (generation_cpu_request, generation_cpu_limit, generation_memory_request, generation_memory_limit)
@@ -466,7 +469,7 @@ def lab_pipeline(
                 request_timeout_s=request_timeout_s, max_retries=max_retries, response_format=response_format,
                 training_nodes=training_nodes, training_backend=training_backend, training_runtime=training_runtime,
                 checkpoint_root=checkpoint_root, max_failed_share=max_failed_share, judge_attempts=judge_attempts,
-                context_length=context_length,
+                context_length=context_length, teacher_revision=teacher_revision, judge_revision=judge_revision,
                 evaluation_engine=evaluation_engine, evaluation_gpus=evaluation_gpus, serve=serve,
                 resources={"light": light, "generation": gen_res, "training": train_res, "evaluation": eval_res},
                 training_image=training_image, queue_name=queue_name,

@@ -25,6 +25,7 @@ def critique_filter(
     response_format: str = "auto",
     max_failed_share: float = 0.02,
     context_length: int = 0,
+    revision: str = "",
 ):
     """Filter with `profile` (lab | smoke); empty judge/judge_model fall back to JUDGE_* env vars.
 
@@ -52,6 +53,7 @@ def critique_filter(
             response_format=response_format,
             max_failed_share=float(max_failed_share),
             context_length=int(context_length),
+            revision=revision,
             samples_per_skill_leaf=samples_per_skill_leaf,
             seed=seed,
             timeout_s=float(timeout_s),

@@ -24,6 +24,7 @@ def synthetic_generation(
     response_format: str = "auto",
     max_failed_share: float = 0.02,
     context_length: int = 0,
+    revision: str = "",
 ):
     """Run each leaf's flow on the teacher; empty teacher/teacher_model fall back to TEACHER_* env vars.
 
@@ -56,6 +57,7 @@ def synthetic_generation(
             response_format=response_format,
             max_failed_share=float(max_failed_share),
             context_length=int(context_length),
+            revision=revision,
             progress=False,
             run_id=run_id,
             tracking_uri=tracking_uri,

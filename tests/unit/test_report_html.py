@@ -51,3 +51,20 @@ def test_missing_sections_say_so():
     for text in ("no critique report recorded", "no training loss recorded", "no MT-Bench scores recorded",
                  "no gate decision recorded", "no lineage recorded", "not part of this pipeline run"):
         assert text in page
+
+
+def test_failures_are_on_the_page_once_each():
+    """A tolerated share of failed requests is shown with its reasons; a failed stage's problems once, though
+    its retried attempts (each its own FAILED stage run) recorded the same error."""
+    from labpipe.report import StageRecord
+
+    data = RunData("job-3", "abc", "FAILED", "sqlite:///x.db")
+    tolerated = {"failed": 1, "total": 220, "allowed_share": 0.01, "tolerated": 1,
+                 "reasons": {"http": {"count": 1, "example": "http: HTTP 400: refused <by> policy"}}}  # fmt: skip
+    invalid = "judge: error: evaluation-invalid [judge]: the MT-Bench evaluation is invalid (candidate: 4 of 4 …)"
+    data.stages = [StageRecord("synthetic_generation", "FINISHED", 1, 2, failures=tolerated),
+                   *[StageRecord("mt_bench_eval", "FAILED", 3, 4, error=invalid) for _ in range(4)]]  # fmt: skip
+    page = render_html(data)
+    assert "1 of 220 requests failed for good, tolerated (allowed: 1%)" in page
+    assert "refused &lt;by&gt; policy" in page
+    assert page.count("evaluation-invalid") == 1

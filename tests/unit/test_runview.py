@@ -151,3 +151,14 @@ def test_verbose_streams_raw_output_as_well(tmp_path):
     text = out.getvalue()
     assert "    [KFP Executor] Got executor_input: {}" in text and "▶ 5 knowledge SFT: started" in text
     assert "Got executor_input" in (tmp_path / "logs" / "sft.log").read_text()
+
+
+def test_tolerated_failures_in_the_key_figure_and_the_summary(tmp_path):
+    from labpipe.runview import final_figure
+
+    meta = {"records": 406, "requests_sent": 219, "requests_cached": 0, "requests_failed": 1,
+            "failure_kinds": {"http": 1}, "max_failed_share": 0.01}  # fmt: skip
+    figure = final_figure("synthetic-generation", {"generated": meta})
+    assert figure == "406 generated from 219 requests (0 reused, 1 failed: 1 http; tolerated up to 1%)"
+    clean = {**meta, "requests_failed": 0, "failure_kinds": {}}
+    assert final_figure("synthetic-generation", {"generated": clean}).endswith("(0 reused, 0 failed)")

@@ -398,7 +398,8 @@ class GenerationCache:
                     fix="check that the cache location is reachable and writable (for s3://: "
                     "AWS_ENDPOINT_URL and the credentials from the S3 secret); rerunning resends "
                     "nothing already stored",
-                )
+                ),
+                transient=True,  # a store that is down may be back for a retry of the task
             ) from None
 
 

@@ -55,8 +55,9 @@ class ModelSpec:
     api_key_env: str = (
         "OPENAI_API_KEY"  # name of the variable holding the key; the key itself is never stored
     )
-    concurrency: int = 32
+    concurrency: int = 32  # endpoints: the ceiling of each endpoint's adaptive limit (generation/limit.py)
     timeout_s: float = 120.0
+    adaptive_concurrency: bool = True  # False: exactly `concurrency` in flight, whatever the server does
     max_retries: int = 6
     ca_bundle: str | None = None
     batch_size: int = 16  # in-process backend: prompts per generate() call

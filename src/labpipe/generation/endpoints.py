@@ -20,6 +20,7 @@ result, so nothing is lost or sent for twice into the output.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import Any
 import httpx
 
 from labpipe.errors import Problem, UserError
+from labpipe.generation.limit import AdaptiveLimit, limited_post
 
 
 def split_endpoints(target: str) -> list[str]:
@@ -60,9 +62,14 @@ class Endpoint:
     times_down: int = 0  # taken out of rotation (consecutively, for the cooldown's doubling)
     outages: int = 0  # taken out of rotation (in total)
     returns: int = 0  # attempts sent to it when it came back after a cooldown
+    limit: AdaptiveLimit | None = None  # its own in-flight limit (limit.py); None: only the client's workers
 
     def describe(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("url", "sent", "ok", "failed", "outages", "returns")}
+        described = {k: getattr(self, k) for k in ("url", "sent", "ok", "failed", "outages", "returns")}
+        return described | ({"concurrency": self.limit.describe()} if self.limit is not None else {})
+
+    def has_room(self) -> bool:
+        return self.limit is None or self.limit.has_room()
 
 
 class EndpointPool:
@@ -79,17 +86,20 @@ class EndpointPool:
         cooldown_s: float = 5.0,
         max_cooldown_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        limits: Callable[[], AdaptiveLimit] | None = None,  # one adaptive limit per endpoint
     ):
-        self.endpoints = [Endpoint(u) for u in urls]
+        self.endpoints = [Endpoint(u, limit=limits() if limits else None) for u in urls]
         self.failures, self.cooldown_s, self.max_cooldown_s = max(1, failures), cooldown_s, max_cooldown_s
         self.clock = clock
 
-    def choose(self) -> Endpoint:
+    def choose(self) -> Endpoint | None:
+        """The endpoint for the next attempt; None when those in rotation have no room under their limit."""
         now = self.clock()
         up = [e for e in self.endpoints if e.down_until <= now]
         if not up:  # all out: the one due back first
-            return min(self.endpoints, key=lambda e: e.down_until)
-        return min(up, key=lambda e: (self._rank(e), e.in_flight, e.sent))
+            up = [min(self.endpoints, key=lambda e: e.down_until)]
+        up = [e for e in up if e.has_room()]
+        return min(up, key=lambda e: (self._rank(e), e.in_flight, e.sent)) if up else None
 
     def _rank(self, e: Endpoint) -> int:
         if e.streak >= self.failures and e.in_flight == 0:
@@ -145,20 +155,33 @@ class RoutedHTTP:
 
     def __init__(self, pool: EndpointPool, clients: dict[str, list[httpx.AsyncClient]]):
         self.pool, self.clients = pool, clients
+        self.room = asyncio.Condition()
 
     async def post(self, path: str, **kwargs: Any) -> httpx.Response:
-        endpoint = self.pool.choose()
+        async with self.room:  # wait for room under a replica's limit (a cooldown's end wakes no one: poll)
+            while (endpoint := self.pool.choose()) is None:
+                try:
+                    await asyncio.wait_for(self.room.wait(), 0.5)
+                except TimeoutError:
+                    pass
+            ticket = endpoint.limit.start() if endpoint.limit is not None else None
         clients = self.clients[endpoint.url]
         http = clients[endpoint.sent % len(clients)]
         self.pool.start(endpoint)
         try:
-            response = await http.post(path, **kwargs)
+            if endpoint.limit is not None and ticket is not None:
+                response = await limited_post(endpoint.limit, ticket, http, path, **kwargs)
+            else:
+                response = await http.post(path, **kwargs)
         except httpx.TransportError:  # refused, dropped, timed out
             self.pool.failed(endpoint)
             raise
         except BaseException:  # cancelled: says nothing about the endpoint
             endpoint.in_flight -= 1
             raise
+        finally:
+            async with self.room:
+                self.room.notify_all()
         if failed_response(response):
             self.pool.failed(endpoint)
         else:

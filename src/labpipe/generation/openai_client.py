@@ -2,7 +2,9 @@
 requests in flight, retried, and each server's dialect read from what it says.
 
 `complete()` is synchronous: it runs an asyncio loop with `spec.concurrency` workers, each sending one
-request at a time. Workers share a few small httpx connection pools rather than one big one, because
+request at a time; each attempt waits for room under its endpoint's adaptive limit (limit.py: lowered
+when latency climbs or requests time out, raised while the server keeps up, `spec.concurrency` the
+ceiling; `spec.adaptive_concurrency=False` keeps exactly `spec.concurrency` in flight). Workers share a few small httpx connection pools rather than one big one, because
 httpcore's pool bookkeeping grows with the square of its size and would eat the CPU at 64 connections.
 `on_result` runs on the loop's thread, one call at a time, as each request finishes: it may append to a
 checkpoint file without locks.
@@ -69,6 +71,7 @@ from labpipe.generation.client import (
 )
 from labpipe.generation.endpoints import EndpointPool, RoutedHTTP, split_endpoints
 from labpipe.generation.json_extract import NotJSON, check_schema, extract_json, schema_instruction
+from labpipe.generation.limit import AdaptiveLimit, Gate
 
 STRUCTURED_MODES = ("auto", "json_schema", "json_object", "prompt")
 
@@ -229,11 +232,18 @@ class OpenAIChatClient:
         # several comma-separated base URLs: replicas of one model, routed per attempt (endpoints.py)
         self.endpoints = split_endpoints(spec.target) if "," in spec.target else [spec.target.rstrip("/")]
         self.base_url = self.endpoints[0]
+        limits = (lambda: AdaptiveLimit(spec.concurrency)) if spec.adaptive_concurrency else None
         self.pool = (
-            EndpointPool(self.endpoints, failures=spec.endpoint_failures, cooldown_s=spec.endpoint_cooldown_s)
+            EndpointPool(
+                self.endpoints,
+                failures=spec.endpoint_failures,
+                cooldown_s=spec.endpoint_cooldown_s,
+                limits=limits,
+            )
             if len(self.endpoints) > 1
             else None
         )
+        self.limit = limits() if limits is not None and self.pool is None else None  # the one endpoint's
         self.stats = ClientStats()
         self._model = spec.model
         self._mode = _structured_mode(spec.response_format)
@@ -505,6 +515,8 @@ class OpenAIChatClient:
         limits = httpx.Limits(max_connections=POOL_SIZE, max_keepalive_connections=POOL_SIZE)
         if self.pool is None:
             pools = [httpx.AsyncClient(**self.httpx_options(), limits=limits) for _ in range(n_pools)]
+            if self.limit is not None:
+                pools = [Gate(self.limit, pools)]  # type: ignore[list-item]
         else:
             clients = {
                 url: [
@@ -558,6 +570,8 @@ class OpenAIChatClient:
             await asyncio.gather(*(p.aclose() for p in pools), return_exceptions=True)
         if self.pool is not None:
             log.info("endpoints: %s", self.pool.describe())
+        elif self.limit is not None:
+            log.info("%s: concurrency %s", self.base_url, self.limit.describe())
         return results
 
     async def _one(self, http: httpx.AsyncClient, request: ChatRequest) -> ChatResult:

@@ -1,0 +1,177 @@
+"""How many requests one endpoint gets at once: an adaptive limit (AIMD with a latency signal).
+
+`spec.concurrency` is the ceiling, not the number in flight. Each endpoint (each replica of a list)
+has its own `AdaptiveLimit`:
+
+- it starts at `initial` (4) and grows by one per reply while the limit was in use ("slow start"),
+  until the first sign of overload; after that by 1/limit per reply (one per round of replies); a
+  reply slower than the threshold below makes it not grow;
+- a timeout, a 429 or a 503/529 halves it; a smoothed latency (over ~10 replies, after the first 10)
+  more than `tolerance` (3) times the latency without load (the lowest smoothed latency) lowers it.
+  Single slow replies do not: a long-tailed server (log-normal latency, p99 10x the median) would
+  otherwise be held far below its capacity; A server that
+  serves N at a time and queues the rest answers in about 3x its unloaded latency at 3N in flight:
+  it is kept busy (a long-tailed one needs that queue), and the requests it queues do not time out. The lowering is in proportion
+  (limit × threshold / smoothed latency, at most halving), so it lands near 3N in one step;
+- a lowering counts once per round: only a request sent after the last lowering can lower it again
+  (32 requests that time out together halve it once, not 32 times);
+- the latency without load is re-measured by a request that was alone in flight (the limit fell to
+  one, or a trickle), so that replies that got longer for good are not read as overload forever; else
+  it rises by 1% per round of replies. Under a lasting overload the latency brake thus holds for many
+  rounds, and timeouts (halving) are the backstop.
+
+A timed-out request is not re-sent at once: httpx closes the connection of a request that timed out
+(httpcore closes a connection whose response was not read to the end), which makes vLLM abort it, and
+the retry waits for room under the lowered limit, i.e. until the requests in flight have come back.
+
+Used from one asyncio loop; `clock` is replaceable for tests. `Gate` wraps an httpx client with one limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+CONGESTED_STATUS = (429, 503, 529)
+
+
+@dataclass
+class Ticket:
+    """One request in flight: when it was sent, and in which round (see the module docstring)."""
+
+    started: float
+    epoch: int
+    busy: bool  # the limit was in use when it was sent (or when it came back: only then may it grow)
+    alone: bool  # nothing else was in flight when it was sent
+
+
+class AdaptiveLimit:
+    def __init__(
+        self,
+        ceiling: int,
+        *,
+        initial: int = 4,
+        tolerance: float = 3.0,
+        smoothing: float = 0.1,
+        warmup: int = 10,
+        drift: float = 0.01,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.ceiling = max(1, ceiling)
+        self.limit = float(min(self.ceiling, max(1, initial)))
+        self.tolerance, self.smoothing, self.drift, self.warmup = tolerance, smoothing, drift, warmup
+        self.samples = 0
+        self.clock = clock
+        self.in_flight = 0
+        self.epoch = 0  # lowerings so far
+        self.slow_start = True
+        self.smoothed: float | None = None  # latency, exponentially smoothed
+        self.baseline: float | None = None  # the lowest smoothed latency (rising slowly)
+        self.timeouts = self.lowered = self.peak = 0
+
+    def has_room(self) -> bool:
+        return self.in_flight < int(self.limit)
+
+    def start(self) -> Ticket:
+        busy = self.in_flight + 1 >= self.limit / 2
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        return Ticket(self.clock(), self.epoch, busy, alone=self.in_flight == 1)
+
+    def succeeded(self, ticket: Ticket) -> None:
+        """A reply came back (any status but the congested ones): its latency is a sample."""
+        busy = ticket.busy or self.in_flight >= self.limit / 2
+        alone = ticket.alone and self.in_flight == 1
+        self.in_flight -= 1
+        latency = self.clock() - ticket.started
+        s = self.smoothing
+        self.smoothed = latency if self.smoothed is None else (1 - s) * self.smoothed + s * latency
+        if self.baseline is None:
+            self.baseline = self.smoothed
+        elif alone:  # latency without load, whatever it was before (replies got longer, or shorter)
+            self.baseline = (self.baseline + latency) / 2
+        else:
+            self.baseline = min(self.smoothed, self.baseline * (1 + self.drift / self.limit))
+        self.samples += 1
+        threshold = self.tolerance * self.baseline
+        if self.samples > self.warmup and self.smoothed > threshold:  # a lasting climb, not one slow reply
+            self.slow_start = False
+            self._lower(ticket, max(0.5, threshold / self.smoothed))
+        elif busy and self.limit < self.ceiling and latency <= threshold:  # a slow reply: no growth
+            self.limit = min(self.ceiling, self.limit + (1 if self.slow_start else 1 / self.limit))
+
+    def congested(self, ticket: Ticket, timed_out: bool = False) -> None:
+        """A timeout, or the server said it is overloaded (429, 503, 529)."""
+        self.in_flight -= 1
+        self.timeouts += timed_out
+        self._lower(ticket, 0.5)
+
+    def ended(self, ticket: Ticket) -> None:
+        """A request that says nothing about load (refused, dropped, cancelled)."""
+        self.in_flight -= 1
+
+    def _lower(self, ticket: Ticket, factor: float) -> None:
+        if ticket.epoch != self.epoch:
+            return  # sent before the last lowering: that one already answered for it
+        self.limit = max(1.0, self.limit * factor)
+        self.epoch += 1
+        self.lowered += 1
+        self.slow_start = False
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "limit": int(self.limit),
+            "peak": self.peak,
+            "lowered": self.lowered,
+            "timeouts": self.timeouts,
+        }
+
+
+async def limited_post(
+    limit: AdaptiveLimit, ticket: Ticket, http: httpx.AsyncClient, path: str, **kwargs: Any
+) -> httpx.Response:
+    """`http.post` with `limit` told how it went (the ticket was taken by the caller)."""
+    try:
+        response = await http.post(path, **kwargs)
+    except httpx.TimeoutException:
+        limit.congested(ticket, timed_out=True)
+        raise
+    except BaseException:
+        limit.ended(ticket)
+        raise
+    if response.status_code in CONGESTED_STATUS:
+        limit.congested(ticket)
+    else:
+        limit.succeeded(ticket)
+    return response
+
+
+class Gate:
+    """Stands in for an `httpx.AsyncClient`: `post` waits for room under one endpoint's limit."""
+
+    def __init__(self, limit: AdaptiveLimit, clients: list[httpx.AsyncClient]):
+        self.limit, self.clients = limit, clients
+        self.room = asyncio.Condition()
+        self.busy = [0] * len(clients)  # requests in flight per client (each holds POOL_SIZE connections)
+
+    async def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        async with self.room:
+            await self.room.wait_for(self.limit.has_room)
+            ticket = self.limit.start()
+        i = min(range(len(self.clients)), key=self.busy.__getitem__)
+        self.busy[i] += 1
+        try:
+            return await limited_post(self.limit, ticket, self.clients[i], path, **kwargs)
+        finally:
+            self.busy[i] -= 1
+            async with self.room:
+                self.room.notify_all()
+
+    async def aclose(self) -> None:
+        for http in self.clients:
+            await http.aclose()
