@@ -79,7 +79,10 @@ build() {  # build TAG CONTAINERFILE [extra build args...]
   local image=$1 file=$2; shift 2
   [ "$SKIP_BUILD" = 0 ] || return 0
   local args=(-f "$file" -t "$image" --secret "id=ca,src=$SECRET"
-              --build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" --build-arg "SOURCE=$SOURCE" "$@")
+              --build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" --build-arg "SOURCE=$SOURCE"
+              --label "org.opencontainers.image.revision=$REVISION" "$@")
+  # (the revision also as --label: set on the image when it is committed, never taken from podman's layer
+  # cache, which reuses a LABEL step built from the same content at another commit)
   local start end
   start=$(date +%s.%N)
   echo "==> $ENGINE build $image ($file)"
