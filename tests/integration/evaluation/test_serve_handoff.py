@@ -142,7 +142,7 @@ def test_ready_but_the_chat_fails_fails_the_task_with_the_reply(kube):
             "message": f"The model `{NAME}` does not exist.",
         },
     )  # vLLM's words for a wrong model name
-    with FakeOpenAIServer(lambda _: refuse, model="other") as openai:
+    with FakeOpenAIServer(lambda _: refuse, model=NAME) as openai:  # the name is listed: the chat is refused
         fake.isvc_scenarios[NAME] = {
             "outcome": "ready",
             "after": 0,
