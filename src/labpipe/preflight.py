@@ -23,14 +23,14 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from labpipe import production as prod
 from labpipe.errors import Problem, UserError
+from labpipe.tracking_check import bounded_requests
 
 DEFAULT_TIMEOUT_S = 10.0
 MT_BENCH_ENV = "LABPIPE_MT_BENCH_DATA"
@@ -423,21 +423,6 @@ def check_mt_bench(params: dict[str, Any], report: Report) -> None:
     report.passed.append(f"MT-Bench: {len(questions)} questions at {shown}, sha256 verified")
 
 
-@contextmanager
-def bounded_mlflow(timeout: float) -> Iterator[None]:
-    """MLflow's client with one retry and `timeout` per request (unless set otherwise): a dead server fails
-    in seconds, not after the client's minutes of retries."""
-    bounded = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, int(timeout)))}
-    saved = {k: os.environ.get(k) for k in bounded}
-    os.environ.update({k: v for k, v in bounded.items() if saved[k] is None})
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-
-
 def check(params: dict[str, Any], *, network: bool = True, timeout: float = DEFAULT_TIMEOUT_S) -> Report:
     """Every check; all problems in one report."""
     from labpipe import storage
@@ -447,7 +432,7 @@ def check(params: dict[str, Any], *, network: bool = True, timeout: float = DEFA
     check_static(params, report)
     if network:
         steps: list[Callable[[], Any]] = []
-        with bounded_mlflow(timeout):
+        with bounded_requests(timeout, retries=1):
             production = check_mlflow(params, report, timeout) if (
                 "mlflow_tracking_uri" in params or params.get("base") == prod.PRODUCTION_BASE) else None
         steps.append(lambda: check_taxonomy(params, report, timeout, production))

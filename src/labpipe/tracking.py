@@ -78,7 +78,7 @@ def explain(tracking_uri: str, exc: Exception) -> tuple[str, str]:
     if "Workspace" in text:
         return (f"{tracking_uri} needs an MLflow workspace: {_server_said(text)}",
                 "MLFLOW_TRACKING_AUTH=kubernetes-namespaced (the pod's namespace), or set MLFLOW_WORKSPACE")
-    return (f"{tracking_uri} does not answer as an MLflow server ({_server_said(text)})",
+    return (f"the MLflow server does not answer at {tracking_uri} ({_server_said(text)})",
             "check the URL and that the MLflow service is up and reachable from here")
 
 

@@ -2,9 +2,10 @@
 
 MLflow's client retries an unreachable server for minutes (MLFLOW_HTTP_REQUEST_MAX_RETRIES with back-off: ~4 min
 for `labpipe runs --tracking-uri http://host:9`), and opening `sqlite:///missing.db` quietly creates an empty
-database (then "no pipeline runs"). `require_tracking(uri)` asks the server once through MLflow's own client, with
-MLflow's own retry and timeout settings bounded for that one call (a user's explicit settings win), and refuses a
-local store that does not exist.
+database (then "no pipeline runs"). `require_tracking(uri)` makes preflight's one authenticated read
+(`tracking.server_problem`: unreachable, 401, 403 and a missing workspace each said as such) with MLflow's own
+retry and timeout settings bounded for that call (`bounded_requests`, which preflight uses too; a user's explicit
+settings win), and refuses a local store that does not exist.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ FIX = "check --tracking-uri (or MLFLOW_TRACKING_URI); `labpipe run` keeps its st
 
 
 @contextmanager
-def bounded_requests(timeout_s: int = PROBE_TIMEOUT_S):
-    """MLflow's client with one try and a short timeout, unless the user set these variables themselves."""
-    bounded = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout_s)}
+def bounded_requests(timeout_s: float = PROBE_TIMEOUT_S, retries: int = 0):
+    """MLflow's client with `retries` retries and `timeout_s` per request, unless the user set these variables
+    themselves: a dead server fails in seconds, not after the client's minutes of back-off."""
+    bounded = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(retries),
+               "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, int(timeout_s)))}  # fmt: skip
     saved = {k: os.environ.get(k) for k in bounded}
     os.environ.update({k: v for k, v in bounded.items() if saved[k] is None})
     try:
@@ -61,19 +64,14 @@ def require_tracking(uri: str) -> None:
                 )
             )
         return
-    from mlflow.tracking import MlflowClient
+    from labpipe.tracking import server_problem
 
     try:
         with bounded_requests():
-            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
-    except Exception as exc:  # MlflowException, requests' errors: all mean "no usable server there"
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise UserError(
-            Problem(
-                where=uri,
-                rule="mlflow",
-                field="tracking_uri",
-                message=f"the MLflow server does not answer ({reason})",
-                fix="check the URL and that the server is up; " + FIX,
-            )
-        ) from None
+            found = server_problem(uri)
+    except Exception as exc:  # outside MLflow's own errors (requests'): still "no usable server there"
+        said = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        found = (f"the MLflow server does not answer at {uri} ({said})", "check the URL and that the server is up")
+    if found is not None:
+        message, fix = found
+        raise UserError(Problem(where=uri, rule="mlflow", field="tracking_uri", message=message, fix=f"{fix}; {FIX}"))
