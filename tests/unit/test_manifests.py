@@ -99,6 +99,19 @@ def test_pipeline_service_accounts_may_run_training_jobs():
     assert {"pipeline-runner-labpipe", "labpipe-runner"} <= {s["name"] for s in binding["subjects"]}
 
 
+def test_pipeline_service_accounts_may_hand_the_model_to_kserve():
+    """serve=NAME: the publish task gets, creates and replaces the InferenceService (evaluation/serving.py)."""
+    from labpipe.evaluation.serving import GROUP, PLURAL
+
+    objs = _render(MANIFESTS / "overlays" / "openshift-ai")
+    role = next(o for o in objs if o["kind"] == "Role" and o["metadata"]["name"] == "labpipe-serving")
+    granted = {(g, r): set(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"]
+               for r in rule["resources"]}
+    assert {"get", "create", "update"} <= granted[(GROUP, PLURAL)]
+    binding = next(o for o in objs if o["kind"] == "RoleBinding" and o["metadata"]["name"] == "labpipe-serving")
+    assert {"pipeline-runner-labpipe", "labpipe-runner"} <= {s["name"] for s in binding["subjects"]}
+
+
 def test_pods_run_as_non_root():
     for folder in KUSTOMIZATIONS:
         for obj in _render(folder):
