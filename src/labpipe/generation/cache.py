@@ -122,39 +122,17 @@ class _IdentityMemo:
             pass  # a memo only: the next run asks the endpoint again
 
 
-_WHOLE_FILE_BYTES = 64 * 2**20  # larger files (weight shards): size + their first and last MiB
-
-
-def _file_digest(path: Path) -> str:
-    size = path.stat().st_size
-    if size <= _WHOLE_FILE_BYTES:
-        from labpipe.storage import sha256_file
-
-        return sha256_file(path)
-    h = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as f:
-        h.update(f.read(2**20))
-        f.seek(size - 2**20)
-        h.update(f.read(2**20))
-    return h.hexdigest()
-
-
 def local_model_identity(target: str) -> str:
-    """What the files of a local model hold (names, sizes, contents), never where or when they were written:
-    the same model rebuilt or copied elsewhere keeps its cache entries (a rerun resends nothing)."""
-    from labpipe.storage import OUTPUT_MARKER, is_s3
+    """What the files of a local model hold (models/identity.py: names and contents), never where or when they
+    were written: the same model rebuilt or copied elsewhere keeps its cache entries (a rerun resends nothing)."""
+    from labpipe.models.identity import model_digest, model_files
+    from labpipe.storage import is_s3
 
     if is_s3(target):
         return target.rstrip("/")
     path = Path(target).resolve()
-    files = (
-        sorted((p.name, p.stat().st_size, _file_digest(p)) for p in path.iterdir()
-               if p.is_file() and p.name != OUTPUT_MARKER)
-        if path.is_dir()
-        else []
-    )
-    digest = hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]
-    return f"{path.name}@{digest}"
+    digest = model_digest(path) if path.is_dir() and model_files(path) else hashlib.sha256(b"[]").hexdigest()
+    return f"{path.name}@{digest[:16]}"
 
 
 def encode_entry(key: str, model: str, result: ChatResult) -> bytes:

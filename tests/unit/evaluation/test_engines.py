@@ -19,8 +19,9 @@ import pytest
 
 from labpipe.errors import UserError
 from labpipe.evaluation import engines
-from labpipe.evaluation.answering import model_digest, model_files, stable_id
+from labpipe.evaluation.answering import stable_id
 from labpipe.evaluation.engines import EngineConfig, check_context, llamacpp_command, vllm_command
+from labpipe.models.identity import model_digest, model_files
 
 
 def _model(tmp_path: Path, **config) -> Path:
