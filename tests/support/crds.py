@@ -23,24 +23,10 @@ import yaml
 
 
 @cache
-def _crds(crd_dir: str) -> dict[tuple[str, str], dict[str, Any]]:
-    """(apiVersion, kind) -> openAPIV3Schema, for every CRD file in `crd_dir` (a folder or one file)."""
-    schemas = {}
-    folder = Path(crd_dir)
-    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else [folder]:
-        for doc in yaml.safe_load_all(path.read_text()):
-            if not doc or doc.get("kind") != "CustomResourceDefinition":
-                continue
-            group, kind = doc["spec"]["group"], doc["spec"]["names"]["kind"]
-            for version in doc["spec"]["versions"]:
-                schemas[(f"{group}/{version['name']}", kind)] = version["schema"]["openAPIV3Schema"]
-    return schemas
-
-
-@cache
-def _plurals(crd_dir: str) -> dict[tuple[str, str], tuple[str, str, bool]]:
-    """(group/version, plural) -> (kind, scope, served) for every CRD file in `crd_dir`."""
-    out = {}
+def _versions(crd_dir: str) -> tuple[dict[str, Any], ...]:
+    """Every CRD version in `crd_dir` (a folder or one file), read once: group/version, kind, plural, scope,
+    served, openAPIV3Schema."""
+    out = []
     folder = Path(crd_dir)
     for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else [folder]:
         for doc in yaml.safe_load_all(path.read_text()):
@@ -48,9 +34,23 @@ def _plurals(crd_dir: str) -> dict[tuple[str, str], tuple[str, str, bool]]:
                 continue
             spec = doc["spec"]
             for version in spec["versions"]:
-                out[(f"{spec['group']}/{version['name']}", spec["names"]["plural"])] = (
-                    spec["names"]["kind"], spec["scope"], bool(version.get("served", True)))
-    return out
+                out.append({"group_version": f"{spec['group']}/{version['name']}", "kind": spec["names"]["kind"],
+                            "plural": spec["names"]["plural"], "scope": spec["scope"],
+                            "served": bool(version.get("served", True)),
+                            "schema": version["schema"]["openAPIV3Schema"]})  # fmt: skip
+    return tuple(out)
+
+
+@cache
+def _crds(crd_dir: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> openAPIV3Schema, for every CRD file in `crd_dir` (a folder or one file)."""
+    return {(v["group_version"], v["kind"]): v["schema"] for v in _versions(crd_dir)}
+
+
+@cache
+def _plurals(crd_dir: str) -> dict[tuple[str, str], tuple[str, str, bool]]:
+    """(group/version, plural) -> (kind, scope, served) for every CRD file in `crd_dir`."""
+    return {(v["group_version"], v["plural"]): (v["kind"], v["scope"], v["served"]) for v in _versions(crd_dir)}
 
 
 def resource(crd_dirs, group_version: str, plural: str) -> tuple[str, dict[str, Any]] | None:
