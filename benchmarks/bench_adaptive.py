@@ -1,4 +1,4 @@
-"""Adaptive concurrency (src/labpipe/generation/limit.py) vs fixed limits, side by side on one server.
+"""Adaptive concurrency (src/labpipe/llm/limit.py) vs fixed limits, side by side on one server.
 
 Three scenarios, each run in a bounded time (`--requests`, `--timeout`):
 
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from labpipe.generation.client import ChatRequest, ModelSpec, make_client
+from labpipe.llm.client import ChatRequest, ModelSpec, make_client
 
 
 def free_port() -> int:
@@ -161,7 +161,7 @@ def llamacpp(args, work: Path) -> dict:
 
     gguf = export_gguf(build_tiny_model(work / "tiny"), work / "tiny.gguf")
     port = free_port()
-    cmd = [sys.executable, "-m", "labpipe.testing.llamacpp_server", "--model", str(gguf), "--port", str(port)]
+    cmd = [sys.executable, "-m", "labpipe.models.llamacpp_server", "--model", str(gguf), "--port", str(port)]
     cmd += ["--ctx", "2048", "--parallel", "4", "--alias", "tiny"]
     proc = start(cmd, port)
     try:
@@ -171,7 +171,7 @@ def llamacpp(args, work: Path) -> dict:
 
 
 def fake(args, work: Path) -> dict:
-    from labpipe.testing.fake_openai import FakeOpenAIServer
+    from tests.support.fake_openai import FakeOpenAIServer
 
     with FakeOpenAIServer(latency_s=0.2, slots=64) as server:
         return sweep(server.base_url, server.model, args, [16, 32, 64, 128], 128)

@@ -21,8 +21,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from labpipe.generation.client import ChatRequest, ModelSpec, make_client
-from labpipe.testing.fake_openai import FakeOpenAIServer
+from labpipe.llm.client import ChatRequest, ModelSpec, make_client
+from tests.support.fake_openai import FakeOpenAIServer
 
 RATING = {
     "type": "object",
@@ -53,7 +53,7 @@ def teacher(latency: float, in_process: bool):
             yield server.base_url
         return
     proc = subprocess.Popen(
-        [sys.executable, "-m", "labpipe.testing.fake_openai", "--latency", str(latency)],
+        [sys.executable, "-m", "tests.support.fake_openai", "--latency", str(latency)],
         stdout=subprocess.PIPE,
         text=True,
     )

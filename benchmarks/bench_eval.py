@@ -22,9 +22,9 @@ from labpipe.evaluation.fastchat_io import Answer, attach_references
 from labpipe.evaluation.judge import judge_answers
 from labpipe.evaluation.prompts import load_judge_prompts
 from labpipe.evaluation.questions import load_questions
-from labpipe.generation.client import ModelSpec, make_client
+from labpipe.llm.client import ModelSpec, make_client
 from labpipe.models.tiny import build_tiny_model
-from labpipe.testing.fake_openai import FakeOpenAIServer
+from tests.support.fake_openai import FakeOpenAIServer
 
 
 def timed(fn):

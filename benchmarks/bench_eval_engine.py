@@ -22,7 +22,7 @@ from pathlib import Path
 from labpipe.evaluation.answers import generate_answers
 from labpipe.evaluation.engines import EngineConfig, serve_model
 from labpipe.evaluation.questions import load_questions
-from labpipe.generation.client import make_client
+from labpipe.llm.client import make_client
 from labpipe.models.tiny import build_tiny_model
 
 

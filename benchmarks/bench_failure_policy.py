@@ -1,6 +1,6 @@
 """The failure policy under issue 19's fault scenario, before and after, side by side on the same seeds.
 
-The teacher is the fake OpenAI-compatible server (labpipe.testing.fake_openai), because the point is
+The teacher is the fake OpenAI-compatible server (tests.support.fake_openai), because the point is
 labpipe's behaviour under faults: on every attempt, 20% transport faults (429, 500, 503, dropped
 connections, 5% each) and 10% malformed replies (schema violations and prose, 5% each), seeded. The run:
 the test seed records as 9 leaves each (~265 teacher requests, gate off), 8 in flight.
@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 from labpipe.errors import UserError
-from labpipe.generation.client import DEFAULT_MAX_FAILED_SHARE, ModelSpec
-from labpipe.generation.openai_client import OpenAIChatClient
 from labpipe.generation.stage import MANIFEST, GenerationConfig, run_generation
-from labpipe.testing.fake_openai import FakeOpenAIServer, FaultPlan
+from labpipe.llm.client import DEFAULT_MAX_FAILED_SHARE, ModelSpec
+from labpipe.llm.openai_client import OpenAIChatClient
+from tests.support.fake_openai import FakeOpenAIServer, FaultPlan
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO / "tests" / "unit" / "critique" / "data" / "seeds.jsonl"

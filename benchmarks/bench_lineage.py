@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from labpipe import lineage, tracking
+from labpipe.runs import lineage, tracking
 
 
 def _make_set(folder: Path, mb: int) -> Path:

@@ -28,7 +28,7 @@ from labpipe.models.tiny import build_tiny_model  # noqa: E402
 from labpipe.preflight import check  # noqa: E402
 from labpipe.taxonomy import gitrepo  # noqa: E402
 from labpipe.taxonomy.sample import prepare_sample_taxonomy  # noqa: E402
-from labpipe.testing.fake_openai import FakeOpenAIServer  # noqa: E402
+from tests.support.fake_openai import FakeOpenAIServer  # noqa: E402
 from tests.support.servers import S3_ENV, s3_server  # noqa: E402
 
 BUDGET_S = 60.0

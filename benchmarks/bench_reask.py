@@ -27,9 +27,9 @@ from pathlib import Path
 
 import httpx
 
-from labpipe.generation.client import ModelSpec
-from labpipe.generation.openai_client import OpenAIChatClient
 from labpipe.generation.stage import GenerationConfig, run_generation
+from labpipe.llm.client import ModelSpec
+from labpipe.llm.openai_client import OpenAIChatClient
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,7 +49,7 @@ def free_port() -> int:
 
 def start_server(gguf: Path, ctx: int, parallel: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    cmd = [sys.executable, "-m", "labpipe.testing.llamacpp_server", "--model", str(gguf), "--port", str(port)]
+    cmd = [sys.executable, "-m", "labpipe.models.llamacpp_server", "--model", str(gguf), "--port", str(port)]
     cmd += ["--ctx", str(ctx), "--parallel", str(parallel), "--alias", "tiny"]  # the name requests send
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(300):

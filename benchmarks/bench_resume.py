@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from labpipe.testing.fake_openai import FakeOpenAIServer
+from tests.support.fake_openai import FakeOpenAIServer
 
 SEEDS = Path(__file__).resolve().parents[1] / "tests" / "unit" / "critique" / "data" / "seeds.jsonl"
 

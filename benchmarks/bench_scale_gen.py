@@ -38,7 +38,7 @@ SEEDS = ROOT / "tests" / "unit" / "critique" / "data" / "seeds.jsonl"
 def replica(*args: str):
     """A fake teacher in a process of its own; yields its base URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "labpipe.testing.fake_openai", *args], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "tests.support.fake_openai", *args], stdout=subprocess.PIPE, text=True
     )
     try:
         yield proc.stdout.readline().strip()
@@ -48,7 +48,7 @@ def replica(*args: str):
 
 
 def bench_endpoints(args) -> dict:
-    from labpipe.generation.client import ChatRequest, ModelSpec, make_client
+    from labpipe.llm.client import ChatRequest, ModelSpec, make_client
 
     requests = [
         ChatRequest([{"role": "user", "content": f"Write question {i}."}], f"q{i}")
@@ -88,7 +88,7 @@ def _seeds(path: Path, leaves: int) -> None:
 
 def bench_stream(args) -> dict:
     from labpipe.generation.stage import GenerationConfig, run_generation
-    from labpipe.testing.fake_openai import FakeOpenAIServer, lognormal_latency
+    from tests.support.fake_openai import FakeOpenAIServer, lognormal_latency
 
     median, p99 = 0.5 * args.latency_scale, 5.0 * args.latency_scale
     latency = lognormal_latency(median, p99)

@@ -33,7 +33,7 @@ from labpipe.taxonomy.stage import (
     run_seed_extraction,
     run_taxonomy_diff,
 )
-from labpipe.testing.fake_openai import FakeOpenAIServer
+from tests.support.fake_openai import FakeOpenAIServer
 
 SKILLS = (
     "compositional_skills/writing/freeform/haiku",

@@ -83,7 +83,7 @@ def pipeline_stages() -> list:
     """The tasks of the compiled DAG in dependency order (condition groups flattened), for the stage view."""
     from labpipe.pipelines.lab_pipeline import lab_pipeline
 
-    from labpipe.runview import StageInfo
+    from labpipe.runs.runview import StageInfo
 
     spec = lab_pipeline.pipeline_spec
     found: dict[str, tuple[StageInfo, set[str]]] = {}
@@ -126,7 +126,7 @@ def pipeline_stages() -> list:
 def run_local(arguments: dict[str, Any], pipeline_root: Path, view=None) -> tuple[str, list[ProducedArtifact]]:
     """Run the whole DAG with kfp.local in subprocesses of this environment; returns (job dir, artifacts).
 
-    With a `view` (labpipe.runview.RunView), everything kfp.local and the tasks print goes to the view
+    With a `view` (labpipe.runs.runview.RunView), everything kfp.local and the tasks print goes to the view
     (stage lines, per-task log files) instead of the terminal, and the tasks emit progress events.
     """
     import contextlib
@@ -152,7 +152,7 @@ def run_local(arguments: dict[str, Any], pipeline_root: Path, view=None) -> tupl
         stack.callback(shutil.rmtree, scratch, True)
         stack.enter_context(_environ(TMPDIR=str(scratch)))
         if view is not None:
-            from labpipe.runview import task_outputs
+            from labpipe.runs.runview import task_outputs
 
             view.task_outputs = lambda task: task_outputs(job_dir(), task)
             stack.enter_context(_environ(LABPIPE_PROGRESS="1", PYTHONUNBUFFERED="1"))

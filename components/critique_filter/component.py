@@ -70,7 +70,7 @@ def critique_filter(
         {k: v for k, v in meta.items() if k.startswith("skills") or k == "knowledge_replay"}
     )
     report.metadata.update(meta)
-    from labpipe.lineage import record
+    from labpipe.runs.lineage import record
 
     record(
         "critique_filter",

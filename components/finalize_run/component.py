@@ -12,7 +12,7 @@ def finalize_run(run_id: str, tracking_uri: str, status: dsl.PipelineTaskFinalSt
     is filled in by KFP. An empty tracking_uri falls back to MLFLOW_TRACKING_URI (the labpipe-mlflow secret).
     Returns the MLflow status it set ("" when tracking is off).
     """
-    from labpipe.tracking import finalize_from_kfp_status
+    from labpipe.runs.tracking import finalize_from_kfp_status
 
     closed = finalize_from_kfp_status(
         run_id,

@@ -8,8 +8,8 @@ from labpipe.components.images import image_for
 @dsl.component(base_image=image_for("taxonomy"))
 def nothing_to_do(diff: Input[Dataset], run_id: str, tracking_uri: str, report: Output[Markdown]):
     """A short report: which production version and which taxonomy commit made training unnecessary."""
-    from labpipe.lineage import record
-    from labpipe.production import nothing_to_do_report
+    from labpipe.registry.production import nothing_to_do_report
+    from labpipe.runs.lineage import record
 
     meta = nothing_to_do_report(diff.path, report.path)
     report.metadata.update(meta)

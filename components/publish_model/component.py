@@ -27,8 +27,8 @@ def publish_model(
 
     clean_user_errors()  # a UserError prints its problems, no traceback
     from labpipe.evaluation.candidate import published_model_dir
-    from labpipe.evaluation.publish import publish_model as publish
-    from labpipe.lineage import record
+    from labpipe.registry.publish import publish_model as publish
+    from labpipe.runs.lineage import record
     from labpipe.storage import join
 
     approved = published_model_dir(candidate.path, decision.path)  # the checkpoint the gate approved

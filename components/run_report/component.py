@@ -11,6 +11,6 @@ def run_report(run_id: str, tracking_uri: str, report: Output[HTML]):
     from labpipe.errors import clean_user_errors
 
     clean_user_errors()  # a UserError prints its problems, no traceback
-    from labpipe.report import write_pipeline_report
+    from labpipe.runs.report import write_pipeline_report
 
     report.metadata.update(write_pipeline_report(report.path, pipeline_run_id=run_id, tracking_uri=tracking_uri))

@@ -38,7 +38,7 @@ def seed_extraction(
         )
     )
     seeds.metadata.update(meta)
-    from labpipe.lineage import record
+    from labpipe.runs.lineage import record
 
     record(
         "seed_extraction",

@@ -39,7 +39,7 @@ def sft(
     from labpipe.errors import clean_user_errors
 
     clean_user_errors()  # a UserError prints its problems, no traceback
-    from labpipe.lineage import record
+    from labpipe.runs.lineage import record
     from labpipe.training.task import SftTaskConfig, run_sft_task
 
     meta = run_sft_task(SftTaskConfig(

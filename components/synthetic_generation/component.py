@@ -64,7 +64,7 @@ def synthetic_generation(
         )
     )
     generated.metadata.update(meta)
-    from labpipe.lineage import record
+    from labpipe.runs.lineage import record
 
     record(
         "synthetic_generation",

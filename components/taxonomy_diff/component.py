@@ -36,7 +36,7 @@ def taxonomy_diff(
     from labpipe.errors import clean_user_errors
 
     clean_user_errors()  # a UserError prints its problems, no traceback
-    from labpipe.production import ModelInputs
+    from labpipe.registry.production import ModelInputs
     from labpipe.taxonomy.stage import TaxonomyDiffConfig, run_taxonomy_diff
 
     inputs = ModelInputs(base_model=base_model, teacher=teacher, teacher_model=teacher_model, judge=judge,
@@ -49,7 +49,7 @@ def taxonomy_diff(
                            force=force, inputs=inputs)
     )
     diff.metadata.update(meta)
-    from labpipe.lineage import record
+    from labpipe.runs.lineage import record
 
     record(
         "taxonomy_diff",

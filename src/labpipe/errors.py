@@ -62,7 +62,7 @@ def clean_user_errors() -> None:
             return previous(exc_type, exc, tb)
         for problem in exc.problems:
             print(str(problem), file=sys.stderr)
-        from labpipe.progress import enabled
+        from labpipe.runs.progress import enabled
 
         if enabled():
             print(PROBLEMS_PREFIX + json.dumps([asdict(p) for p in exc.problems]), file=sys.stderr)

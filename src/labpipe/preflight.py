@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labpipe import production as prod
 from labpipe.errors import Problem, UserError
-from labpipe.tracking_check import bounded_requests
+from labpipe.registry import production as prod
+from labpipe.runs.tracking_check import bounded_requests
 
 DEFAULT_TIMEOUT_S = 10.0
 MT_BENCH_ENV = "LABPIPE_MT_BENCH_DATA"
@@ -271,9 +271,9 @@ def check_taxonomy(params: dict[str, Any], report: Report, timeout: float, produ
 def check_endpoint(role: str, params: dict[str, Any], report: Report, timeout: float) -> None:
     """Every replica (`http://a/v1,http://b/v1`) answers GET /v1/models to the client's own probe, lists the
     named model, and accepts the key (from the role's secret)."""
-    from labpipe.generation.client import ModelSpec
-    from labpipe.generation.endpoints import split_endpoints
-    from labpipe.generation.openai_client import OpenAIChatClient
+    from labpipe.llm.client import ModelSpec
+    from labpipe.llm.endpoints import split_endpoints
+    from labpipe.llm.openai_client import OpenAIChatClient
 
     prefix = role.upper()
     target = str(params.get(role) or os.environ.get(f"{prefix}_ENDPOINT", ""))

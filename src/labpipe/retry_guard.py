@@ -141,7 +141,7 @@ class _Marker:
     def _parent(self):
         from mlflow.tracking import MlflowClient
 
-        from labpipe import tracking
+        from labpipe.runs import tracking
 
         client = MlflowClient(tracking_uri=self.tracking_uri)
         experiment = tracking._experiment_id(client, tracking.DEFAULT_EXPERIMENT)

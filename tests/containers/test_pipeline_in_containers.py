@@ -82,7 +82,7 @@ def test_artifacts_and_lineage(container_run):
     from labpipe.pipelines.runner import collect_artifacts
     from mlflow.tracking import MlflowClient
 
-    from labpipe import lineage, tracking
+    from labpipe.runs import lineage, tracking
 
     workdir, job_dir, _ = container_run
     arts = {(a.task, a.name): a for a in collect_artifacts(job_dir)}

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from labpipe.cli import main
-from labpipe.testing.fake_openai import FakeOpenAIServer, FaultPlan, Reply, default_responder
+from tests.support.fake_openai import FakeOpenAIServer, FaultPlan, Reply, default_responder
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(1500)]
 

@@ -8,8 +8,8 @@ import json
 import pytest
 from mlflow.tracking import MlflowClient
 
-from labpipe import lineage, tracking
 from labpipe.cli import main
+from labpipe.runs import lineage, tracking
 
 pytestmark = pytest.mark.slow
 

@@ -115,7 +115,7 @@ def _checkpoint_written(work: Path) -> bool:
 def _pipeline_run(workdir: Path):
     from mlflow.tracking import MlflowClient
 
-    from labpipe import tracking
+    from labpipe.runs import tracking
 
     client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
     exp = client.get_experiment_by_name(tracking.DEFAULT_EXPERIMENT)
@@ -124,7 +124,7 @@ def _pipeline_run(workdir: Path):
 
 
 def _task_metadata(workdir: Path, task: str, artifact: str) -> dict:
-    from labpipe.runview import task_outputs
+    from labpipe.runs.runview import task_outputs
 
     [job] = (workdir / "kfp").iterdir()
     return task_outputs(job, task)[artifact]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from labpipe import tracking
+from labpipe.runs import tracking
 
 pytestmark = pytest.mark.slow
 

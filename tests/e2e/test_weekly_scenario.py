@@ -71,7 +71,7 @@ def scenario(tmp_path_factory, shared_data):
     from labpipe import storage
     from labpipe.models.tiny import build_tiny_model
     from labpipe.taxonomy.sample import prepare_sample_taxonomy
-    from labpipe.testing.fake_openai import FakeOpenAIServer
+    from tests.support.fake_openai import FakeOpenAIServer
 
     root = tmp_path_factory.mktemp("weekly")
     (root / "mlflow-srv").mkdir()
@@ -189,7 +189,7 @@ def test_weekly_runs(scenario, capsys):
     # ... and the teacher was paid only for the edited leaf: every request carries its marker
     requests = third["teacher_requests"]
     assert requests
-    from labpipe.generation.openai_client import PROBE_PROMPT
+    from labpipe.llm.openai_client import PROBE_PROMPT
 
     # the structured-output probe (one tiny request per stage) belongs to no leaf
     leaf_requests = [r for r in requests if PROBE_PROMPT not in json.dumps(r)]

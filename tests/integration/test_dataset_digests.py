@@ -6,7 +6,8 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from labpipe import storage, tracking
+from labpipe import storage
+from labpipe.runs import tracking
 
 
 def test_file_and_directory_digests(tmp_path):

@@ -21,8 +21,8 @@ import uuid
 import pytest
 from mlflow.tracking import MlflowClient
 
-from labpipe import lineage, tracking
-from labpipe.evaluation.publish import publish_model
+from labpipe.registry.publish import publish_model
+from labpipe.runs import lineage, tracking
 
 pytestmark = [pytest.mark.integration]
 

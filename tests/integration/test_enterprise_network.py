@@ -1,6 +1,6 @@
 """Enterprise networks: one private CA (LABPIPE_CA_BUNDLE) and HTTPS_PROXY reach every client labpipe uses.
 
-Every service is real and served over HTTPS with a certificate from a throwaway private CA (labpipe.testing.tls):
+Every service is real and served over HTTPS with a certificate from a throwaway private CA (tests.support.tls):
 the fake OpenAI teacher (TLS built in), and behind a TLS terminator (tests/support/netproxy.py) a moto S3
 endpoint, a real `mlflow server`, a git repository over HTTP and the recording KFP API server. Each client runs
 in a subprocess with only the variables a user would set, all traffic going through a forward proxy on
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from labpipe.testing.fake_openai import FakeOpenAIServer
-from labpipe.testing.tls import make_test_ca
 from tests.support import servers
 from tests.support.fake_kfp import FakeKFPServer
+from tests.support.fake_openai import FakeOpenAIServer
 from tests.support.netproxy import forward_proxy, tls_terminator
+from tests.support.tls import make_test_ca
 
 pytestmark = pytest.mark.integration
 CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "AWS_CA_BUNDLE", "GIT_SSL_CAINFO", "CURL_CA_BUNDLE",
@@ -66,7 +66,7 @@ def test_teacher_endpoint_through_proxy_with_private_ca(tmp_path, ca, proxy):
     with FakeOpenAIServer(ssl_context=ca.server_context()) as teacher:
         url = teacher.base_url.replace("127.0.0.1", "localhost")
         code = (
-            "from labpipe.generation.client import ChatRequest, ModelSpec, make_client\n"
+            "from labpipe.llm.client import ChatRequest, ModelSpec, make_client\n"
             f"c = make_client(ModelSpec({url!r}, model='fake-teacher', max_retries=0))\n"
             "[r] = c.complete([ChatRequest([{'role': 'user', 'content': 'hi'}], request_id='r1')])\n"
             "print('ok' if r.ok else r.error)\n"
@@ -146,7 +146,7 @@ def test_git_clone_through_proxy_with_private_ca(tmp_path, ca, proxy):
 
 def test_mlflow_through_proxy_with_private_ca(tmp_path, ca, proxy):
     with servers.mlflow_server(tmp_path) as plain, tls_terminator(int(plain.rsplit(":", 1)[1]), ca) as https:
-        code = ("import labpipe.tracking\n"  # any labpipe process: the package configures the trust store
+        code = ("import labpipe.runs.tracking\n"  # any labpipe process: the package configures the trust store
                 "import mlflow\n"
                 f"mlflow.set_tracking_uri({https!r})\n"
                 "mlflow.set_experiment('corp')\n"

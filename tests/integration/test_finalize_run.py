@@ -8,12 +8,12 @@ from kfp import dsl, local
 from labpipe.components.finalize_run.component import finalize_run
 from mlflow.tracking import MlflowClient
 
-from labpipe import tracking
+from labpipe.runs import tracking
 
 
 @dsl.component(base_image="python:3.11")
 def stage_ok(run_id: str, tracking_uri: str) -> str:
-    from labpipe.tracking import stage_run
+    from labpipe.runs.tracking import stage_run
 
     with stage_run("taxonomy_diff", pipeline_run_id=run_id, tracking_uri=tracking_uri) as run:
         run.log_metrics({"leaves": 2})
@@ -22,7 +22,7 @@ def stage_ok(run_id: str, tracking_uri: str) -> str:
 
 @dsl.component(base_image="python:3.11")
 def stage_fails(run_id: str, tracking_uri: str, after: str):
-    from labpipe.tracking import stage_run
+    from labpipe.runs.tracking import stage_run
 
     with stage_run("critique_filter", pipeline_run_id=run_id, tracking_uri=tracking_uri):
         raise RuntimeError("the judge answered 503 three times")

@@ -11,9 +11,10 @@ import uuid
 import pytest
 from mlflow.tracking import MlflowClient
 
-from labpipe import lineage, storage, tracking
+from labpipe import storage
 from labpipe.cli import main
-from labpipe.evaluation.publish import publish_model
+from labpipe.registry.publish import publish_model
+from labpipe.runs import lineage, tracking
 from tests.support.fake_model_registry import FakeModelRegistry
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from labpipe.errors import UserError
-from labpipe.evaluation.model_registry import register_version
+from labpipe.registry.model_registry import register_version
 from tests.support.fake_model_registry import FakeModelRegistry
 
 

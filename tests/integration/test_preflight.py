@@ -16,7 +16,7 @@ from labpipe.errors import UserError
 from labpipe.preflight import PreflightConfig, check, run_preflight
 from labpipe.taxonomy import gitrepo
 from labpipe.taxonomy.sample import prepare_sample_taxonomy
-from labpipe.testing.fake_openai import FakeOpenAIServer
+from tests.support.fake_openai import FakeOpenAIServer
 
 pytestmark = [pytest.mark.integration]
 

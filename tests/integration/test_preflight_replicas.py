@@ -10,7 +10,7 @@ import socket
 import pytest
 
 from labpipe.preflight import Report, check_endpoint
-from labpipe.testing.fake_openai import FakeOpenAIServer
+from tests.support.fake_openai import FakeOpenAIServer
 
 pytestmark = [pytest.mark.integration]
 

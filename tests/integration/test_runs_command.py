@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from labpipe import lineage, tracking
 from labpipe.cli import main
+from labpipe.runs import lineage, tracking
 from tests.support.fake_kfp import FakeKFPServer
 
 COMMIT = "abcdef0123456789abcdef0123456789abcdef01"

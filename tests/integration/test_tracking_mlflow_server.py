@@ -1,4 +1,4 @@
-"""labpipe.tracking against a real `mlflow server` process (SQLite store, artifacts proxied to S3)."""
+"""labpipe.runs.tracking against a real `mlflow server` process (SQLite store, artifacts proxied to S3)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import boto3
 import pytest
 from mlflow.tracking import MlflowClient
 
-from labpipe import tracking
+from labpipe.runs import tracking
 
 
 def test_pipeline_run_with_nested_stage_runs(mlflow_server_url, s3_endpoint, tmp_path, monkeypatch):

@@ -1,11 +1,11 @@
 """A task that Data Science Pipelines gave an MLflow run (MLFLOW_RUN_ID, MLFLOW_EXPERIMENT_ID: injected by the
 driver with DSPA spec.mlflow.injectUserEnvVars, opendatahub-io/data-science-pipelines master,
 backend/src/v2/common/plugins/mlflow/handler.go) hands it to the training job it submits, so the job's pods
-log the SFT stage into that run (labpipe.tracking.stage_run) and not into a tree of their own."""
+log the SFT stage into that run (labpipe.runs.tracking.stage_run) and not into a tree of their own."""
 
 from __future__ import annotations
 
-from labpipe import tracking
+from labpipe.runs import tracking
 from labpipe.training import jobs
 
 

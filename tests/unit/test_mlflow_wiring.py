@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import yaml
 
-from labpipe import lineage
 from labpipe.paths import pipelines_dir
+from labpipe.runs import lineage
 
 
 def _docs() -> tuple[dict, dict]:

@@ -80,7 +80,7 @@ def test_taxonomy_validate_of_a_folder_without_a_taxonomy_fails(tmp_path, capsys
 
 
 def test_cache_none_means_off(tmp_path, monkeypatch):
-    from labpipe.generation.cache import open_cache
+    from labpipe.llm.cache import open_cache
 
     monkeypatch.chdir(tmp_path)
     assert open_cache("none") is None and open_cache("off") is None
@@ -88,7 +88,7 @@ def test_cache_none_means_off(tmp_path, monkeypatch):
 
 
 def test_a_nothing_to_do_summary_says_nothing_to_do(tmp_path):
-    from labpipe.runview import RunView, StageInfo, summary_lines
+    from labpipe.runs.runview import RunView, StageInfo, summary_lines
 
     tasks = {"publish-model": "skipped", "nothing-to-do": "done", "run-report": "skipped"}
     view = RunView([StageInfo(t, t, t) for t in tasks], tmp_path / "logs", sys.stdout, live=False)
@@ -103,7 +103,7 @@ def test_a_nothing_to_do_summary_says_nothing_to_do(tmp_path):
 def test_the_generation_figure_is_the_final_count_of_every_shard(tmp_path):
     """Item 9: a task inside the ParallelFor lives in kfp.local's for-loop-N-iteration-I folder; the figure was
     the last progress event ("43/67 requests") instead of its outputs."""
-    from labpipe.runview import final_figure, task_outputs
+    from labpipe.runs.runview import final_figure, task_outputs
 
     for i, (records, sent, cached) in enumerate(((30, 40, 0), (20, 0, 27))):
         task = tmp_path / f"for-loop-3-iteration-{i}" / "synthetic-generation"
@@ -192,7 +192,7 @@ def test_the_checkpoint_key_is_the_inputs_not_the_run_or_a_file_time(tmp_path, t
 def test_a_task_running_at_ctrl_c_is_shown_interrupted_not_failed(tmp_path):
     import io
 
-    from labpipe.runview import RunView, StageInfo
+    from labpipe.runs.runview import RunView, StageInfo
 
     out = io.StringIO()
     view = RunView([StageInfo("sft", "5 knowledge SFT", "sft")], tmp_path / "logs", out, live=False)

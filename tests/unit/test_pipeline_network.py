@@ -59,7 +59,7 @@ def test_private_ca_is_added_to_the_public_roots(monkeypatch, tmp_path):
     import certifi
 
     from labpipe import net
-    from labpipe.testing.tls import make_test_ca
+    from tests.support.tls import make_test_ca
 
     ca = make_test_ca(tmp_path / "ca")
     monkeypatch.setenv("LABPIPE_CA_BUNDLE", str(ca.ca_bundle))
@@ -94,7 +94,7 @@ def test_the_platform_ca_bundle_is_added_next_to_the_labpipe_ca(monkeypatch, tmp
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
     from labpipe import net
-    from labpipe.testing.tls import make_test_ca
+    from tests.support.tls import make_test_ca
 
     ours, platform = make_test_ca(tmp_path / "ours"), make_test_ca(tmp_path / "platform")
     absent = f"{net.CLUSTER_TRUSTED_CA_DIR}/odh-ca-bundle.crt"  # optional: not mounted here

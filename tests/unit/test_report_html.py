@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from labpipe.lineage import Lineage
-from labpipe.report import RunData
-from labpipe.report.html import render_html
+from labpipe.runs.lineage import Lineage
+from labpipe.runs.report import RunData
+from labpipe.runs.report.html import render_html
 
 
 def _data() -> RunData:
@@ -56,7 +56,7 @@ def test_missing_sections_say_so():
 def test_failures_are_on_the_page_once_each():
     """A tolerated share of failed requests is shown with its reasons; a failed stage's problems once, though
     its retried attempts (each its own FAILED stage run) recorded the same error."""
-    from labpipe.report import StageRecord
+    from labpipe.runs.report import StageRecord
 
     data = RunData("job-3", "abc", "FAILED", "sqlite:///x.db")
     tolerated = {"failed": 1, "total": 220, "allowed_share": 0.01, "tolerated": 1,

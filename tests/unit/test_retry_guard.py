@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from labpipe.errors import Problem, UserError
-from labpipe.generation.client import ClientStats, check_failures
+from labpipe.llm.client import ClientStats, check_failures
 from labpipe.retry_guard import TASK_RETRIES, guard
 
 PROBLEM = Problem(

@@ -9,8 +9,8 @@ import sys
 import textwrap
 
 from labpipe.errors import PROBLEMS_PREFIX, Problem
-from labpipe.progress import PREFIX
-from labpipe.runview import RunView, StageInfo
+from labpipe.runs.progress import PREFIX
+from labpipe.runs.runview import RunView, StageInfo
 
 CYAN, RESET, GREEN, RED = "\x1b[96m", "\x1b[0m", "\x1b[92m", "\x1b[91m"
 STAGES = [StageInfo("taxonomy-diff", "1 taxonomy diff", "taxonomy-diff"),
@@ -154,7 +154,7 @@ def test_verbose_streams_raw_output_as_well(tmp_path):
 
 
 def test_tolerated_failures_in_the_key_figure_and_the_summary(tmp_path):
-    from labpipe.runview import final_figure
+    from labpipe.runs.runview import final_figure
 
     meta = {"records": 406, "requests_sent": 219, "requests_cached": 0, "requests_failed": 1,
             "failure_kinds": {"http": 1}, "max_failed_share": 0.01}  # fmt: skip

@@ -290,7 +290,7 @@ def gate_command(args: argparse.Namespace) -> int:
 
 
 def publish_command(args: argparse.Namespace) -> int:
-    from labpipe.evaluation.publish import publish_model
+    from labpipe.registry.publish import publish_model
 
     version = publish_model(
         args.model, args.decision, args.name, run_id=args.run_id, tracking_uri=args.tracking_uri

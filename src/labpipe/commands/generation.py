@@ -128,7 +128,7 @@ def client_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _dialect_options(p: argparse.ArgumentParser, role: str) -> None:
-    """How the endpoint's dialect is handled (see labpipe.generation.openai_client), and when to fail."""
+    """How the endpoint's dialect is handled (see labpipe.llm.openai_client), and when to fail."""
     p.add_argument(
         "--response-format",
         default="auto",
@@ -142,7 +142,7 @@ def _dialect_options(p: argparse.ArgumentParser, role: str) -> None:
         default=0,
         help=f"the {role}'s context window in tokens (default: what GET /v1/models reports); caps max_tokens",
     )
-    from labpipe.generation.client import DEFAULT_MAX_FAILED_SHARE
+    from labpipe.llm.client import DEFAULT_MAX_FAILED_SHARE
 
     p.add_argument(
         "--revision",

@@ -208,7 +208,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
 
-    from labpipe import tracking
+    from labpipe.runs import tracking
 
     parse_params(args.param)  # a mistyped value: one line, before any folder or model is made
     workdir = Path(args.workdir or Path("runs") / time.strftime("%Y%m%d-%H%M%S")).absolute()
@@ -245,7 +245,7 @@ def _run(args: argparse.Namespace, arguments: dict[str, Any], workdir: Path, tra
     import sys
 
     from labpipe.pipelines import runner
-    from labpipe.runview import RunView
+    from labpipe.runs.runview import RunView
 
     print(f"labpipe run: workdir {workdir}\n  MLflow: {tracking_uri}", flush=True)
     started = time.time()
@@ -267,7 +267,7 @@ def _run(args: argparse.Namespace, arguments: dict[str, Any], workdir: Path, tra
         print(f"interrupted. {_what_resumes(arguments)}", file=sys.stderr)
         return 130
     pipeline_run_id = _finish_tracking(tracking_uri, started, "SUCCEEDED", view, report)
-    from labpipe.runview import summary_lines
+    from labpipe.runs.runview import summary_lines
 
     print("\n".join(summary_lines(view, artifacts, job_dir=workdir / "kfp" / job, seconds=time.time() - started,
                                   report=report if pipeline_run_id else None, pipeline_run_id=pipeline_run_id,
@@ -292,8 +292,8 @@ def _what_resumes(arguments: dict[str, Any]) -> str:
 
 def _finish_tracking(tracking_uri: str, started: float, status: str, view, report: Path) -> str:
     """Close the MLflow pipeline run, record the tasks' times on it, write the report; the run id or ""."""
-    from labpipe import tracking
-    from labpipe.report import write_report
+    from labpipe.runs import tracking
+    from labpipe.runs.report import write_report
 
     pipeline_run_id = _latest_pipeline_run(tracking_uri, started)
     if not pipeline_run_id:
@@ -339,7 +339,7 @@ def validate_taxonomy_first(arguments: dict[str, Any]) -> None:
 def _latest_pipeline_run(tracking_uri: str, since: float) -> str:
     from mlflow.tracking import MlflowClient
 
-    from labpipe import tracking
+    from labpipe.runs import tracking
 
     client = MlflowClient(tracking_uri=tracking_uri)
     exp = client.get_experiment_by_name(tracking.DEFAULT_EXPERIMENT)
@@ -439,14 +439,14 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    from labpipe import lineage
+    from labpipe.runs import lineage
 
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         raise UserError("no MLflow tracking server given", fix="pass --tracking-uri or set MLFLOW_TRACKING_URI")
     if args.target and (args.model or args.run or args.pipeline_run):
         raise UserError("give MODEL|RUN or one of --model/--run/--pipeline-run, not both")
-    from labpipe.tracking_check import require_tracking
+    from labpipe.runs.tracking_check import require_tracking
 
     require_tracking(uri)
     if args.target:
@@ -461,13 +461,13 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 def _refuse_bare_model_name(uri: str, target: str) -> None:
     """`lineage labpipe-model`: a registered model has versions; say which forms name one."""
-    from labpipe import lineage
+    from labpipe.runs import lineage
 
     if lineage.parse_model_ref(target) is not None or lineage.MLFLOW_RUN_ID.fullmatch(target):
         return
     from mlflow.tracking import MlflowClient
 
-    from labpipe.tracking_check import bounded_requests
+    from labpipe.runs.tracking_check import bounded_requests
 
     try:
         with bounded_requests():
@@ -481,8 +481,8 @@ def _refuse_bare_model_name(uri: str, target: str) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from labpipe.report import write_report
-    from labpipe.tracking_check import require_tracking
+    from labpipe.runs.report import write_report
+    from labpipe.runs.tracking_check import require_tracking
 
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:

@@ -45,7 +45,7 @@ def check_before_run(params: dict[str, Any], *, tiny_base_model: bool) -> None:
             preflight.check_model_dir(role, value, report)
     tracking_uri = str(params.get("mlflow_tracking_uri") or "")
     if tracking_uri.startswith(("http://", "https://")):  # not there: seconds here, not minutes in every task
-        from labpipe.tracking_check import require_tracking
+        from labpipe.runs.tracking_check import require_tracking
 
         try:
             require_tracking(tracking_uri)

@@ -23,11 +23,11 @@ def register(sub) -> None:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from labpipe import lineage
+    from labpipe.runs import lineage
 
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
     if uri:
-        from labpipe.tracking_check import require_tracking
+        from labpipe.runs.tracking_check import require_tracking
 
         require_tracking(uri)
     if args.host:
@@ -45,8 +45,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def kfp_runs(host: str, *, namespace: str | None, experiment: str | None, token_env: str, limit: int,
              tracking_uri: str) -> list[dict[str, Any]]:
     """The pipeline server's newest runs; each filled in from MLflow's records of it when a URI is known."""
-    from labpipe import lineage
     from labpipe.pipelines.runner import kfp_client, talking_to
+    from labpipe.runs import lineage
 
     client = kfp_client(host, namespace, token_env)
     with talking_to(host, token_env):

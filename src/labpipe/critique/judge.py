@@ -15,8 +15,8 @@ from labpipe.critique.filters import score_problem
 from labpipe.critique.profiles import Profile
 from labpipe.critique.report import Ledger
 from labpipe.generation.checkpoint import CallStats, Checkpoint, complete
-from labpipe.generation.client import ChatClient
 from labpipe.generation.flow import Flow, parse_reply, plan
+from labpipe.llm.client import ChatClient
 
 
 def run_judges(

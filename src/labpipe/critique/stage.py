@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from labpipe.errors import Problem, UserError
-from labpipe.generation.client import DEFAULT_MAX_FAILED_SHARE
+from labpipe.llm.client import DEFAULT_MAX_FAILED_SHARE
 
 KNOWLEDGE_SET = "knowledge_train.jsonl"
 SKILLS_SET = "skills_train.jsonl"
@@ -122,9 +122,10 @@ def _run_critique(config: CritiqueConfig, client, cache) -> dict[str, Any]:
     from labpipe.critique.mixing import mix
     from labpipe.critique.profiles import load_profile
     from labpipe.critique.report import Ledger, to_markdown, yield_report
-    from labpipe.generation.cache import open_cache
     from labpipe.generation.checkpoint import CallStats, Checkpoint
-    from labpipe.generation.client import (
+    from labpipe.generation.flow import load_flows
+    from labpipe.llm.cache import open_cache
+    from labpipe.llm.client import (
         check_failures,
         client_options,
         failure_summary,
@@ -132,9 +133,8 @@ def _run_critique(config: CritiqueConfig, client, cache) -> dict[str, Any]:
         resolve_model_spec,
         stats_of,
     )
-    from labpipe.generation.flow import load_flows
+    from labpipe.runs.tracking import maybe_stage_run
     from labpipe.storage import atomic_path
-    from labpipe.tracking import maybe_stage_run
 
     started = time.monotonic()
     records, manifest = read_generated(config.generated)

@@ -1,6 +1,6 @@
 """MT-Bench's answers and verdicts, produced once and reused: through a serving engine, via the shared cache.
 
-Keys (entries in the generation cache, labpipe.generation.cache: a local directory or an s3:// prefix, the
+Keys (entries in the generation cache, labpipe.llm.cache: a local directory or an s3:// prefix, the
 same `generation_cache` a cluster already has):
 - an answer: the model's *content* digest (sha256 of its weight, config and tokenizer files; never paths or
   mtimes, so the same base model downloaded by another pod, or a candidate that trained to the same weights,
@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from labpipe.errors import UserError
-from labpipe.generation.client import ChatRequest, ChatResult
+from labpipe.llm.client import ChatRequest, ChatResult
 from labpipe.models.identity import model_digest
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class CachedClient:
         return getattr(self.inner, "spec", None)
 
     def key(self, request: ChatRequest) -> str:
-        from labpipe.generation.cache import cache_key
+        from labpipe.llm.cache import cache_key
 
         return cache_key(replace(request, request_id=stable_id(request.request_id, self.kind)), self.identity)
 
@@ -156,7 +156,7 @@ class _CacheOnly:
     """The client used to see whether every answer is in the cache before a server is started for them."""
 
     def __init__(self):
-        from labpipe.generation.client import ClientStats
+        from labpipe.llm.client import ClientStats
 
         self.stats, self.model_name, self.missing = ClientStats(), "", 0
 
@@ -185,7 +185,7 @@ def answer_model(
     the missing answers are asked again; one that dies once more fails the stage with its last log lines."""
     from labpipe.evaluation.answers import generate_answers
     from labpipe.evaluation.engines import serve_model
-    from labpipe.generation.client import make_client
+    from labpipe.llm.client import make_client
 
     engine = cfg.engine
     kind = "endpoint" if target.startswith(("http://", "https://")) else engine.kind

@@ -14,7 +14,7 @@ import logging
 from labpipe.evaluation.fastchat_io import Answer
 from labpipe.evaluation.questions import Question
 from labpipe.evaluation.ratings import ERROR_TEXT
-from labpipe.progress import emit
+from labpipe.runs.progress import emit
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 def generate_answers(
     client, questions: list[Question], model_id: str, *, max_new_tokens: int = 1024, seed: int = 0
 ) -> list[Answer]:
-    from labpipe.generation.client import ChatRequest
+    from labpipe.llm.client import ChatRequest
 
     answers = [Answer(q.question_id, model_id, []) for q in questions]
     n_turns = max(len(q.turns) for q in questions)

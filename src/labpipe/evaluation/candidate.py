@@ -21,7 +21,7 @@ from labpipe.evaluation.engines import EngineConfig
 from labpipe.evaluation.gate import GateConfig, run_gate
 from labpipe.evaluation.select import STRATEGIES, SelectConfig, select_checkpoint
 from labpipe.evaluation.stage import EvalConfig, run_mt_bench
-from labpipe.generation.client import resolve_model_spec
+from labpipe.llm.client import resolve_model_spec
 from labpipe.models.loading import resolve_model_dir
 
 
@@ -146,7 +146,7 @@ def evaluation_task(candidate, metrics, report, decision, **params) -> bool:
     returns `publish` for the pipeline's dsl.If."""
     import shutil
 
-    from labpipe.lineage import record
+    from labpipe.runs.lineage import record
 
     result = evaluate_candidate(
         CandidateEvalConfig(training_out=candidate.path, decision_out=decision.path, **params)

@@ -188,13 +188,13 @@ def vllm_command(
 def llamacpp_command(
     gguf: str | Path, *, port: int, engine: EngineConfig, context: int, slots: int
 ) -> list[str]:
-    """labpipe's launcher of llama.cpp's server (labpipe.testing.llamacpp_server): `--ctx` is split across
+    """labpipe's launcher of llama.cpp's server (labpipe.models.llamacpp_server): `--ctx` is split across
     the slots, so it is the per-slot context times the slots."""
     threads = engine.threads or usable_cpus()
     cmd = [
         engine.python or sys.executable,
         "-m",
-        "labpipe.testing.llamacpp_server",
+        "labpipe.models.llamacpp_server",
         "--model",
         str(gguf),
         "--port",
@@ -477,7 +477,7 @@ class ServedModel:
     startup_timeout_s: float = 0.0
 
     def spec(self, **options):
-        from labpipe.generation.client import ModelSpec
+        from labpipe.llm.client import ModelSpec
 
         if self.server is not None:
             options = {**options, "api_key_env": "LABPIPE_ENGINE_API_KEY"}  # our server takes no key

@@ -65,7 +65,7 @@ def production_score(name: str, tracking_uri: str) -> tuple[float | None, str]:
     """(score, note) of the version aliased `production` of registered model `name`; (None, note) if none."""
     from mlflow.exceptions import MlflowException
 
-    from labpipe import tracking
+    from labpipe.runs import tracking
 
     client = tracking.mlflow_client(tracking_uri)
     try:
@@ -141,7 +141,7 @@ def run_gate(cfg: GateConfig) -> dict:
     """Decide from run_mt_bench's metrics; write the decision JSON; log it to MLflow. Returns the decision."""
     import os
 
-    from labpipe.tracking import maybe_stage_run
+    from labpipe.runs.tracking import maybe_stage_run
 
     tracking_uri = cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
     decision = gate_from_metrics(

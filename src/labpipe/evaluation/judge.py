@@ -22,7 +22,7 @@ from labpipe.evaluation.fastchat_io import Answer, Judgment
 from labpipe.evaluation.prompts import JudgePrompt, judge_messages, structured_judge
 from labpipe.evaluation.questions import Question
 from labpipe.evaluation.ratings import ERROR_TEXT, NO_RATING, format_structured, parse_rating
-from labpipe.progress import emit
+from labpipe.runs.progress import emit
 
 log = logging.getLogger(__name__)
 REFERENCE_MAX_TOKENS = 2048  # fastchat/llm_judge/common.py: run_judge_single
@@ -51,7 +51,7 @@ def judge_answers(
     attempts: int = 3,
 ) -> JudgeRun:
     """Judge every turn of every model's answers; judgments come back in (model, question, turn) order."""
-    from labpipe.generation.client import ChatRequest, failure_kind
+    from labpipe.llm.client import ChatRequest, failure_kind
 
     spec = structured_judge() if structured else None
     by_qid = {q.question_id: q for q in questions}

@@ -24,7 +24,7 @@ from labpipe.evaluation.aggregate import ModelScores, aggregate, format_table
 from labpipe.evaluation.engines import EngineConfig
 from labpipe.evaluation.fastchat_io import attach_references, write_jsonl
 from labpipe.evaluation.questions import Question, load_questions
-from labpipe.tracking import maybe_stage_run
+from labpipe.runs.tracking import maybe_stage_run
 
 log = logging.getLogger(__name__)
 JUDGE_MODES = ("auto", "reference", "structured")
@@ -68,7 +68,7 @@ class EvalConfig:
     cache: str = "off"  # answers and verdicts reused across runs: the generation cache ("" = local, s3://)
 
     def model_spec(self, target: str, endpoint_name: str = "", api_key_env: str = ""):
-        from labpipe.generation.client import ModelSpec
+        from labpipe.llm.client import ModelSpec
 
         return ModelSpec(
             target=target,
@@ -139,8 +139,8 @@ def run_mt_bench(cfg: EvalConfig) -> dict:
     from labpipe.evaluation.answering import answer_model, judge_client_cached
     from labpipe.evaluation.judge import judge_answers
     from labpipe.evaluation.report import regressions, write_report
-    from labpipe.generation.cache import open_cache
-    from labpipe.generation.client import make_client
+    from labpipe.llm.cache import open_cache
+    from labpipe.llm.client import make_client
 
     cfg.validate()
     questions, prompts, digest = load_mt_bench(cfg)
@@ -273,7 +273,7 @@ def _check_judge_errors(judged, cfg: EvalConfig, judge: str) -> None:
     reasons = "; ".join(
         f"{n} {kind} (e.g. {judged.error_examples.get(kind, '')!r})" for kind, n in judged.errors.most_common()
     )
-    from labpipe.generation.client import TRANSIENT_KINDS
+    from labpipe.llm.client import TRANSIENT_KINDS
 
     deterministic = sum(n for kind, n in judged.errors.items() if kind not in TRANSIENT_KINDS)
     raise UserError(

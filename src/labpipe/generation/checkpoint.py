@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from labpipe.generation.cache import GenerationCache, cache_key, model_identity
-from labpipe.generation.client import ChatClient, ChatRequest, ChatResult
+from labpipe.llm.cache import GenerationCache, cache_key, model_identity
+from labpipe.llm.client import ChatClient, ChatRequest, ChatResult
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

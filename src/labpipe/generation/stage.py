@@ -39,9 +39,10 @@ from pathlib import Path
 from typing import Any
 
 from labpipe.errors import Problem, UserError
-from labpipe.generation.cache import model_identity
 from labpipe.generation.checkpoint import CallStats, Checkpoint, complete
-from labpipe.generation.client import (
+from labpipe.generation.flow import KINDS, Flow, apply, load_flows, plan, start_items
+from labpipe.llm.cache import model_identity
+from labpipe.llm.client import (
     DEFAULT_MAX_FAILED_SHARE,
     ChatClient,
     ChatRequest,
@@ -52,8 +53,7 @@ from labpipe.generation.client import (
     resolve_model_spec,
     stats_of,
 )
-from labpipe.generation.flow import KINDS, Flow, apply, load_flows, plan, start_items
-from labpipe.progress import emit
+from labpipe.runs.progress import emit
 
 log = logging.getLogger(__name__)
 GENERATED = "generated.jsonl"
@@ -170,7 +170,7 @@ class _Progress:
             for i, leaf in enumerate(leaves)
         }
         self.sent = self.done = self.retries = self.kept = 0
-        self.seen = self.total = self.cached = 0  # for labpipe.progress events (tqdm counts nothing when disabled)
+        self.seen = self.total = self.cached = 0  # for labpipe.runs.progress events (tqdm counts nothing when disabled)
 
     def expect(self, per_leaf: dict[str, int], to_send: int) -> None:
         self.sent += to_send
@@ -214,10 +214,10 @@ def run_generation(config: GenerationConfig, client: ChatClient | None = None, c
 
 
 def _run_generation(config: GenerationConfig, client: ChatClient | None, cache) -> dict[str, Any]:
-    from labpipe.generation.cache import open_cache
-    from labpipe.generation.client import make_client
+    from labpipe.llm.cache import open_cache
+    from labpipe.llm.client import make_client
+    from labpipe.runs.tracking import maybe_stage_run
     from labpipe.storage import atomic_path
-    from labpipe.tracking import maybe_stage_run
 
     records = read_seeds(config.seeds)
     if config.shard_plan:

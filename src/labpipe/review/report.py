@@ -6,7 +6,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from labpipe.report.html import CSS, _fmt, _reasons
+from labpipe.runs.report.html import CSS, _fmt, _reasons
 
 BADGE = {"pass": "ok", "warn": "warn", "fail": "bad"}
 REVIEW_CSS = CSS + (

@@ -151,7 +151,7 @@ def run_review(config: ReviewConfig, *, teacher_client=None, judge_client=None) 
 def _review(
     config: ReviewConfig, stack: ExitStack, work: Path, teacher_client, judge_client
 ) -> dict[str, Any]:
-    from labpipe import production as prod
+    from labpipe.registry import production as prod
     from labpipe.taxonomy.diff import EMPTY_BASE, taxonomy_diff
     from labpipe.taxonomy.stage import TaxonomyDiffConfig, _checkout, _production_base
 
@@ -395,10 +395,10 @@ def _leaf_dir(leaf_id: str) -> str:
 
 def _sample(config, work, records, reviews, requests, teacher_client, judge_client) -> None:
     from labpipe.critique.stage import REPORT_JSON, CritiqueConfig, run_critique
-    from labpipe.generation.cache import open_cache
-    from labpipe.generation.client import client_options, make_client, resolve_model_spec
     from labpipe.generation.flow import load_flows
     from labpipe.generation.stage import GenerationConfig, run_generation
+    from labpipe.llm.cache import open_cache
+    from labpipe.llm.client import client_options, make_client, resolve_model_spec
 
     flows = load_flows()
     teacher_spec = resolve_model_spec(
@@ -584,7 +584,7 @@ def production_model_location(name: str, tracking_uri: str, dest: Path) -> str:
     import mlflow.artifacts
     from mlflow.tracking import MlflowClient
 
-    from labpipe import production as prod
+    from labpipe.registry import production as prod
     from labpipe.storage import is_s3
 
     version = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri).get_model_version_by_alias(
@@ -606,7 +606,7 @@ def _already_known(config, work, records, reviews, production) -> None:
 
     uri = config.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
     if not config.known_model and production is None and uri and config.production_model_name:
-        from labpipe.production import find_production
+        from labpipe.registry.production import find_production
 
         production = find_production(config.production_model_name, uri)
     endpoint_name = ""
@@ -702,7 +702,7 @@ def _write_outputs(config: ReviewConfig, doc: dict[str, Any]) -> None:
     storage.write_text(
         storage.join(config.out, REVIEW_JSON), json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     )
-    from labpipe.tracking import maybe_stage_run
+    from labpipe.runs.tracking import maybe_stage_run
 
     with maybe_stage_run(
         "review",

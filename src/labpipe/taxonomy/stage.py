@@ -16,14 +16,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labpipe import production as prod
 from labpipe.errors import Problem, UserError
+from labpipe.registry import production as prod
+from labpipe.runs.tracking import maybe_stage_run
 from labpipe.storage import atomic_dir, atomic_path
 from labpipe.taxonomy import gitrepo
 from labpipe.taxonomy.diff import DEFAULT_BASE, EMPTY_BASE, LeafChange, taxonomy_diff
 from labpipe.taxonomy.seeds import DIFF_FILE, LEAVES_DIR, extract_seeds
 from labpipe.taxonomy.validate import ATTRIBUTION_FILE, LEAF_FILE, find_leaf_files, validate_taxonomy
-from labpipe.tracking import maybe_stage_run
 
 log = logging.getLogger(__name__)
 DEFAULT_CHUNK_TOKENS = 1000

@@ -195,7 +195,7 @@ def _train(
     import torch
     from transformers import AutoModelForCausalLM
 
-    from labpipe.tracking import maybe_stage_run
+    from labpipe.runs.tracking import maybe_stage_run
     from labpipe.training.trainer import (
         LabSFTTrainer,
         MlflowStepMetrics,
@@ -310,6 +310,6 @@ def _train(
 def _null_run():
     from contextlib import nullcontext
 
-    from labpipe.tracking import NullStageRun
+    from labpipe.runs.tracking import NullStageRun
 
     return nullcontext(NullStageRun())

@@ -18,8 +18,9 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from labpipe import storage, tracking
+from labpipe import storage
 from labpipe.errors import Problem, UserError
+from labpipe.runs import tracking
 from labpipe.training import checkpoints, jobs
 from labpipe.training.config import TrainingConfig
 
@@ -128,7 +129,7 @@ def _checkpoint_key(cfg: SftTaskConfig) -> str:
         return cfg.run_id
     import hashlib
 
-    from labpipe.generation.cache import local_model_identity
+    from labpipe.llm.cache import local_model_identity
 
     base = Path(cfg.base_model)
     if (base / checkpoints.MODEL / "config.json").is_file():  # the knowledge task's Model artifact

@@ -1,7 +1,7 @@
 """trl's SFTTrainer with atomic keep-last-K checkpoints and token accounting, plus the MLflow callback.
 
 transformers' own MLflow integration is driven by environment variables and opens runs of its own; we set
-report_to="none" and log through labpipe.tracking so per-step metrics land in the stage's nested run.
+report_to="none" and log through labpipe.runs.tracking so per-step metrics land in the stage's nested run.
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ class MlflowStepMetrics(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs and "loss" in logs:
-            from labpipe.progress import emit
+            from labpipe.runs.progress import emit
 
             emit("training", step=state.global_step, max_steps=state.max_steps, loss=logs["loss"])
             self.run.log_metrics(

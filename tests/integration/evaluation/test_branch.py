@@ -8,7 +8,7 @@ import json
 from labpipe.evaluation.branch import run_branch_eval
 from labpipe.evaluation.fastchat_io import read_judgments
 from labpipe.evaluation.stage import EvalConfig
-from labpipe.testing.fake_openai import FakeOpenAIServer
+from tests.support.fake_openai import FakeOpenAIServer
 
 RECORDS = [  # the shape of labpipe.taxonomy seed records
     {

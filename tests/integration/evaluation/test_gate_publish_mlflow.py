@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from labpipe.errors import UserError
 from labpipe.evaluation.gate import GateConfig, run_gate
-from labpipe.evaluation.publish import publish_model
+from labpipe.registry.publish import publish_model
 
 
 def metrics_file(path, candidate: float, base: float):

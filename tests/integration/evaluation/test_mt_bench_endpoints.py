@@ -1,7 +1,7 @@
 """run_mt_bench against OpenAI-compatible endpoints: the reference judging path, end to end over real HTTP.
 
 The candidate, the base and the judge are deterministic fake OpenAI-compatible servers
-(labpipe.testing.fake_openai). The point is what labpipe does with them - the reference judge prompts sent
+(tests.support.fake_openai). The point is what labpipe does with them - the reference judge prompts sent
 at temperature 0, FastChat parsing of realistic judge text, retries, counted exclusions, validity, files,
 gate - not the quality of any answer.
 """
@@ -16,7 +16,7 @@ from labpipe.errors import UserError
 from labpipe.evaluation.fastchat_io import read_answers, read_judgments
 from labpipe.evaluation.gate import gate_from_metrics
 from labpipe.evaluation.stage import EvalConfig, run_mt_bench
-from labpipe.testing.fake_openai import FakeOpenAIServer
+from tests.support.fake_openai import FakeOpenAIServer
 
 NO_RATING_QUESTION = "Compose an engaging travel blog post"  # question 81: the judge never rates turn 1
 

@@ -3,7 +3,7 @@ over HTTP against a FAKE Kubernetes API on 127.0.0.1 (tests/support/fake_kube.py
 (../shared/data/crds, kserve/kserve @ aaac4e294d) strictly, with a stand-in for KServe's controller that writes
 the status as kserve/kserve (master, pkg/apis/serving/v1beta1/inference_service_status.go) defines it: Ready =
 PredictorReady + IngressReady, observedGeneration, address.url, modelStatus.lastFailureInfo. No KServe controller
-or vLLM runs here: the chat goes to our FAKE OpenAI server (labpipe.testing.fake_openai); the point is our flow
+or vLLM runs here: the chat goes to our FAKE OpenAI server (tests.support.fake_openai); the point is our flow
 (create/update, wait for Ready with a deadline, one chat through labpipe's client, the reasons on failure, the
 lineage)."""
 
@@ -13,12 +13,12 @@ import uuid
 
 import pytest
 
-from labpipe import lineage
 from labpipe.errors import UserError
 from labpipe.evaluation import serving
-from labpipe.testing.fake_openai import FakeOpenAIServer, Reply
+from labpipe.runs import lineage
 from tests.support import crds
 from tests.support.fake_kube import fake_kube_server
+from tests.support.fake_openai import FakeOpenAIServer, Reply
 
 pytestmark = pytest.mark.integration
 NAME = "lab-granite"

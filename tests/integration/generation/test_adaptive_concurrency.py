@@ -1,6 +1,6 @@
 """Adaptive concurrency (generation/limit.py) against an overloaded server, over real HTTP.
 
-The server is our fake OpenAI server (labpipe.testing.fake_openai) on purpose: the point is our
+The server is our fake OpenAI server (tests.support.fake_openai) on purpose: the point is our
 client's behaviour under overload, which needs a server whose capacity we set. It serves `slots`
 requests at a time and queues the rest, so latency grows with the load; like `transformers serve`,
 it keeps computing a request whose client gave up (it does not abort on disconnect). Counts are
@@ -9,8 +9,8 @@ asserted, never times.
 
 from __future__ import annotations
 
-from labpipe.generation.client import ChatRequest, ModelSpec, make_client
-from labpipe.testing.fake_openai import FakeOpenAIServer
+from labpipe.llm.client import ChatRequest, ModelSpec, make_client
+from tests.support.fake_openai import FakeOpenAIServer
 
 N = 64
 

@@ -1,5 +1,5 @@
 """The shared generation cache over real HTTP: the fake OpenAI-compatible teacher/judge
-(labpipe.testing.fake_openai, whose request log counts what was paid for) and a moto S3 server.
+(tests.support.fake_openai, whose request log counts what was paid for) and a moto S3 server.
 
 Faults: a tampered S3 entry is re-requested; S3 errors are retried (injected botocore errors) or,
 with S3 gone mid-run, end in one UserError with no output and no half-written entry; a `labpipe
@@ -24,9 +24,9 @@ from mlflow.tracking import MlflowClient
 
 from labpipe.critique.stage import CritiqueConfig, run_critique
 from labpipe.errors import UserError
-from labpipe.generation.cache import GenerationCache, decode_entry
 from labpipe.generation.stage import GENERATED, GenerationConfig, run_generation
-from labpipe.testing.fake_openai import FakeOpenAIServer, FaultPlan
+from labpipe.llm.cache import GenerationCache, decode_entry
+from tests.support.fake_openai import FakeOpenAIServer, FaultPlan
 from tests.unit.critique.fixtures import SEEDS
 
 pytestmark = pytest.mark.integration

@@ -1,6 +1,6 @@
 """Generation and critique over real HTTP against the deterministic fake OpenAI-compatible server.
 
-The fake server (labpipe.testing.fake_openai) is not a model: it answers every request with a
+The fake server (tests.support.fake_openai) is not a model: it answers every request with a
 schema-valid instance derived from the request, and injects faults on demand. These tests are about
 what the stages do with it (flows end to end, retries, faults, resume after kill -9, secrets), not
 about data quality.
@@ -21,9 +21,9 @@ import pytest
 
 from labpipe.critique.stage import KNOWLEDGE_SET, REPORT_MD, SKILLS_SET, CritiqueConfig, run_critique
 from labpipe.errors import UserError
-from labpipe.generation.client import ModelSpec, make_client
 from labpipe.generation.stage import CHECKPOINTS, GENERATED, MANIFEST, GenerationConfig, run_generation
-from labpipe.testing.fake_openai import FakeOpenAIServer, FaultPlan
+from labpipe.llm.client import ModelSpec, make_client
+from tests.support.fake_openai import FakeOpenAIServer, FaultPlan
 from tests.unit.critique.fixtures import SEEDS
 
 pytestmark = pytest.mark.integration

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from labpipe.errors import UserError
-from labpipe.generation.client import ChatRequest, ModelSpec, make_client
-from labpipe.generation.hf_client import HFChatClient
-from labpipe.generation.json_extract import check_schema
+from labpipe.llm.client import ChatRequest, ModelSpec, make_client
+from labpipe.llm.hf_client import HFChatClient
+from labpipe.llm.json_extract import check_schema
 
 QA = {
     "type": "object",

@@ -13,10 +13,10 @@ import threading
 import pytest
 
 from labpipe.errors import UserError
-from labpipe.generation.client import ChatRequest, ModelSpec, make_client
-from labpipe.generation.json_extract import check_schema
-from labpipe.generation.openai_client import OpenAIChatClient
-from labpipe.testing.fake_openai import FakeOpenAIServer, FaultPlan, Reply
+from labpipe.llm.client import ChatRequest, ModelSpec, make_client
+from labpipe.llm.json_extract import check_schema
+from labpipe.llm.openai_client import OpenAIChatClient
+from tests.support.fake_openai import FakeOpenAIServer, FaultPlan, Reply
 
 SCHEMA = {
     "type": "object",

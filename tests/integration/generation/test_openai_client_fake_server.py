@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from labpipe.generation.json_extract import check_schema, extract_json
-from labpipe.testing.fake_openai import FakeOpenAIServer, FaultPlan, schema_instance
+from labpipe.llm.json_extract import check_schema, extract_json
+from tests.support.fake_openai import FakeOpenAIServer, FaultPlan, schema_instance
 
 SCHEMA = {
     "type": "object",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from labpipe.errors import UserError
-from labpipe.generation.client import ChatRequest, ModelSpec, make_client
-from labpipe.testing.fake_openai import FakeOpenAIServer
-from labpipe.testing.tls import make_test_ca
+from labpipe.llm.client import ChatRequest, ModelSpec, make_client
+from tests.support.fake_openai import FakeOpenAIServer
+from tests.support.tls import make_test_ca
 
 
 def test_https_endpoint_with_custom_ca_bundle(tmp_path):

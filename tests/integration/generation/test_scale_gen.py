@@ -1,5 +1,5 @@
 """Generation at scale, over real HTTP to the fake OpenAI-compatible teacher: streamed flows against the
-step-by-step run, and several teacher endpoints with one killed half way (labpipe.testing.fake_openai)."""
+step-by-step run, and several teacher endpoints with one killed half way (tests.support.fake_openai)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from labpipe.generation.client import ChatRequest, ModelSpec, make_client
 from labpipe.generation.stage import CHECKPOINTS, GENERATED, MANIFEST, GenerationConfig, run_generation
-from labpipe.testing.fake_openai import FakeOpenAIServer, FaultPlan
+from labpipe.llm.client import ChatRequest, ModelSpec, make_client
+from tests.support.fake_openai import FakeOpenAIServer, FaultPlan
 from tests.support.servers import free_port
 from tests.unit.critique.fixtures import SEEDS
 
@@ -98,7 +98,7 @@ def test_streaming_client_keeps_its_connections_across_steps():
 
 def _spawn_fake(port: int, latency: float) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "labpipe.testing.fake_openai", "--port", str(port), "--latency", str(latency)],
+        [sys.executable, "-m", "tests.support.fake_openai", "--port", str(port), "--latency", str(latency)],
         stdout=subprocess.PIPE,
         text=True,
     )

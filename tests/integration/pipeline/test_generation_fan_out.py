@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from labpipe.testing.fake_openai import FakeOpenAIServer
+from tests.support.fake_openai import FakeOpenAIServer
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from labpipe.testing.fake_openai import FakeOpenAIServer, FaultPlan, Reply
+from tests.support.fake_openai import FakeOpenAIServer, FaultPlan, Reply
 
 pytestmark = pytest.mark.integration
 RETRIES = 3

@@ -95,7 +95,7 @@ def llamacpp_server(
     """llama.cpp's server listing the model as `alias` (llama-server --alias), the name the tests send."""
     _require("xllamacpp", "pip install xllamacpp")
     port = free_port()
-    cmd = [sys.executable, "-m", "labpipe.testing.llamacpp_server", "--model", str(gguf), "--port", str(port)]
+    cmd = [sys.executable, "-m", "labpipe.models.llamacpp_server", "--model", str(gguf), "--port", str(port)]
     cmd += ["--ctx", str(ctx), "--parallel", str(parallel)] + (["--alias", alias] if alias else [])
     return RealServer("llama.cpp server", cmd, port, workdir / f"llamacpp-{port}.log", "/health")
 

@@ -181,7 +181,7 @@ def _server_children(pid: int) -> list[int]:
             cmdline = (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(fields[1]) == pid and b"labpipe.testing.llamacpp_server" in cmdline:
+        if int(fields[1]) == pid and b"labpipe.models.llamacpp_server" in cmdline:
             found.append(int(stat.parent.name))
     return found
 

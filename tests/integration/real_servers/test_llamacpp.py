@@ -8,7 +8,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from labpipe.generation.client import ChatRequest, ModelSpec, make_client
+from labpipe.llm.client import ChatRequest, ModelSpec, make_client
 
 from .conftest import llamacpp_server
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from labpipe.generation.cache import model_identity
-from labpipe.generation.client import ModelSpec, make_client
 from labpipe.generation.stage import GenerationConfig, run_generation
+from labpipe.llm.cache import model_identity
+from labpipe.llm.client import ModelSpec, make_client
 from tests.unit.critique.fixtures import SEEDS
 
 from .conftest import llamacpp_server

@@ -16,8 +16,8 @@ import pytest
 
 from labpipe.errors import UserError
 from labpipe.evaluation.stage import EvalConfig, run_mt_bench
-from labpipe.generation.client import ChatRequest, ModelSpec, make_client
 from labpipe.generation.stage import GENERATED, MANIFEST
+from labpipe.llm.client import ChatRequest, ModelSpec, make_client
 from tests.unit.critique.fixtures import SEEDS
 
 pytestmark = pytest.mark.integration

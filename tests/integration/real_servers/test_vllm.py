@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from labpipe.errors import UserError
-from labpipe.generation.client import ChatRequest, ModelSpec, make_client
+from labpipe.llm.client import ChatRequest, ModelSpec, make_client
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from labpipe.testing.fake_openai import FakeOpenAIServer, default_responder
 from tests.e2e.test_run_view import _chromium, _console_errors, _Page, _width_probe
+from tests.support.fake_openai import FakeOpenAIServer, default_responder
 
 pytestmark = pytest.mark.integration
 LABPIPE = str(Path(sys.executable).parent / "labpipe")

@@ -11,7 +11,7 @@ import math
 import pytest
 
 from labpipe.review.stage import ReviewConfig, run_review
-from labpipe.testing.fake_openai import FakeOpenAIServer
+from tests.support.fake_openai import FakeOpenAIServer
 
 pytestmark = pytest.mark.integration
 LEAF = "knowledge/community/tool_library"
@@ -82,8 +82,8 @@ def test_base_production_diffs_against_production_and_asks_the_production_model(
     downloaded) answers the seed questions."""
     from mlflow.tracking import MlflowClient
 
-    from labpipe import production
-    from labpipe.evaluation.publish import publish_model
+    from labpipe.registry import production
+    from labpipe.registry.publish import publish_model
     from labpipe.taxonomy import gitrepo
     from labpipe.taxonomy.sample import CONTRIBUTOR_BRANCH, prepare_sample_taxonomy
 

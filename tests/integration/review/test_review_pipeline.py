@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labpipe.testing.fake_openai import FakeOpenAIServer
+from tests.support.fake_openai import FakeOpenAIServer
 
 pytestmark = pytest.mark.integration
 GOOD = "compositional_skills/writing/freeform/tool_care_tips"

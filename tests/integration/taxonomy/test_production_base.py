@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from labpipe import production
 from labpipe.errors import UserError
+from labpipe.registry import production
 from labpipe.taxonomy import gitrepo
 from labpipe.taxonomy.sample import prepare_sample_taxonomy
 from labpipe.taxonomy.stage import TaxonomyDiffConfig, run_taxonomy_diff

@@ -4,8 +4,8 @@ keys ignore the run's label for the model but not the conversation, the sampling
 from __future__ import annotations
 
 from labpipe.evaluation.answering import CachedClient
-from labpipe.generation.cache import GenerationCache
-from labpipe.generation.client import ChatRequest, ChatResult, ClientStats
+from labpipe.llm.cache import GenerationCache
+from labpipe.llm.client import ChatRequest, ChatResult, ClientStats
 
 
 class Recording:

@@ -71,7 +71,7 @@ def test_llamacpp_context_is_per_slot():
         "m.gguf", port=9, engine=EngineConfig(kind="llamacpp", threads=2), context=1024, slots=4
     )
     flags = dict(zip(cmd[3::2], cmd[4::2], strict=True))
-    assert cmd[2] == "labpipe.testing.llamacpp_server"
+    assert cmd[2] == "labpipe.models.llamacpp_server"
     assert flags["--ctx"] == "4096" and flags["--parallel"] == "4" and flags["--threads"] == "2"
 
 

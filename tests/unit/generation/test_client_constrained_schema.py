@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from labpipe.generation.hf_client import MAX_TEXT, PRINTABLE, _worst_bytes, constrained_schema
+from labpipe.llm.hf_client import MAX_TEXT, PRINTABLE, _worst_bytes, constrained_schema
 
 QA = {
     "type": "object",
@@ -58,7 +58,7 @@ def test_patterns_use_chunks_xgrammar_can_compile():
 
 
 def test_an_impossible_budget_still_bounds_every_free_text_string(caplog, monkeypatch):
-    from labpipe.generation import hf_client
+    from labpipe.llm import hf_client
 
     monkeypatch.setattr(hf_client, "_UNBOUNDED", {})  # said once per process: this test's own first time
     safe = constrained_schema(QA, 16)
@@ -67,7 +67,7 @@ def test_an_impossible_budget_still_bounds_every_free_text_string(caplog, monkey
 
 
 def test_caller_patterns_count_towards_the_budget():
-    from labpipe.generation.hf_client import _pattern_bytes
+    from labpipe.llm.hf_client import _pattern_bytes
 
     assert _pattern_bytes("^[A-Z]{2}$") == 2 + len("^[A-Z]{2}$") + 2
     assert _pattern_bytes("^[a-z]+$") >= 10**6
@@ -76,7 +76,7 @@ def test_caller_patterns_count_towards_the_budget():
 
 def test_the_unbounded_warning_is_said_once_then_counted(caplog, monkeypatch):
     """Issue 20, item 9: one judge warning was printed 36 times (once per request)."""
-    from labpipe.generation import hf_client
+    from labpipe.llm import hf_client
 
     monkeypatch.setattr(hf_client, "_UNBOUNDED", {})
     monkeypatch.setattr("atexit.register", lambda fn: None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from labpipe.generation.json_extract import (
+from labpipe.llm.json_extract import (
     NotJSON,
     check_schema,
     extract_json,

@@ -7,9 +7,9 @@ import ssl
 import pytest
 
 from labpipe.errors import UserError
-from labpipe.generation.client import ModelSpec, make_client
-from labpipe.generation.openai_client import OpenAIChatClient
-from labpipe.testing.tls import make_test_ca
+from labpipe.llm.client import ModelSpec, make_client
+from labpipe.llm.openai_client import OpenAIChatClient
+from tests.support.tls import make_test_ca
 
 
 def test_ca_bundle_reaches_httpx(tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from labpipe.errors import UserError
-from labpipe.generation.endpoints import EndpointPool, split_endpoints
+from labpipe.llm.endpoints import EndpointPool, split_endpoints
 
 
 class Clock:

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from labpipe.errors import UserError
-from labpipe.generation.client import ChatResult
 from labpipe.generation.flow import (
     FLOWS_DIR,
     PROMPTS_DIR,
@@ -19,6 +18,7 @@ from labpipe.generation.flow import (
     render,
     start_items,
 )
+from labpipe.llm.client import ChatResult
 from tests.unit.critique.fixtures import SEEDS, ScriptedClient, instance
 
 RECORDS = [json.loads(line) for line in SEEDS.read_text().splitlines()]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from labpipe.generation.endpoints import EndpointPool
-from labpipe.generation.limit import AdaptiveLimit
+from labpipe.llm.endpoints import EndpointPool
+from labpipe.llm.limit import AdaptiveLimit
 
 
 class Clock:

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 
 from labpipe.errors import Problem, UserError
-from labpipe.generation.limit import AdaptiveLimit, limited_post
+from labpipe.llm.limit import AdaptiveLimit, limited_post
 
 
 def split_endpoints(target: str) -> list[str]:

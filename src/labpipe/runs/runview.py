@@ -3,7 +3,7 @@
 The runner feeds every line kfp.local prints (its own messages and the tasks' streamed output) into
 `RunView.feed`. The view recognises kfp.local's task boundaries (`Executing task 'x'`, `Task 'x'
 finished with status ...`), writes each task's output to `<logs>/<task>.log` (everything else to
-`<logs>/kfp.log`), reads `LABPIPE_PROGRESS {json}` events (labpipe.progress) and `LABPIPE_PROBLEMS
+`<logs>/kfp.log`), reads `LABPIPE_PROGRESS {json}` events (labpipe.runs.progress) and `LABPIPE_PROBLEMS
 [...]` lines (labpipe.errors.clean_user_errors) from the task output, and, when a task ends, its
 artifact metadata from the task's executor_output.json. It shows:
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from labpipe.errors import Problem, parse_problems
-from labpipe.progress import parse as parse_progress
+from labpipe.runs.progress import parse as parse_progress
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 EXECUTING = re.compile(r"Executing task '([^']+)'")

@@ -64,7 +64,7 @@ def require_tracking(uri: str) -> None:
                 )
             )
         return
-    from labpipe.tracking import server_problem
+    from labpipe.runs.tracking import server_problem
 
     try:
         with bounded_requests():

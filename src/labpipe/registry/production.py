@@ -49,7 +49,7 @@ def find_production(name: str, tracking_uri: str) -> ProductionModel | None:
     """The version holding the `production` alias of registered model `name`; None when there is none."""
     from mlflow.exceptions import MlflowException
 
-    from labpipe import tracking
+    from labpipe.runs import tracking
 
     client = tracking.mlflow_client(tracking_uri)
     try:

@@ -1,6 +1,6 @@
 """llama.cpp's own HTTP server (from the prebuilt `xllamacpp` wheel) as a process: for tests and laptops.
 
-    python -m labpipe.testing.llamacpp_server --model tiny.gguf --port 8080 [--ctx 2048 --parallel 2]
+    python -m labpipe.models.llamacpp_server --model tiny.gguf --port 8080 [--ctx 2048 --parallel 2]
 
 Serves the OpenAI-compatible API at http://127.0.0.1:PORT/v1 until SIGTERM/SIGINT. The context is split
 across the `--parallel` slots (each request gets ctx / parallel tokens), as llama-server does. Make a GGUF

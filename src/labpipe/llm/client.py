@@ -275,9 +275,9 @@ def client_options(config: Any) -> dict[str, Any]:
 
 def make_client(spec: ModelSpec) -> ChatClient:
     if spec.is_endpoint:
-        from labpipe.generation.openai_client import OpenAIChatClient
+        from labpipe.llm.openai_client import OpenAIChatClient
 
         return OpenAIChatClient(spec)
-    from labpipe.generation.hf_client import HFChatClient
+    from labpipe.llm.hf_client import HFChatClient
 
     return HFChatClient(spec)

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labpipe import lineage as lineage_mod
-from labpipe import tracking
-from labpipe.report.html import render_html
+from labpipe.runs import lineage as lineage_mod
+from labpipe.runs import tracking
+from labpipe.runs.report.html import render_html
 
 __all__ = ["RunData", "collect", "render_html", "write_report"]
 

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from labpipe.errors import Problem, UserError
-from labpipe.generation.client import ChatRequest, ChatResult, ClientStats, ModelSpec
-from labpipe.generation.json_extract import NotJSON, check_schema, extract_json
+from labpipe.llm.client import ChatRequest, ChatResult, ClientStats, ModelSpec
+from labpipe.llm.json_extract import NotJSON, check_schema, extract_json
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from labpipe import tracking
 from labpipe.errors import UserError
+from labpipe.runs import tracking
 
 LINEAGE_PREFIX = "lineage."
 # Stage order for printing; unknown stages sort after these.

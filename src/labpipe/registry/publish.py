@@ -13,7 +13,7 @@ import os
 from labpipe import storage
 from labpipe.errors import UserError
 from labpipe.evaluation.gate import PRODUCTION_ALIAS, SCORE_TAG
-from labpipe.lineage import provenance_tags
+from labpipe.runs.lineage import provenance_tags
 
 
 def publish_model(
@@ -38,7 +38,7 @@ def publish_model(
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from labpipe.tracking import maybe_stage_run
+    from labpipe.runs.tracking import maybe_stage_run
 
     if isinstance(decision, str):
         decision = json.loads(storage.read_text(decision))
@@ -89,7 +89,7 @@ def publish_model(
         client.set_registered_model_alias(production_model_name, PRODUCTION_ALIAS, version.version)
         run.set_tags({"labpipe.published_version": version.version})
         if model_registry:
-            from labpipe.evaluation.model_registry import register_version
+            from labpipe.registry.model_registry import register_version
 
             registered = register_version(
                 model_registry, production_model_name, str(version.version), source,
@@ -104,7 +104,7 @@ def _production_tags(taxonomy_diff: str) -> dict[str, str]:
     """What the next weekly run compares with: taxonomy commit and repository, and the fingerprint."""
     if not taxonomy_diff:
         return {}
-    from labpipe import production
+    from labpipe.registry import production
     from labpipe.taxonomy.seeds import DIFF_FILE
 
     doc = json.loads(storage.read_text(storage.join(taxonomy_diff, DIFF_FILE)))

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from labpipe.generation.json_extract import check_schema, schema_from_instruction
+from labpipe.llm.json_extract import check_schema, schema_from_instruction
 
 FAULT_KINDS = (
     "rate_limit",  # 429 with Retry-After
@@ -630,7 +630,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m labpipe.testing.fake_openai --latency 0.2`: serve until interrupted; prints the base URL."""
+    """`python -m tests.support.fake_openai --latency 0.2`: serve until interrupted; prints the base URL."""
     import argparse
 
     parser = argparse.ArgumentParser(description="deterministic fake OpenAI-compatible teacher (for tests)")

@@ -11,8 +11,8 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from labpipe.lineage import Lineage
-    from labpipe.report import RunData
+    from labpipe.runs.lineage import Lineage
+    from labpipe.runs.report import RunData
 
 COLORS = {"candidate": "#2563eb", "base": "#9ca3af", "production": "#f59e0b"}
 PHASE_COLORS = ["#2563eb", "#16a34a", "#9333ea", "#dc2626"]
@@ -367,14 +367,14 @@ DIGEST_HINTS = ("sha256", "commit", "digest", "version", "mlflow_run_id")
 def render_lineage(lineage: Lineage | None) -> str:
     """The lineage chain: per stage, what it consumed, what it produced, and the digests that pin them.
 
-    Today it reads the `lineage.<stage>.*` tags that labpipe.lineage.describe returns; a richer chain
+    Today it reads the `lineage.<stage>.*` tags that labpipe.runs.lineage.describe returns; a richer chain
     object can replace the argument without touching the rest of the page.
     """
     if lineage is None or not lineage.stages:
         return "<section id=\"lineage\"><h2>Lineage</h2><p class=\"muted\">no lineage recorded</p></section>"
     import posixpath
 
-    from labpipe.lineage import _order
+    from labpipe.runs.lineage import _order
 
     produced = [v for tags in lineage.stages.values() for k, v in tags.items()
                 if k.startswith("outputs.") and (v.startswith("/") or v.startswith("s3://"))]

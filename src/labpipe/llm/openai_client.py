@@ -61,7 +61,7 @@ from typing import Any
 import httpx
 
 from labpipe.errors import Problem, UserError
-from labpipe.generation.client import (
+from labpipe.llm.client import (
     TRANSIENT_KINDS,
     ChatRequest,
     ChatResult,
@@ -69,9 +69,9 @@ from labpipe.generation.client import (
     ModelSpec,
     failure_kind,
 )
-from labpipe.generation.endpoints import EndpointPool, RoutedHTTP, split_endpoints
-from labpipe.generation.json_extract import NotJSON, check_schema, extract_json, schema_instruction
-from labpipe.generation.limit import AdaptiveLimit, Gate
+from labpipe.llm.endpoints import EndpointPool, RoutedHTTP, split_endpoints
+from labpipe.llm.json_extract import NotJSON, check_schema, extract_json, schema_instruction
+from labpipe.llm.limit import AdaptiveLimit, Gate
 
 STRUCTURED_MODES = ("auto", "json_schema", "json_object", "prompt")
 

@@ -1,0 +1,1 @@
+"""The model-client layer shared by generation, critique and evaluation: request/result types, the factory, the OpenAI-compatible and in-process backends, the reply cache."""

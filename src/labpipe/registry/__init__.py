@@ -1,0 +1,1 @@
+"""The model registry: the production model, publishing, and Kubeflow Model Registry."""

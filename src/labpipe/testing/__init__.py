@@ -1,1 +1,0 @@
-"""Test helpers that ship with labpipe: a deterministic fake OpenAI-compatible teacher server."""
