@@ -18,7 +18,9 @@ The judge model: --judge / JUDGE_ENDPOINT, JUDGE_MODEL, key in JUDGE_API_KEY (or
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import re
 import shutil
 import time
@@ -106,7 +108,10 @@ def run_critique(config: CritiqueConfig, client=None, cache=None) -> dict[str, A
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="critique-") as tmp:
-            return run_critique(dataclasses.replace(config, out=tmp), client, cache)
+            try:
+                return run_critique(dataclasses.replace(config, out=tmp), client, cache)
+            except UserError as err:  # its problems point into `tmp`, about to be removed
+                raise _pointing_at_kept_files(err, Path(tmp), config) from None
     from labpipe.retry_guard import guard
 
     # in a pipeline, a retried task after a deterministic failure ends at once (retry_guard)
@@ -322,6 +327,25 @@ def _recorded_judge_steps(flows) -> list[str]:
 def _write(path: Path, text: str, atomic_path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def _pointing_at_kept_files(err: UserError, tmp: Path, config: CritiqueConfig) -> UserError:
+    """The same problems, with paths into the temporary output folder replaced by where the yield report
+    outlives it: the task's report output (written now; its own output path) and the stage's MLflow run."""
+    report = tmp / REPORT_MD
+    kept = []
+    if report.is_file() and config.report_md_out:
+        from labpipe.storage import atomic_path
+
+        _write(Path(config.report_md_out), report.read_text(encoding="utf-8"), atomic_path)
+        kept.append(config.report_md_out)
+    if config.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
+        kept.append(f"the critique_filter run's artifact {REPORT_MD} in MLflow")
+    where = " or ".join(kept) or "critique_filter"
+    problems = [
+        dataclasses.replace(p, where=where) if p.where.startswith(str(tmp)) else p for p in err.problems
+    ]
+    return UserError(problems, transient=err.transient)
 
 
 def _check_not_empty(records, leaf_kinds, knowledge, skills, ledger, report_path) -> None:

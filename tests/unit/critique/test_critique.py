@@ -240,3 +240,21 @@ def test_knowledge_leaf_that_generated_nothing_stops_before_training(tmp_path):
         _critique(tmp_path / "g", tmp_path / "c")
     assert "knowledge training set is empty" in str(err.value)
     assert not (tmp_path / "c" / KNOWLEDGE_SET).exists()
+
+
+def test_a_failed_critique_in_a_temporary_folder_points_at_files_that_remain(generated, tmp_path):
+    """A pipeline task runs critique in a temporary folder (out="") removed when it ends: its error must name
+    the report output it wrote, not a file in the removed folder (issue 20, item 6)."""
+
+    def judge(req):
+        return {"rationale": "unsupported", "score": 0} if "supported by a source" in prompt_of(req) else None
+
+    report_out = tmp_path / "report" / "yield.md"
+    with pytest.raises(UserError) as err:
+        run_critique(
+            CritiqueConfig(generated=str(generated), out="", judge="http://j/v1", report_md_out=str(report_out)),
+            client=ScriptedClient(judge),
+        )
+    (problem,) = err.value.problems
+    assert problem.rule == "empty-training-set" and problem.where == str(report_out)
+    assert "yielded nothing" in report_out.read_text()  # the report that explains it is there
