@@ -12,9 +12,12 @@ def finalize_run(run_id: str, tracking_uri: str, status: dsl.PipelineTaskFinalSt
     is filled in by KFP. An empty tracking_uri falls back to MLFLOW_TRACKING_URI (the labpipe-mlflow secret).
     Returns the MLflow status it set ("" when tracking is off).
     """
-    from labpipe.runs.tracking import finalize_from_kfp_status
+    from labpipe.errors import clean_user_errors
 
-    closed = finalize_from_kfp_status(
+    clean_user_errors()  # an unreachable MLflow: one line, no traceback
+    from labpipe.runs.tracking_check import finalize_pipeline_run
+
+    closed = finalize_pipeline_run(
         run_id,
         tracking_uri,
         {"state": status.state, "error_message": status.error_message, "pipeline_task_name": status.pipeline_task_name},

@@ -59,3 +59,17 @@ def test_lineage_of_a_bare_model_name_suggests_name_at_alias(capsys, tmp_path):
     err = capsys.readouterr().err
     assert "labpipe-model: error: lineage-target: is a registered model, not one version" in err
     assert "labpipe-model@production" in err and "Traceback" not in err
+
+
+def test_the_exit_task_against_an_unreachable_server_is_one_problem(monkeypatch):
+    """finalize_run (the pipeline's exit task) went through MLflow's client retries (~258 s) and ended in a
+    traceback; now a bounded close: one UserError naming the server (the component prints it as one line)."""
+    from labpipe.errors import UserError
+    from labpipe.runs.tracking_check import finalize_pipeline_run
+
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    with pytest.raises(UserError) as err:
+        finalize_pipeline_run("run-1", uri, {"state": "FAILED", "error_message": "x", "pipeline_task_name": "t"})
+    (problem,) = err.value.problems
+    assert problem.rule == "mlflow" and "the MLflow server does not answer" in problem.message and uri in str(problem)

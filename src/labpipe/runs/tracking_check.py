@@ -75,3 +75,19 @@ def require_tracking(uri: str) -> None:
     if found is not None:
         message, fix = found
         raise UserError(Problem(where=uri, rule="mlflow", field="tracking_uri", message=message, fix=f"{fix}; {FIX}"))
+
+
+FINALIZE_RETRIES, FINALIZE_TIMEOUT_S = 3, 10  # an exit task rides out a blip (~15 s of back-off), not minutes
+
+
+def finalize_pipeline_run(pipeline_run_id: str, tracking_uri: str, status: dict) -> dict:
+    """The exit task's close of the pipeline's MLflow run, with MLflow's retries bounded: a server that stays
+    unreachable (or refuses the token) fails the task in seconds with one line naming it, not after MLflow's
+    minutes of back-off and a traceback. A local store is not probed (the first stage may not have made it)."""
+    from labpipe.runs.tracking import finalize_from_kfp_status
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    with bounded_requests(timeout_s=FINALIZE_TIMEOUT_S, retries=FINALIZE_RETRIES):
+        if uri and local_store_path(uri) is None:
+            require_tracking(uri)
+        return finalize_from_kfp_status(pipeline_run_id, tracking_uri, status)
