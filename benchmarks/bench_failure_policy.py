@@ -23,8 +23,9 @@ from pathlib import Path
 
 from labpipe.errors import UserError
 from labpipe.generation.stage import MANIFEST, GenerationConfig, run_generation
-from labpipe.llm.client import DEFAULT_MAX_FAILED_SHARE, ModelSpec
+from labpipe.llm.failures import DEFAULT_MAX_FAILED_SHARE
 from labpipe.llm.openai_client import OpenAIChatClient
+from labpipe.llm.types import ModelSpec
 from tests.support.fake_openai import FakeOpenAIServer, FaultPlan
 
 REPO = Path(__file__).resolve().parents[1]

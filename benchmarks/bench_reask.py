@@ -28,8 +28,8 @@ from pathlib import Path
 import httpx
 
 from labpipe.generation.stage import GenerationConfig, run_generation
-from labpipe.llm.client import ModelSpec
 from labpipe.llm.openai_client import OpenAIChatClient
+from labpipe.llm.types import ModelSpec
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -48,7 +48,8 @@ def replica(*args: str):
 
 
 def bench_endpoints(args) -> dict:
-    from labpipe.llm.client import ChatRequest, ModelSpec, make_client
+    from labpipe.llm.client import make_client
+    from labpipe.llm.types import ChatRequest, ModelSpec
 
     requests = [
         ChatRequest([{"role": "user", "content": f"Write question {i}."}], f"q{i}")

@@ -142,7 +142,7 @@ def _dialect_options(p: argparse.ArgumentParser, role: str) -> None:
         default=0,
         help=f"the {role}'s context window in tokens (default: what GET /v1/models reports); caps max_tokens",
     )
-    from labpipe.llm.client import DEFAULT_MAX_FAILED_SHARE
+    from labpipe.llm.failures import DEFAULT_MAX_FAILED_SHARE
 
     p.add_argument(
         "--revision",

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from labpipe.errors import Problem, UserError
-from labpipe.llm.client import DEFAULT_MAX_FAILED_SHARE
+from labpipe.llm.failures import DEFAULT_MAX_FAILED_SHARE
 
 KNOWLEDGE_SET = "knowledge_train.jsonl"
 SKILLS_SET = "skills_train.jsonl"
@@ -125,14 +125,9 @@ def _run_critique(config: CritiqueConfig, client, cache) -> dict[str, Any]:
     from labpipe.generation.checkpoint import CallStats, Checkpoint
     from labpipe.generation.flow import load_flows
     from labpipe.llm.cache import open_cache
-    from labpipe.llm.client import (
-        check_failures,
-        client_options,
-        failure_summary,
-        make_client,
-        resolve_model_spec,
-        stats_of,
-    )
+    from labpipe.llm.client import client_options, make_client, resolve_model_spec
+    from labpipe.llm.failures import check_failures, failure_summary
+    from labpipe.llm.types import stats_of
     from labpipe.runs.tracking import maybe_stage_run
     from labpipe.storage import atomic_path
 

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from labpipe.errors import UserError
-from labpipe.llm.client import ChatRequest, ChatResult
+from labpipe.llm.types import ChatRequest, ChatResult
 from labpipe.models.identity import model_digest
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class _CacheOnly:
     """The client used to see whether every answer is in the cache before a server is started for them."""
 
     def __init__(self):
-        from labpipe.llm.client import ClientStats
+        from labpipe.llm.types import ClientStats
 
         self.stats, self.model_name, self.missing = ClientStats(), "", 0
 

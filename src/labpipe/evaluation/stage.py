@@ -68,7 +68,7 @@ class EvalConfig:
     cache: str = "off"  # answers and verdicts reused across runs: the generation cache ("" = local, s3://)
 
     def model_spec(self, target: str, endpoint_name: str = "", api_key_env: str = ""):
-        from labpipe.llm.client import ModelSpec
+        from labpipe.llm.types import ModelSpec
 
         return ModelSpec(
             target=target,
@@ -273,7 +273,7 @@ def _check_judge_errors(judged, cfg: EvalConfig, judge: str) -> None:
     reasons = "; ".join(
         f"{n} {kind} (e.g. {judged.error_examples.get(kind, '')!r})" for kind, n in judged.errors.most_common()
     )
-    from labpipe.llm.client import TRANSIENT_KINDS
+    from labpipe.llm.failures import TRANSIENT_KINDS
 
     deterministic = sum(n for kind, n in judged.errors.items() if kind not in TRANSIENT_KINDS)
     raise UserError(

@@ -42,17 +42,9 @@ from labpipe.errors import Problem, UserError
 from labpipe.generation.checkpoint import CallStats, Checkpoint, complete
 from labpipe.generation.flow import KINDS, Flow, apply, load_flows, plan, start_items
 from labpipe.llm.cache import model_identity
-from labpipe.llm.client import (
-    DEFAULT_MAX_FAILED_SHARE,
-    ChatClient,
-    ChatRequest,
-    ChatResult,
-    check_failures,
-    client_options,
-    failure_summary,
-    resolve_model_spec,
-    stats_of,
-)
+from labpipe.llm.client import client_options, resolve_model_spec
+from labpipe.llm.failures import DEFAULT_MAX_FAILED_SHARE, check_failures, failure_summary
+from labpipe.llm.types import ChatClient, ChatRequest, ChatResult, stats_of
 from labpipe.runs.progress import emit
 
 log = logging.getLogger(__name__)

@@ -61,17 +61,11 @@ from typing import Any
 import httpx
 
 from labpipe.errors import Problem, UserError
-from labpipe.llm.client import (
-    TRANSIENT_KINDS,
-    ChatRequest,
-    ChatResult,
-    ClientStats,
-    ModelSpec,
-    failure_kind,
-)
 from labpipe.llm.endpoints import EndpointPool, RoutedHTTP, split_endpoints
+from labpipe.llm.failures import TRANSIENT_KINDS
 from labpipe.llm.json_extract import NotJSON, check_schema, extract_json, schema_instruction
 from labpipe.llm.limit import AdaptiveLimit, Gate
+from labpipe.llm.types import ChatRequest, ChatResult, ClientStats, ModelSpec, failure_kind
 
 STRUCTURED_MODES = ("auto", "json_schema", "json_object", "prompt")
 

@@ -22,7 +22,8 @@ import pytest
 from labpipe.critique.stage import KNOWLEDGE_SET, REPORT_MD, SKILLS_SET, CritiqueConfig, run_critique
 from labpipe.errors import UserError
 from labpipe.generation.stage import CHECKPOINTS, GENERATED, MANIFEST, GenerationConfig, run_generation
-from labpipe.llm.client import ModelSpec, make_client
+from labpipe.llm.client import make_client
+from labpipe.llm.types import ModelSpec
 from tests.support.fake_openai import FakeOpenAIServer, FaultPlan
 from tests.unit.critique.fixtures import SEEDS
 
@@ -224,6 +225,7 @@ def test_api_key_never_reaches_logs_artifacts_or_mlflow(tmp_path, monkeypatch, c
         gen = run.data.params.get("teacher_target") or run.data.params.get("judge_target")
         assert gen in (None, url)
     from kfp import compiler
+
     from labpipe.components.critique_filter.component import critique_filter
     from labpipe.components.synthetic_generation.component import synthetic_generation
 

@@ -12,8 +12,10 @@ import logging
 import pytest
 
 from labpipe.errors import UserError
-from labpipe.llm.client import ChatRequest, ClientStats, ModelSpec, check_failures, make_client
+from labpipe.llm.client import make_client
+from labpipe.llm.failures import check_failures
 from labpipe.llm.json_extract import SCHEMA_MARKER, check_schema
+from labpipe.llm.types import ChatRequest, ClientStats, ModelSpec
 from tests.support.fake_openai import FakeOpenAIServer, FaultPlan, Reply
 
 SCHEMA = {

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from labpipe.generation.stage import CHECKPOINTS, GENERATED, MANIFEST, GenerationConfig, run_generation
-from labpipe.llm.client import ChatRequest, ModelSpec, make_client
+from labpipe.llm.client import make_client
+from labpipe.llm.types import ChatRequest, ModelSpec
 from tests.support.fake_openai import FakeOpenAIServer, FaultPlan
 from tests.support.servers import free_port
 from tests.unit.critique.fixtures import SEEDS

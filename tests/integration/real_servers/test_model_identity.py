@@ -14,7 +14,8 @@ import pytest
 
 from labpipe.generation.stage import GenerationConfig, run_generation
 from labpipe.llm.cache import model_identity
-from labpipe.llm.client import ModelSpec, make_client
+from labpipe.llm.client import make_client
+from labpipe.llm.types import ModelSpec
 from tests.unit.critique.fixtures import SEEDS
 
 from .conftest import llamacpp_server

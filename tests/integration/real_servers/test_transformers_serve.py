@@ -17,7 +17,8 @@ import pytest
 from labpipe.errors import UserError
 from labpipe.evaluation.stage import EvalConfig, run_mt_bench
 from labpipe.generation.stage import GENERATED, MANIFEST
-from labpipe.llm.client import ChatRequest, ModelSpec, make_client
+from labpipe.llm.client import make_client
+from labpipe.llm.types import ChatRequest, ModelSpec
 from tests.unit.critique.fixtures import SEEDS
 
 pytestmark = pytest.mark.integration

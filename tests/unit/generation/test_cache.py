@@ -9,7 +9,7 @@ from dataclasses import replace
 from labpipe.generation.checkpoint import CallStats, Checkpoint, complete
 from labpipe.generation.stage import CHECKPOINTS, GENERATED, GenerationConfig, run_generation
 from labpipe.llm.cache import GenerationCache, cache_key, decode_entry, encode_entry, open_cache
-from labpipe.llm.client import ChatRequest, ChatResult
+from labpipe.llm.types import ChatRequest, ChatResult
 from tests.unit.critique.fixtures import SEEDS, ScriptedClient
 
 
@@ -141,7 +141,7 @@ def test_model_identity_endpoint_name_or_local_model_files(tmp_path):
     from types import SimpleNamespace
 
     from labpipe.llm.cache import model_identity
-    from labpipe.llm.client import ModelSpec
+    from labpipe.llm.types import ModelSpec
 
     named = SimpleNamespace(spec=ModelSpec("http://a:8000/v1", model="granite"), model_name="unused")
     other_url = SimpleNamespace(spec=ModelSpec("http://b:9000/v1", model="granite"), model_name="unused")
@@ -169,7 +169,7 @@ def test_model_identity_holds_no_file_time_and_no_parent_path(tmp_path, tiny_mod
     from types import SimpleNamespace
 
     from labpipe.llm.cache import model_identity
-    from labpipe.llm.client import ModelSpec
+    from labpipe.llm.types import ModelSpec
     from labpipe.models.tiny import build_tiny_model
 
     def identity(path):

@@ -8,7 +8,7 @@ import pytest
 
 from labpipe.generation.checkpoint import CallStats, Checkpoint, complete
 from labpipe.generation.stage import GENERATED, MANIFEST, GenerationConfig, run_generation
-from labpipe.llm.client import ChatRequest, ChatResult
+from labpipe.llm.types import ChatRequest, ChatResult
 from tests.unit.critique.fixtures import SEEDS, ScriptedClient
 
 
