@@ -128,7 +128,7 @@ def client_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _dialect_options(p: argparse.ArgumentParser, role: str) -> None:
-    """How the endpoint's dialect is handled (see labpipe.llm.openai_client), and when to fail."""
+    """How the endpoint's dialect is handled (see labpipe.llm.dialects), and when to fail."""
     p.add_argument(
         "--response-format",
         default="auto",
