@@ -9,6 +9,7 @@ from dataclasses import replace
 from labpipe.generation.checkpoint import CallStats, Checkpoint, complete
 from labpipe.generation.stage import CHECKPOINTS, GENERATED, GenerationConfig, run_generation
 from labpipe.llm.cache import GenerationCache, cache_key, decode_entry, encode_entry, open_cache
+from labpipe.llm.options import ClientOptions
 from labpipe.llm.types import ChatRequest, ChatResult
 from tests.unit.critique.fixtures import SEEDS, ScriptedClient
 
@@ -109,7 +110,7 @@ def test_run_generation_in_a_fresh_out_dir_costs_no_request(tmp_path):
     config = GenerationConfig(
         seeds=str(SEEDS),
         out=str(tmp_path / "run1"),
-        teacher="http://x/v1",
+        teacher=ClientOptions(endpoint="http://x/v1"),
         progress=False,
         fan_out_scale=0.3,
         generation_cache=str(tmp_path / "cache"),
