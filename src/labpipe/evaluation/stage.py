@@ -66,19 +66,21 @@ class EvalConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     cache: str = "off"  # answers and verdicts reused across runs: the generation cache ("" = local, s3://)
 
+    def answer_options(self, api_key_env: str = "") -> dict:
+        """The ModelSpec fields of a model under test (candidate, base) but its target and name."""
+        return {
+            "batch_size": self.batch_size,
+            "concurrency": self.concurrency,
+            "api_key_env": api_key_env or "OPENAI_API_KEY",
+            "max_retries": self.max_retries,
+            "timeout_s": self.timeout_s,
+        }
+
     def model_spec(self, target: str, endpoint_name: str = "", api_key_env: str = ""):
         """The ModelSpec of a model under test (candidate, base)."""
         from labpipe.llm.types import ModelSpec
 
-        return ModelSpec(
-            target=target,
-            model=endpoint_name or None,
-            batch_size=self.batch_size,
-            concurrency=self.concurrency,
-            api_key_env=api_key_env or "OPENAI_API_KEY",
-            max_retries=self.max_retries,
-            timeout_s=self.timeout_s,
-        )
+        return ModelSpec(target=target, model=endpoint_name or None, **self.answer_options(api_key_env))
 
     def validate(self) -> None:
         problems = []
