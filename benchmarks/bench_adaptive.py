@@ -31,7 +31,8 @@ from pathlib import Path
 
 import httpx
 
-from labpipe.llm.client import ChatRequest, ModelSpec, make_client
+from labpipe.llm.client import make_client
+from labpipe.llm.types import ChatRequest, ModelSpec
 
 
 def free_port() -> int:

@@ -21,7 +21,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from labpipe.llm.client import ChatRequest, ModelSpec, make_client
+from labpipe.llm.client import make_client
+from labpipe.llm.types import ChatRequest, ModelSpec
 from tests.support.fake_openai import FakeOpenAIServer
 
 RATING = {

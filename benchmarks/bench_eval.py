@@ -22,7 +22,8 @@ from labpipe.evaluation.fastchat_io import Answer, attach_references
 from labpipe.evaluation.judge import judge_answers
 from labpipe.evaluation.prompts import load_judge_prompts
 from labpipe.evaluation.questions import load_questions
-from labpipe.llm.client import ModelSpec, make_client
+from labpipe.llm.client import make_client
+from labpipe.llm.types import ModelSpec
 from labpipe.models.tiny import build_tiny_model
 from tests.support.fake_openai import FakeOpenAIServer
 

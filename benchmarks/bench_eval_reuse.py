@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from labpipe.evaluation.candidate import CandidateEvalConfig, evaluate_candidate
+from labpipe.llm.options import ClientOptions
 from labpipe.models.tiny import TinyModelConfig, build_tiny_model
 
 
@@ -39,7 +40,7 @@ def run(label: str, candidate: Path, base: Path, cache: Path, args, work: Path) 
             training_out=str(candidate),
             decision_out=str(work / f"{label}-decision.json"),
             base_model=str(base / "model"),
-            judge=str(base / "model"),
+            judge=ClientOptions(endpoint=str(base / "model")),
             questions=args.data,
             max_questions=args.questions,
             max_new_tokens=args.max_new_tokens,

@@ -23,8 +23,10 @@ from pathlib import Path
 
 from labpipe.errors import UserError
 from labpipe.generation.stage import MANIFEST, GenerationConfig, run_generation
-from labpipe.llm.client import DEFAULT_MAX_FAILED_SHARE, ModelSpec
+from labpipe.llm.failures import DEFAULT_MAX_FAILED_SHARE
 from labpipe.llm.openai_client import OpenAIChatClient
+from labpipe.llm.options import ClientOptions
+from labpipe.llm.types import ModelSpec
 from tests.support.fake_openai import FakeOpenAIServer, FaultPlan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,11 +65,10 @@ def run(label: str, cls, share: float, seed: int | None, seeds: str, work: Path)
         config = GenerationConfig(
             seeds=seeds,
             out=str(out),
-            teacher=server.base_url,
+            teacher=ClientOptions(endpoint=server.base_url, concurrency=8),
             fan_out_scale=1.0,
             gate=False,
             progress=False,
-            concurrency=8,
             generation_cache="off",
             max_failed_share=share,
         )

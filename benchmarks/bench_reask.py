@@ -28,8 +28,9 @@ from pathlib import Path
 import httpx
 
 from labpipe.generation.stage import GenerationConfig, run_generation
-from labpipe.llm.client import ModelSpec
 from labpipe.llm.openai_client import OpenAIChatClient
+from labpipe.llm.options import ClientOptions
+from labpipe.llm.types import ModelSpec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,11 +71,10 @@ def run(label: str, cls, url: str, args, work: Path) -> dict:
         GenerationConfig(
             seeds=args.seeds,
             out=str(work / label),
-            teacher=url,
+            teacher=ClientOptions(endpoint=url, concurrency=args.concurrency),
             fan_out_scale=args.fan_out_scale,
             gate=False,
             progress=False,
-            concurrency=args.concurrency,
             max_failed_share=1.0,
         ),
         client=client,

@@ -48,7 +48,8 @@ def replica(*args: str):
 
 
 def bench_endpoints(args) -> dict:
-    from labpipe.llm.client import ChatRequest, ModelSpec, make_client
+    from labpipe.llm.client import make_client
+    from labpipe.llm.types import ChatRequest, ModelSpec
 
     requests = [
         ChatRequest([{"role": "user", "content": f"Write question {i}."}], f"q{i}")
@@ -88,6 +89,7 @@ def _seeds(path: Path, leaves: int) -> None:
 
 def bench_stream(args) -> dict:
     from labpipe.generation.stage import GenerationConfig, run_generation
+    from labpipe.llm.options import ClientOptions
     from tests.support.fake_openai import FakeOpenAIServer, lognormal_latency
 
     median, p99 = 0.5 * args.latency_scale, 5.0 * args.latency_scale
@@ -102,7 +104,8 @@ def bench_stream(args) -> dict:
             os.environ["LABPIPE_CACHE"] = f"{tmp}/cache-{name}"
             with FakeOpenAIServer(latency_fn=latency, slots=args.slots) as server:
                 config = GenerationConfig(
-                    seeds=str(seeds), out=f"{tmp}/{name}", teacher=server.base_url, concurrency=2 * args.slots,
+                    seeds=str(seeds), out=f"{tmp}/{name}",
+                    teacher=ClientOptions(endpoint=server.base_url, concurrency=2 * args.slots),
                     gate=False, stream=stream, progress=False, fan_out_scale=args.fan_out_scale,
                 )  # fmt: skip
                 started = time.perf_counter()

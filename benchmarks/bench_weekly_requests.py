@@ -25,6 +25,7 @@ from pathlib import Path
 
 from labpipe.critique.stage import CritiqueConfig, run_critique
 from labpipe.generation.stage import MANIFEST, GenerationConfig, run_generation
+from labpipe.llm.options import ClientOptions
 from labpipe.taxonomy import gitrepo
 from labpipe.taxonomy.sample import commit_all, sample_taxonomy_source
 from labpipe.taxonomy.stage import (
@@ -77,7 +78,8 @@ def run(server: FakeOpenAIServer, taxonomy: Path, out: Path, cache: str, fan_out
     started = time.monotonic()
     gen = run_generation(
         GenerationConfig(
-            seeds=str(out / "seeds.jsonl"), out=str(out / "gen"), teacher=server.base_url, progress=False,
+            seeds=str(out / "seeds.jsonl"), out=str(out / "gen"), teacher=ClientOptions(endpoint=server.base_url),
+            progress=False,
             gate=False, fan_out_scale=fan_out_scale, generation_cache=cache,
         )
     )
@@ -85,7 +87,8 @@ def run(server: FakeOpenAIServer, taxonomy: Path, out: Path, cache: str, fan_out
     server.reset_counters()
     crit = run_critique(
         CritiqueConfig(
-            generated=str(out / "gen"), out=str(out / "crit"), judge=server.base_url, profile="smoke",
+            generated=str(out / "gen"), out=str(out / "crit"), judge=ClientOptions(endpoint=server.base_url),
+            profile="smoke",
             generation_cache=cache,
         )
     )

@@ -40,24 +40,27 @@ def critique_filter(
     clean_user_errors()  # a UserError prints its problems, no traceback
 
     from labpipe.critique.stage import CritiqueConfig, run_critique
+    from labpipe.llm.options import ClientOptions
 
     meta = run_critique(
         CritiqueConfig(
             generated=[g.path for g in generated],
             out="",  # a temporary directory, removed when done (the sets go to the artifact paths)
-            judge=judge,
-            judge_model=judge_model,
-            secret=judge_secret,
+            judge=ClientOptions(
+                endpoint=judge,
+                model=judge_model,
+                secret=judge_secret,
+                timeout_s=float(timeout_s),
+                max_retries=int(max_retries),
+                response_format=response_format,
+                context_length=int(context_length),
+                revision=revision,
+            ),
             profile=profile,
             generation_cache=generation_cache,
-            response_format=response_format,
             max_failed_share=float(max_failed_share),
-            context_length=int(context_length),
-            revision=revision,
             samples_per_skill_leaf=samples_per_skill_leaf,
             seed=seed,
-            timeout_s=float(timeout_s),
-            max_retries=int(max_retries),
             knowledge_out=knowledge_set.path,
             skills_out=skills_set.path,
             report_md_out=report.path,

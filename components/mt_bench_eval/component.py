@@ -25,13 +25,15 @@ def mt_bench_eval(candidate: Input[Model], base_model: str, judge: str, judge_mo
 
     clean_user_errors()  # a UserError prints its problems, no traceback
     from labpipe.evaluation.candidate import evaluation_task
+    from labpipe.llm.options import ClientOptions
 
     return evaluation_task(
-        candidate, metrics, report, decision, base_model=base_model, judge=judge, judge_model=judge_model,
-        judge_secret=judge_secret, questions=questions, max_questions=max_questions, max_new_tokens=max_new_tokens,
+        candidate, metrics, report, decision, base_model=base_model,
+        judge=ClientOptions(judge, judge_model, secret=judge_secret, context_length=int(context_length)),
+        questions=questions, max_questions=max_questions, max_new_tokens=max_new_tokens,
         checkpoint_selection=checkpoint_selection, production_model_name=production_model_name,
         tolerance=tolerance, engine=engine, cache=generation_cache, judge_attempts=int(judge_attempts),
-        context_length=int(context_length), run_id=run_id, tracking_uri=tracking_uri,
+        run_id=run_id, tracking_uri=tracking_uri,
     )
 
 
@@ -47,11 +49,13 @@ def mt_bench_eval_gpu(candidate: Input[Model], base_model: str, judge: str, judg
 
     clean_user_errors()
     from labpipe.evaluation.candidate import evaluation_task
+    from labpipe.llm.options import ClientOptions
 
     return evaluation_task(
-        candidate, metrics, report, decision, base_model=base_model, judge=judge, judge_model=judge_model,
-        judge_secret=judge_secret, questions=questions, max_questions=max_questions, max_new_tokens=max_new_tokens,
+        candidate, metrics, report, decision, base_model=base_model,
+        judge=ClientOptions(judge, judge_model, secret=judge_secret, context_length=int(context_length)),
+        questions=questions, max_questions=max_questions, max_new_tokens=max_new_tokens,
         checkpoint_selection=checkpoint_selection, production_model_name=production_model_name,
         tolerance=tolerance, engine=engine, cache=generation_cache, judge_attempts=int(judge_attempts),
-        context_length=int(context_length), run_id=run_id, tracking_uri=tracking_uri,
+        run_id=run_id, tracking_uri=tracking_uri,
     )

@@ -39,13 +39,15 @@ def review(
     from labpipe.errors import clean_user_errors
 
     clean_user_errors()  # a UserError prints its problems, no traceback
+    from labpipe.llm.options import ClientOptions
     from labpipe.review.stage import ReviewConfig, run_review
 
     totals = run_review(ReviewConfig(
         taxonomy=taxonomy, ref=ref, base=base, out=result.path, html_out=page.path, md_out=summary.path,
-        base_model=base_model, teacher=teacher, teacher_model=teacher_model, judge=judge, judge_model=judge_model,
+        base_model=base_model, teacher=ClientOptions(teacher, teacher_model, response_format=response_format),
+        judge=ClientOptions(judge, judge_model, response_format=response_format),
         sample_size=sample_size, generation_gate=generation_gate, critique_profile=critique_profile,
-        chunk_tokens=chunk_tokens, seed=seed, generation_cache=generation_cache, response_format=response_format,
+        chunk_tokens=chunk_tokens, seed=seed, generation_cache=generation_cache,
         questions=questions, known_threshold=known_threshold, known_model=known_model,
         known_model_name=known_model_name, production_model_name=production_model_name,
         run_id=run_id, tracking_uri=tracking_uri,

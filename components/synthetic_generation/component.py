@@ -39,25 +39,28 @@ def synthetic_generation(
 
     clean_user_errors()  # a UserError prints its problems, no traceback
     from labpipe.generation.stage import GenerationConfig, run_generation
+    from labpipe.llm.options import ClientOptions
 
     meta = run_generation(
         GenerationConfig(
             seeds=seeds.path,
             out=generated.path,
-            teacher=teacher,
-            teacher_model=teacher_model,
-            secret=teacher_secret,
-            concurrency=concurrency,
+            teacher=ClientOptions(
+                endpoint=teacher,
+                model=teacher_model,
+                concurrency=concurrency,
+                secret=teacher_secret,
+                timeout_s=float(timeout_s),
+                max_retries=int(max_retries),
+                response_format=response_format,
+                context_length=int(context_length),
+                revision=revision,
+            ),
             gate=gate,
             shard_plan=shard_plan.path if shard_plan is not None else "",
             shard=int(shard),
-            timeout_s=float(timeout_s),
-            max_retries=int(max_retries),
             generation_cache=generation_cache,
-            response_format=response_format,
             max_failed_share=float(max_failed_share),
-            context_length=int(context_length),
-            revision=revision,
             progress=False,
             run_id=run_id,
             tracking_uri=tracking_uri,

@@ -271,9 +271,9 @@ def check_taxonomy(params: dict[str, Any], report: Report, timeout: float, produ
 def check_endpoint(role: str, params: dict[str, Any], report: Report, timeout: float) -> None:
     """Every replica (`http://a/v1,http://b/v1`) answers GET /v1/models to the client's own probe, lists the
     named model, and accepts the key (from the role's secret)."""
-    from labpipe.llm.client import ModelSpec
     from labpipe.llm.endpoints import split_endpoints
     from labpipe.llm.openai_client import OpenAIChatClient
+    from labpipe.llm.types import ModelSpec
 
     prefix = role.upper()
     target = str(params.get(role) or os.environ.get(f"{prefix}_ENDPOINT", ""))

@@ -189,7 +189,7 @@ def test_weekly_runs(scenario, capsys):
     # ... and the teacher was paid only for the edited leaf: every request carries its marker
     requests = third["teacher_requests"]
     assert requests
-    from labpipe.llm.openai_client import PROBE_PROMPT
+    from labpipe.llm.structured import PROBE_PROMPT
 
     # the structured-output probe (one tiny request per stage) belongs to no leaf
     leaf_requests = [r for r in requests if PROBE_PROMPT not in json.dumps(r)]

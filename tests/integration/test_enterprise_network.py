@@ -66,7 +66,8 @@ def test_teacher_endpoint_through_proxy_with_private_ca(tmp_path, ca, proxy):
     with FakeOpenAIServer(ssl_context=ca.server_context()) as teacher:
         url = teacher.base_url.replace("127.0.0.1", "localhost")
         code = (
-            "from labpipe.llm.client import ChatRequest, ModelSpec, make_client\n"
+            "from labpipe.llm.client import make_client\n"
+            "from labpipe.llm.types import ChatRequest, ModelSpec\n"
             f"c = make_client(ModelSpec({url!r}, model='fake-teacher', max_retries=0))\n"
             "[r] = c.complete([ChatRequest([{'role': 'user', 'content': 'hi'}], request_id='r1')])\n"
             "print('ok' if r.ok else r.error)\n"

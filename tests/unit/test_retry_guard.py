@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 
 from labpipe.errors import Problem, UserError
-from labpipe.llm.client import ClientStats, check_failures
+from labpipe.llm.failures import check_failures
+from labpipe.llm.types import ClientStats
 from labpipe.retry_guard import TASK_RETRIES, guard
 
 PROBLEM = Problem(

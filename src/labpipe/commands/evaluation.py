@@ -174,6 +174,7 @@ def register(sub) -> None:
 def _config(args: argparse.Namespace, **overrides):
     import logging
 
+    from labpipe.commands.generation import client_options_from
     from labpipe.evaluation.engines import EngineConfig
     from labpipe.evaluation.stage import EvalConfig
 
@@ -182,7 +183,7 @@ def _config(args: argparse.Namespace, **overrides):
 
     return EvalConfig(
         model=getattr(args, "model", None) or "",
-        judge=args.judge or "",
+        judge=client_options_from(args, args.judge or "", args.judge_model),
         out=getattr(args, "out", "") or "",
         base_model=getattr(args, "base_model", ""),
         model_name=getattr(args, "model_name", "candidate"),
@@ -191,8 +192,6 @@ def _config(args: argparse.Namespace, **overrides):
         base_endpoint_name=getattr(args, "base_endpoint_name", ""),
         model_api_key_env=getattr(args, "model_api_key_env", ""),
         base_api_key_env=getattr(args, "base_api_key_env", ""),
-        judge_model=args.judge_model,
-        api_key_env=args.api_key_env,
         questions=args.questions,
         judge_prompts=args.judge_prompts,
         reference_answers=args.reference_answers,
@@ -202,7 +201,6 @@ def _config(args: argparse.Namespace, **overrides):
         judge_mode=args.judge_mode,
         judge_attempts=args.judge_attempts,
         max_failed_share=args.max_failed_share,
-        context_length=getattr(args, "context_length", 0),
         batch_size=args.batch_size,
         concurrency=args.concurrency,
         timeout_s=args.timeout,

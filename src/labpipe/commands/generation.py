@@ -127,8 +127,24 @@ def client_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+CLI_DESTS = {"timeout_s": "timeout"}  # ClientOptions fields whose option has a `dest` of another name
+
+
+def client_options_from(args: argparse.Namespace, endpoint: str, model: str):
+    """The ClientOptions of a command's model (generate, critique, review, evaluate): every option the
+    command defines (its `dest` is the field's name, or CLI_DESTS's), the rest at their defaults."""
+    from dataclasses import fields
+
+    from labpipe.llm.options import ClientOptions
+
+    given = vars(args)
+    dests = {f.name: CLI_DESTS.get(f.name, f.name) for f in fields(ClientOptions)}
+    named = {name: given[dest] for name, dest in dests.items() if dest in given}
+    return ClientOptions(**{**named, "endpoint": endpoint, "model": model})
+
+
 def _dialect_options(p: argparse.ArgumentParser, role: str) -> None:
-    """How the endpoint's dialect is handled (see labpipe.llm.openai_client), and when to fail."""
+    """How the endpoint's dialect is handled (see labpipe.llm.dialects), and when to fail."""
     p.add_argument(
         "--response-format",
         default="auto",
@@ -142,7 +158,7 @@ def _dialect_options(p: argparse.ArgumentParser, role: str) -> None:
         default=0,
         help=f"the {role}'s context window in tokens (default: what GET /v1/models reports); caps max_tokens",
     )
-    from labpipe.llm.client import DEFAULT_MAX_FAILED_SHARE
+    from labpipe.llm.failures import DEFAULT_MAX_FAILED_SHARE
 
     p.add_argument(
         "--revision",
@@ -175,10 +191,7 @@ def generate(args: argparse.Namespace) -> int:
             GenerationConfig(
                 seeds=args.seeds,
                 out=args.out,
-                teacher=args.teacher,
-                teacher_model=args.teacher_model,
-                api_key_env=args.api_key_env,
-                concurrency=args.concurrency,
+                teacher=client_options_from(args, args.teacher, args.teacher_model),
                 flows_dir=args.flows,
                 fan_out_scale=args.fan_out_scale,
                 gate=not args.no_gate,
@@ -186,14 +199,8 @@ def generate(args: argparse.Namespace) -> int:
                 stream=not args.no_stream,
                 shard_plan=args.shard_plan,
                 shard=args.shard,
-                timeout_s=args.timeout,
-                max_retries=args.max_retries,
-                schema_retries=args.schema_retries,
                 progress=not args.quiet,
                 generation_cache=args.cache,
-                response_format=args.response_format,
-                context_length=args.context_length,
-                revision=args.revision,
                 max_failed_share=args.max_failed_share,
             )
         )
@@ -211,21 +218,12 @@ def critique(args: argparse.Namespace) -> int:
             CritiqueConfig(
                 generated=args.generated[0] if len(args.generated) == 1 else args.generated,
                 out=args.out,
-                judge=args.judge,
-                judge_model=args.judge_model,
-                api_key_env=args.api_key_env,
-                concurrency=args.concurrency,
+                judge=client_options_from(args, args.judge, args.judge_model),
                 profile=args.profile,
                 samples_per_skill_leaf=args.samples_per_skill_leaf,
                 seed=args.seed,
                 flows_dir=args.flows,
-                timeout_s=args.timeout,
-                max_retries=args.max_retries,
-                schema_retries=args.schema_retries,
                 generation_cache=args.cache,
-                response_format=args.response_format,
-                context_length=args.context_length,
-                revision=args.revision,
                 max_failed_share=args.max_failed_share,
             )
         )

@@ -122,6 +122,7 @@ def review_cmd(args: argparse.Namespace) -> int:
         return 0
     if not args.taxonomy:
         raise UserError("labpipe review: --taxonomy is required", fix="pass --taxonomy URL|PATH --ref BRANCH")
+    from labpipe.commands.generation import client_options_from
     from labpipe.review.stage import REVIEW_HTML, REVIEW_JSON, REVIEW_MD, ReviewConfig, run_review
     from labpipe.storage import join
 
@@ -138,19 +139,14 @@ def review_cmd(args: argparse.Namespace) -> int:
         base=args.base,
         leaves=args.leaf,
         base_model=args.base_model,
-        teacher=args.teacher,
-        teacher_model=args.teacher_model,
-        judge=judge,
-        judge_model=judge_model,
-        api_key_env=args.api_key_env,
+        teacher=client_options_from(args, args.teacher, args.teacher_model),
+        judge=client_options_from(args, judge, judge_model),
         sample_size=args.sample_size,
         critique_profile=args.critique_profile,
         generation_gate=args.generation_gate,
         chunk_tokens=args.chunk_tokens,
         seed=args.seed,
         generation_cache=args.generation_cache,
-        response_format=args.response_format,
-        concurrency=args.concurrency,
         questions=args.questions or os.environ.get("LABPIPE_MT_BENCH_DATA", ""),
         known=args.known,
         known_questions=args.known_questions,

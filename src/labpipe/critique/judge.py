@@ -16,7 +16,7 @@ from labpipe.critique.profiles import Profile
 from labpipe.critique.report import Ledger
 from labpipe.generation.checkpoint import CallStats, Checkpoint, complete
 from labpipe.generation.flow import Flow, parse_reply, plan
-from labpipe.llm.client import ChatClient
+from labpipe.llm.types import ChatClient
 
 
 def run_judges(

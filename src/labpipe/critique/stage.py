@@ -1,6 +1,6 @@
 """The critique stage: generated records in, training sets and a yield report out.
 
-    run_critique(CritiqueConfig(generated="gen/", out="crit/", judge="http://host/v1"))
+    run_critique(CritiqueConfig(generated="gen/", out="crit/", judge=ClientOptions("http://host/v1")))
 
 Filters, cheapest first, so that the judge is paid only for records that survive the free checks:
   format -> length -> near_duplicate -> thresholds on scores recorded by generation (e.g.
@@ -24,12 +24,13 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from labpipe.errors import Problem, UserError
-from labpipe.llm.client import DEFAULT_MAX_FAILED_SHARE
+from labpipe.llm.failures import DEFAULT_MAX_FAILED_SHARE
+from labpipe.llm.options import ClientOptions
 
 KNOWLEDGE_SET = "knowledge_train.jsonl"
 SKILLS_SET = "skills_train.jsonl"
@@ -41,25 +42,15 @@ REPORT_MD = "yield_report.md"
 class CritiqueConfig:
     generated: str | list[str]  # generation output directory (or its generated.jsonl); a list: shards, merged
     out: str  # output directory; rerunning with the same one resumes judge calls
-    judge: str = ""  # http(s)://.../v1 or a local model dir / s3://; empty: JUDGE_ENDPOINT
-    judge_model: str = ""
-    api_key_env: str = ""
-    concurrency: int = 32
-    secret: str = ""  # name of the Kubernetes secret the JUDGE_* variables came from (for messages)
+    judge: ClientOptions = field(default_factory=ClientOptions)  # empty endpoint/model: JUDGE_* variables
     profile: str = "lab"  # lab | smoke | path to a profile YAML
     samples_per_skill_leaf: int = 30
     seed: int = 0
-    timeout_s: float = 120.0  # per HTTP attempt to the judge
-    max_retries: int = 6  # transient failures per request
-    schema_retries: int = 2  # re-asks for a reply that is not JSON or breaks the schema
     flows_dir: str | None = None
     knowledge_out: str = ""  # extra copies at these paths (KFP artifact paths); default: only in `out`
     skills_out: str = ""
     report_md_out: str = ""
     max_failed_share: float = DEFAULT_MAX_FAILED_SHARE  # more judge requests failed for good: the stage fails
-    response_format: str = "auto"  # auto (probe) | json_schema | json_object | prompt
-    context_length: int = 0  # the judge's context window; 0 = as its GET /models reports it
-    revision: str = ""  # the judge's weights (commit, digest) for the cache key, where its server says none
     run_id: str = ""
     tracking_uri: str = ""
     generation_cache: str = ""  # shared reply cache: "" = local under LABPIPE_CACHE, s3://..., "off"
@@ -130,14 +121,10 @@ def _run_critique(config: CritiqueConfig, client, cache) -> dict[str, Any]:
     from labpipe.generation.checkpoint import CallStats, Checkpoint
     from labpipe.generation.flow import load_flows
     from labpipe.llm.cache import open_cache
-    from labpipe.llm.client import (
-        check_failures,
-        client_options,
-        failure_summary,
-        make_client,
-        resolve_model_spec,
-        stats_of,
-    )
+    from labpipe.llm.client import make_client
+    from labpipe.llm.failures import check_failures, failure_summary
+    from labpipe.llm.options import model_spec
+    from labpipe.llm.types import stats_of
     from labpipe.runs.tracking import maybe_stage_run
     from labpipe.storage import atomic_path
 
@@ -155,7 +142,7 @@ def _run_critique(config: CritiqueConfig, client, cache) -> dict[str, Any]:
                     "critique with the flows that generated the records (--flows DIR)",
                 )
             )
-    spec = resolve_model_spec(config.judge, config.judge_model, role="judge", **client_options(config))
+    spec = model_spec(config.judge, "judge")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     ledger = Ledger()

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from labpipe.errors import UserError
-from labpipe.llm.client import ChatRequest, ChatResult
+from labpipe.llm.types import ChatRequest, ChatResult
 from labpipe.models.identity import model_digest
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class _CacheOnly:
     """The client used to see whether every answer is in the cache before a server is started for them."""
 
     def __init__(self):
-        from labpipe.llm.client import ClientStats
+        from labpipe.llm.types import ClientStats
 
         self.stats, self.model_name, self.missing = ClientStats(), "", 0
 
@@ -212,7 +212,7 @@ def answer_model(
         max_new_tokens=cfg.max_new_tokens,
     ) as served:
         client = CachedClient(
-            make_client(served.spec(**_client_options(cfg, key_env))), cache, identity, kind="answer"
+            make_client(served.spec(**cfg.answer_options(key_env))), cache, identity, kind="answer"
         )
         restarts = engine.restarts if served.server is not None else 0
         try:
@@ -243,20 +243,10 @@ def answer_model(
                 )
                 client.inner.close()
                 served.restart()
-                client.inner = make_client(served.spec(**_client_options(cfg, key_env)))
+                client.inner = make_client(served.spec(**cfg.answer_options(key_env)))
         finally:
             client.close()
         return AnswerRun(answers, client.reuse, served.engine, served.server.starts if served.server else 0)
-
-
-def _client_options(cfg, key_env: str) -> dict[str, Any]:
-    return {
-        "batch_size": cfg.batch_size,
-        "concurrency": cfg.concurrency,
-        "api_key_env": key_env or "OPENAI_API_KEY",
-        "max_retries": cfg.max_retries,
-        "timeout_s": cfg.timeout_s,
-    }
 
 
 def judge_client_cached(client, spec, cache) -> CachedClient:

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 def generate_answers(
     client, questions: list[Question], model_id: str, *, max_new_tokens: int = 1024, seed: int = 0
 ) -> list[Answer]:
-    from labpipe.llm.client import ChatRequest
+    from labpipe.llm.types import ChatRequest
 
     answers = [Answer(q.question_id, model_id, []) for q in questions]
     n_turns = max(len(q.turns) for q in questions)

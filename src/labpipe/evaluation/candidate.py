@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from labpipe.evaluation.engines import EngineConfig
 from labpipe.evaluation.gate import GateConfig, run_gate
 from labpipe.evaluation.select import STRATEGIES, SelectConfig, select_checkpoint
 from labpipe.evaluation.stage import EvalConfig, run_mt_bench
-from labpipe.llm.client import resolve_model_spec
+from labpipe.llm.options import ClientOptions, model_spec
 from labpipe.models.loading import resolve_model_dir
 
 
@@ -30,9 +30,7 @@ class CandidateEvalConfig:
     training_out: str  # the skill phase's output directory (model/, checkpoints/)
     decision_out: str  # the gate's decision JSON
     base_model: str = ""
-    judge: str = ""  # empty: JUDGE_ENDPOINT (from the judge secret)
-    judge_model: str = ""
-    judge_secret: str = ""
+    judge: ClientOptions = field(default_factory=ClientOptions)  # empty endpoint/model: JUDGE_* (the secret)
     questions: str = ""
     max_questions: int = 0
     max_new_tokens: int = 1024
@@ -43,7 +41,6 @@ class CandidateEvalConfig:
     production_model_name: str = ""
     tolerance: float = 0.0
     judge_attempts: int = 3  # tries per judgment before it is excluded
-    context_length: int = 0  # the judge's context window; 0 = as its GET /models reports it
     run_id: str = ""
     tracking_uri: str = ""
 
@@ -71,19 +68,16 @@ def _evaluate_candidate(cfg: CandidateEvalConfig) -> CandidateEvalResult:
             f"checkpoint_selection must be one of {', '.join(STRATEGIES)}, not {cfg.checkpoint_selection!r}",
             fix="use 'last' (the final model) or 'best'",
         )
-    spec = resolve_model_spec(cfg.judge, cfg.judge_model, role="judge", secret=cfg.judge_secret)
+    spec = model_spec(cfg.judge, "judge")
     work = Path(tempfile.mkdtemp(prefix="mt-bench-"))
     eval_cfg = EvalConfig(
         model="",
         base_model=cfg.base_model,
-        judge=spec.target,
-        judge_model=spec.model or "",
-        api_key_env=spec.api_key_env,
+        judge=replace(cfg.judge, endpoint=spec.target, model=spec.model or "", api_key_env=spec.api_key_env),
         questions=cfg.questions,
         max_questions=int(cfg.max_questions),
         max_new_tokens=int(cfg.max_new_tokens),
         judge_attempts=int(cfg.judge_attempts),
-        context_length=int(cfg.context_length),
         out=str(work / "eval"),
         run_id=cfg.run_id,
         tracking_uri=cfg.tracking_uri,

@@ -477,7 +477,7 @@ class ServedModel:
     startup_timeout_s: float = 0.0
 
     def spec(self, **options):
-        from labpipe.llm.client import ModelSpec
+        from labpipe.llm.types import ModelSpec
 
         if self.server is not None:
             options = {**options, "api_key_env": "LABPIPE_ENGINE_API_KEY"}  # our server takes no key

@@ -51,7 +51,7 @@ def judge_answers(
     attempts: int = 3,
 ) -> JudgeRun:
     """Judge every turn of every model's answers; judgments come back in (model, question, turn) order."""
-    from labpipe.llm.client import ChatRequest, failure_kind
+    from labpipe.llm.types import ChatRequest, failure_kind
 
     spec = structured_judge() if structured else None
     by_qid = {q.question_id: q for q in questions}

@@ -18,6 +18,7 @@ from pathlib import Path
 from labpipe import storage
 from labpipe.errors import Problem, UserError
 from labpipe.evaluation.stage import EvalConfig, run_mt_bench
+from labpipe.llm.options import ClientOptions
 
 STRATEGIES = ("best", "last")
 
@@ -27,7 +28,7 @@ class SelectConfig:
     model_dir: str  # a training output directory (local or s3://)
     out: str  # selection.json + one evaluation directory per scored checkpoint
     eval: EvalConfig = field(
-        default_factory=lambda: EvalConfig(model="", judge="", out="")
+        default_factory=lambda: EvalConfig(model="", judge=ClientOptions(), out="")
     )  # judge, questions...
     strategy: str = "best"
     steps: list[int] = field(default_factory=list)  # score only these steps; empty = all

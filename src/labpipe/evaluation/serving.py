@@ -191,8 +191,8 @@ def wait_ready(custom, cfg: ServeConfig, namespace: str, action: str, emit=print
 
 def chat_once(cfg: ServeConfig, namespace: str, url: str) -> str:
     """One chat completion through labpipe's OpenAI client; its reply, or UserError with the client's error."""
-    from labpipe.llm.client import ChatRequest, ModelSpec
     from labpipe.llm.openai_client import OpenAIChatClient
+    from labpipe.llm.types import ChatRequest, ModelSpec
 
     spec = ModelSpec(target=f"{url}/v1", model=cfg.name, concurrency=1, timeout_s=cfg.chat_timeout_s,
                      max_retries=2, response_format="prompt", final_pass=False, schema_retries=0)  # fmt: skip

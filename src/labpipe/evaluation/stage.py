@@ -24,6 +24,7 @@ from labpipe.evaluation.aggregate import ModelScores, aggregate, format_table
 from labpipe.evaluation.engines import EngineConfig
 from labpipe.evaluation.fastchat_io import attach_references, write_jsonl
 from labpipe.evaluation.questions import Question, load_questions
+from labpipe.llm.options import ClientOptions
 from labpipe.runs.tracking import maybe_stage_run
 
 log = logging.getLogger(__name__)
@@ -33,15 +34,13 @@ JUDGE_MODES = ("auto", "reference", "structured")
 @dataclass
 class EvalConfig:
     model: str  # candidate: local model dir, s3:// prefix, or an OpenAI-compatible endpoint URL (/v1)
-    judge: str  # judge: same forms
+    judge: ClientOptions  # the judge: its endpoint (same forms), model name (also names the judgment file), key...
     out: str
     base_model: str = ""  # "" = no base comparison
     model_name: str = "candidate"  # model id in the FastChat files
     base_name: str = "base"
     model_endpoint_name: str = ""  # model name sent to an endpoint (candidate / base)
     base_endpoint_name: str = ""
-    judge_model: str = ""  # model name sent to the judge endpoint; also names the judgment file
-    api_key_env: str = "OPENAI_API_KEY"  # variable holding the judge endpoint's key (never logged)
     model_api_key_env: str = ""  # variable holding the candidate endpoint's key ("" = OPENAI_API_KEY)
     base_api_key_env: str = ""  # variable holding the base endpoint's key ("" = OPENAI_API_KEY)
     questions: str = ""  # question.jsonl or a data dir (path, s3://, URL); "" = FastChat's pinned file
@@ -53,7 +52,7 @@ class EvalConfig:
     judge_mode: str = "auto"  # auto: reference prompts+parsing for endpoints, schema-constrained in-process
     judge_attempts: int = 3
     max_failed_share: float = 0.1  # more failed judgments than this (per model) = invalid: the stage fails
-    context_length: int = 0  # the judge's context window; 0 = as its GET /models reports it
+    # the clients of the models under test (the judge's are in `judge`)
     batch_size: int = 16
     concurrency: int = 32
     max_retries: int = 6  # per endpoint request (transport errors, 429, 5xx)
@@ -67,18 +66,21 @@ class EvalConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     cache: str = "off"  # answers and verdicts reused across runs: the generation cache ("" = local, s3://)
 
-    def model_spec(self, target: str, endpoint_name: str = "", api_key_env: str = ""):
-        from labpipe.llm.client import ModelSpec
+    def answer_options(self, api_key_env: str = "") -> dict:
+        """The ModelSpec fields of a model under test (candidate, base) but its target and name."""
+        return {
+            "batch_size": self.batch_size,
+            "concurrency": self.concurrency,
+            "api_key_env": api_key_env or "OPENAI_API_KEY",
+            "max_retries": self.max_retries,
+            "timeout_s": self.timeout_s,
+        }
 
-        return ModelSpec(
-            target=target,
-            model=endpoint_name or None,
-            batch_size=self.batch_size,
-            concurrency=self.concurrency,
-            api_key_env=api_key_env or "OPENAI_API_KEY",
-            max_retries=self.max_retries,
-            timeout_s=self.timeout_s,
-        )
+    def model_spec(self, target: str, endpoint_name: str = "", api_key_env: str = ""):
+        """The ModelSpec of a model under test (candidate, base)."""
+        from labpipe.llm.types import ModelSpec
+
+        return ModelSpec(target=target, model=endpoint_name or None, **self.answer_options(api_key_env))
 
     def validate(self) -> None:
         problems = []
@@ -86,7 +88,7 @@ class EvalConfig:
             problems.append(f"judge_mode must be one of {', '.join(JUDGE_MODES)}, not {self.judge_mode!r}")
         if not self.model:
             problems.append("no model to evaluate (--model)")
-        if not self.judge:
+        if not self.judge.endpoint:
             problems.append("no judge (--judge)")
         if not 0 <= self.max_failed_share <= 1:
             problems.append("max_failed_share must be between 0 and 1")
@@ -96,7 +98,7 @@ class EvalConfig:
 
 
 def judge_label(cfg: EvalConfig) -> str:
-    name = cfg.judge_model or Path(cfg.judge.rstrip("/")).name or "judge"
+    name = cfg.judge.model or Path(cfg.judge.endpoint.rstrip("/")).name or "judge"
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
@@ -141,11 +143,11 @@ def run_mt_bench(cfg: EvalConfig) -> dict:
     from labpipe.evaluation.report import regressions, write_report
     from labpipe.llm.cache import open_cache
     from labpipe.llm.client import make_client
+    from labpipe.llm.options import model_spec
 
     cfg.validate()
     questions, prompts, digest = load_mt_bench(cfg)
-    judge_spec = cfg.model_spec(cfg.judge, cfg.judge_model, cfg.api_key_env)
-    judge_spec.context_length = cfg.context_length
+    judge_spec = model_spec(cfg.judge)
     structured = cfg.judge_mode == "structured" or (cfg.judge_mode == "auto" and not judge_spec.is_endpoint)
     judge_name = judge_label(cfg)
     targets = {cfg.model_name: (cfg.model, cfg.model_endpoint_name)}
@@ -273,7 +275,7 @@ def _check_judge_errors(judged, cfg: EvalConfig, judge: str) -> None:
     reasons = "; ".join(
         f"{n} {kind} (e.g. {judged.error_examples.get(kind, '')!r})" for kind, n in judged.errors.most_common()
     )
-    from labpipe.llm.client import TRANSIENT_KINDS
+    from labpipe.llm.failures import TRANSIENT_KINDS
 
     deterministic = sum(n for kind, n in judged.errors.items() if kind not in TRANSIENT_KINDS)
     raise UserError(

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from labpipe.llm.cache import GenerationCache, cache_key, model_identity
-from labpipe.llm.client import ChatClient, ChatRequest, ChatResult
+from labpipe.llm.types import ChatClient, ChatRequest, ChatResult
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from labpipe.errors import Problem, UserError
-from labpipe.llm.client import ChatRequest, ChatResult
+from labpipe.llm.types import ChatRequest, ChatResult
 
 FLOWS_DIR = Path(__file__).parent / "flows"
 PROMPTS_DIR = Path(__file__).parent / "prompts"

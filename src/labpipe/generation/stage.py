@@ -1,6 +1,6 @@
 """The synthetic-generation stage: seed records in, generated records (with checkpoints) out.
 
-    run_generation(GenerationConfig(seeds="seeds.jsonl", out="gen/", teacher="http://host/v1"))
+    run_generation(GenerationConfig(seeds="seeds.jsonl", out="gen/", teacher=ClientOptions("http://host/v1")))
 
 Output directory `out`:
   checkpoints/<leaf>.jsonl  every completed teacher call, appended and flushed (the resume state)
@@ -42,17 +42,9 @@ from labpipe.errors import Problem, UserError
 from labpipe.generation.checkpoint import CallStats, Checkpoint, complete
 from labpipe.generation.flow import KINDS, Flow, apply, load_flows, plan, start_items
 from labpipe.llm.cache import model_identity
-from labpipe.llm.client import (
-    DEFAULT_MAX_FAILED_SHARE,
-    ChatClient,
-    ChatRequest,
-    ChatResult,
-    check_failures,
-    client_options,
-    failure_summary,
-    resolve_model_spec,
-    stats_of,
-)
+from labpipe.llm.failures import DEFAULT_MAX_FAILED_SHARE, check_failures, failure_summary
+from labpipe.llm.options import ClientOptions, model_spec
+from labpipe.llm.types import ChatClient, ChatRequest, ChatResult, stats_of
 from labpipe.runs.progress import emit
 
 log = logging.getLogger(__name__)
@@ -66,28 +58,18 @@ CHECKPOINTS = "checkpoints"
 class GenerationConfig:
     seeds: str  # seed records JSONL (local path or s3://)
     out: str  # output directory (local); rerunning with the same one resumes
-    teacher: str = ""  # http(s)://.../v1 or a local model dir / s3://; empty: TEACHER_ENDPOINT
-    teacher_model: str = ""
-    api_key_env: str = ""
-    concurrency: int = 32
-    secret: str = ""  # name of the Kubernetes secret the TEACHER_* variables came from (for messages)
+    teacher: ClientOptions = field(default_factory=ClientOptions)  # empty endpoint/model: TEACHER_* variables
     flows_dir: str | None = None  # alternative flows (default: the shipped ones)
     fan_out_scale: float = 1.0  # multiplies the item-creating steps' fan_out (tests and smoke runs use < 1)
     gate: bool = True  # apply in-flow judge thresholds (False: keep all, record scores: "smoke")
     seed: int = 0
     stream: bool = True  # False: one step at a time for all leaves (a barrier between steps)
-    timeout_s: float = 120.0  # per HTTP attempt
-    max_retries: int = 6  # transient failures (429, 5xx, timeouts, dropped connections) per request
-    schema_retries: int = 2  # re-asks for a reply that is not JSON or breaks the step's schema
     shard_plan: str = ""  # shard plan JSON from seed extraction ("" = every seed record)
     shard: int = 0  # which shard of the plan this run generates
     progress: bool = True
     max_failed_share: float = (
         DEFAULT_MAX_FAILED_SHARE  # more teacher requests failed for good: the stage fails
     )
-    response_format: str = "auto"  # auto (probe) | json_schema | json_object | prompt
-    context_length: int = 0  # the teacher's context window; 0 = as its GET /models reports it
-    revision: str = ""  # the teacher's weights (commit, digest) for the cache key, where its server says none
     run_id: str = ""
     tracking_uri: str = ""
     generation_cache: str = ""  # shared reply cache: "" = local under LABPIPE_CACHE, s3://..., "off"
@@ -230,13 +212,13 @@ def _run_generation(config: GenerationConfig, client: ChatClient | None, cache) 
         raise UserError(
             Problem(config.flows_dir or "flows", "no-flow", f"no flow handles kind(s) {', '.join(missing)}")
         )
-    spec = resolve_model_spec(config.teacher, config.teacher_model, role="teacher", **client_options(config))
+    spec = model_spec(config.teacher, "teacher")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     params = {
         **{f"teacher_{k}": v for k, v in spec.describe().items()},
-        "concurrency": config.concurrency,
+        "concurrency": config.teacher.concurrency,
         "leaves": len(records),
         "fan_out_scale": config.fan_out_scale,
         "gate": config.gate,

@@ -1,1 +1,4 @@
-"""The model-client layer shared by generation, critique and evaluation: request/result types, the factory, the OpenAI-compatible and in-process backends, the reply cache."""
+"""The model-client layer shared by generation, critique, review and evaluation: request/result types
+(types), the failure policy (failures), a stage's options per model (options), the factory (client), the
+OpenAI-compatible backend (openai_client, composed of transport, dialects and structured) and the
+in-process one (hf_client), the reply cache (cache)."""

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from labpipe.errors import Problem, UserError
-from labpipe.llm.client import ChatRequest, ChatResult
+from labpipe.llm.types import ChatRequest, ChatResult
 
 LAYOUT = "v1"
 OFF = "off"  # --cache off: no shared cache (the per-leaf checkpoints still resume a run)

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from labpipe.errors import Problem, UserError
-from labpipe.llm.client import ChatRequest, ChatResult, ClientStats, ModelSpec
 from labpipe.llm.json_extract import NotJSON, check_schema, extract_json
+from labpipe.llm.types import ChatRequest, ChatResult, ClientStats, ModelSpec
 
 log = logging.getLogger(__name__)
 

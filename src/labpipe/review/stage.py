@@ -35,11 +35,12 @@ import re
 import tempfile
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from labpipe.errors import Problem, UserError
+from labpipe.llm.options import ClientOptions
 
 log = logging.getLogger(__name__)
 REVIEW_JSON, REVIEW_MD, REVIEW_HTML = "review.json", "review.md", "review.html"
@@ -54,19 +55,8 @@ class ReviewConfig:
     base: str = "production"  # diff base: production | a ref | empty
     leaves: list[str] = field(default_factory=list)  # review only these changed leaves ([] = all)
     base_model: str = ""  # tokenizer for document chunks; the model asked when no production model exists
-    teacher: str = ""  # "" = TEACHER_ENDPOINT (the teacher secret)
-    teacher_model: str = ""
-    judge: str = ""  # "" = JUDGE_ENDPOINT
-    judge_model: str = ""
-    api_key_env: str = ""
-    secret: str = ""
-    concurrency: int = 32
-    timeout_s: float = 120.0
-    max_retries: int = 6
-    schema_retries: int = 2
-    response_format: str = "auto"
-    context_length: int = 0
-    revision: str = ""  # the models' revision, for servers that do not tell models apart (the reply cache's key)
+    teacher: ClientOptions = field(default_factory=ClientOptions)  # "" endpoint = TEACHER_ENDPOINT (the secret)
+    judge: ClientOptions = field(default_factory=ClientOptions)  # "" endpoint = JUDGE_ENDPOINT
     # what the full run uses, so that the sample's requests are the run's (pipeline parameters)
     sample_size: int = 2  # first-step teacher requests per leaf (fan-out indices, or chunk x context items)
     generation_gate: bool = True
@@ -210,8 +200,8 @@ def _review(
             "known_threshold": config.known_threshold,
             "warn_yield": config.warn_yield,
             "fail_on_warn": config.fail_on_warn,
-            "teacher": _describe(config.teacher, config.teacher_model, "TEACHER"),
-            "judge": _describe(config.judge, config.judge_model, "JUDGE"),
+            "teacher": _describe(config.teacher.endpoint, config.teacher.model, "TEACHER"),
+            "judge": _describe(config.judge.endpoint, config.judge.model, "JUDGE"),
         },
         "leaves": [asdict(r) for r in reviews.values()],
         "deleted": [c.leaf_id for c in diff.changes if c.status == "deleted"],
@@ -398,13 +388,12 @@ def _sample(config, work, records, reviews, requests, teacher_client, judge_clie
     from labpipe.generation.flow import load_flows
     from labpipe.generation.stage import GenerationConfig, run_generation
     from labpipe.llm.cache import open_cache
-    from labpipe.llm.client import client_options, make_client, resolve_model_spec
+    from labpipe.llm.client import make_client
+    from labpipe.llm.options import model_spec
 
     flows = load_flows()
-    teacher_spec = resolve_model_spec(
-        config.teacher, config.teacher_model, role="teacher", **client_options(config)
-    )
-    judge_spec = resolve_model_spec(config.judge, config.judge_model, role="judge", **client_options(config))
+    teacher_spec = model_spec(config.teacher, "teacher")
+    judge_spec = model_spec(config.judge, "judge")
     own = []
     if teacher_client is None:
         teacher_client = make_client(teacher_spec)
@@ -429,12 +418,10 @@ def _sample(config, work, records, reviews, requests, teacher_client, judge_clie
                     seeds=str(seeds),
                     out=str(leaf_work / "generated"),
                     teacher=config.teacher,
-                    teacher_model=config.teacher_model,
                     fan_out_scale=scale,
                     gate=config.generation_gate,
                     progress=False,
                     generation_cache=config.generation_cache,
-                    **client_options(config),
                 ),
                 client=teacher_client,
                 cache=cache,
@@ -463,12 +450,10 @@ def _sample(config, work, records, reviews, requests, teacher_client, judge_clie
                         generated=str(leaf_work / "generated"),
                         out=str(crit_dir),
                         judge=config.judge,
-                        judge_model=config.judge_model,
                         profile=config.critique_profile,
                         samples_per_skill_leaf=config.samples_per_skill_leaf,
                         seed=config.seed,
                         generation_cache=config.generation_cache,
-                        **client_options(config),
                     ),
                     client=judge_client,
                     cache=cache,
@@ -631,22 +616,24 @@ def _already_known(config, work, records, reviews, production) -> None:
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in cut), encoding="utf-8"
     )
     questions, _ = branch_questions(str(questions_file))
-    judge = config.judge or os.environ.get("JUDGE_ENDPOINT", "")
     eval_cfg = EvalConfig(
         model=model,
         model_endpoint_name=endpoint_name,
-        judge=judge,
-        judge_model=config.judge_model or os.environ.get("JUDGE_MODEL", ""),
+        judge=replace(
+            config.judge,
+            endpoint=config.judge.endpoint or os.environ.get("JUDGE_ENDPOINT", ""),
+            model=config.judge.model or os.environ.get("JUDGE_MODEL", ""),
+            api_key_env=config.judge.api_key_env or "OPENAI_API_KEY",
+        ),
         out=str(work / "known"),
         model_name=label,
         questions=config.questions,
         include_mt_bench=False,
         extra_questions=questions,
         max_new_tokens=config.max_new_tokens,
-        concurrency=config.concurrency,
-        max_retries=config.max_retries,
-        timeout_s=config.timeout_s,
-        api_key_env=config.api_key_env or "OPENAI_API_KEY",
+        concurrency=config.judge.concurrency,
+        max_retries=config.judge.max_retries,
+        timeout_s=config.judge.timeout_s,
     )
     try:
         run_mt_bench(eval_cfg)

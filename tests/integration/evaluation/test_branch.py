@@ -8,6 +8,7 @@ import json
 from labpipe.evaluation.branch import run_branch_eval
 from labpipe.evaluation.fastchat_io import read_judgments
 from labpipe.evaluation.stage import EvalConfig
+from labpipe.llm.options import ClientOptions
 from tests.support.fake_openai import FakeOpenAIServer
 
 RECORDS = [  # the shape of labpipe.taxonomy seed records
@@ -64,8 +65,7 @@ def test_branch_improvements_regressions_new(tmp_path, shared_data):
                 model_endpoint_name="cand",
                 base_model=base.base_url,
                 base_endpoint_name="base",
-                judge=judge_server.base_url,
-                judge_model="gpt-4",
+                judge=ClientOptions(endpoint=judge_server.base_url, model="gpt-4"),
                 judge_prompts=str(shared_data / "mt_bench" / "judge_prompts.jsonl"),
                 out=str(tmp_path / "branch"),
             ),

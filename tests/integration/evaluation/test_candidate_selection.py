@@ -10,6 +10,7 @@ import pytest
 
 from labpipe.errors import UserError
 from labpipe.evaluation.candidate import CandidateEvalConfig, evaluate_candidate, published_model_dir
+from labpipe.llm.options import ClientOptions
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -28,7 +29,7 @@ def test_selected_checkpoint_is_evaluated_gated_and_published(training_out, tiny
     decision_path = tmp_path / "decision.json"
     result = evaluate_candidate(CandidateEvalConfig(
         training_out=str(training_out), decision_out=str(decision_path), base_model=str(tiny_model),
-        judge=str(tiny_model), questions=str(shared_data / "mt_bench"), max_questions=1, max_new_tokens=8,
+        judge=ClientOptions(str(tiny_model)), questions=str(shared_data / "mt_bench"), max_questions=1, max_new_tokens=8,
         checkpoint_selection=strategy, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
     ))
     decision = json.loads(decision_path.read_text())
@@ -47,4 +48,4 @@ def test_selected_checkpoint_is_evaluated_gated_and_published(training_out, tiny
 def test_unknown_selection_strategy_is_a_user_error(training_out, tmp_path):
     with pytest.raises(UserError, match="checkpoint_selection must be one of best, last"):
         evaluate_candidate(CandidateEvalConfig(training_out=str(training_out), decision_out=str(tmp_path / "d"),
-                                               judge="x", checkpoint_selection="first"))
+                                               judge=ClientOptions("x"), checkpoint_selection="first"))

@@ -12,6 +12,7 @@ import pytest
 from labpipe.evaluation.candidate import CandidateEvalConfig, evaluate_candidate, published_model_dir
 from labpipe.evaluation.select import SelectConfig, select_checkpoint
 from labpipe.evaluation.stage import EvalConfig
+from labpipe.llm.options import ClientOptions
 from labpipe.models.tiny import TinyModelConfig, build_tiny_model
 from labpipe.training import checkpoints
 
@@ -41,7 +42,7 @@ def test_last_checkpoint_is_read_from_the_durable_location(slim_output, tmp_path
     out, durable = slim_output
     selection = select_checkpoint(SelectConfig(
         model_dir=str(out), out=str(tmp_path / "sel"), strategy="last", include_final=False,
-        eval=EvalConfig(model="", judge=str(tiny_model), out="", questions=str(shared_data / "mt_bench")),
+        eval=EvalConfig(model="", judge=ClientOptions(str(tiny_model)), out="", questions=str(shared_data / "mt_bench")),
     ))  # fmt: skip
     assert selection["selected"] == f"{durable}/checkpoints/checkpoint-4"
     local = checkpoints.mirror_dir(durable) / "checkpoints"
@@ -55,7 +56,7 @@ def test_best_scores_durable_checkpoints_and_publish_resolves_the_uri(slim_outpu
     decision_path = tmp_path / "decision.json"
     result = evaluate_candidate(CandidateEvalConfig(
         training_out=str(out), decision_out=str(decision_path), base_model=str(tiny_model),
-        judge=str(tiny_model), questions=str(shared_data / "mt_bench"), max_questions=1, max_new_tokens=8,
+        judge=ClientOptions(str(tiny_model)), questions=str(shared_data / "mt_bench"), max_questions=1, max_new_tokens=8,
         checkpoint_selection="best", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
     ))  # fmt: skip
     decision = json.loads(decision_path.read_text())
@@ -77,4 +78,4 @@ def test_checkpoints_in_a_location_this_pod_cannot_see_are_a_user_error(tmp_path
     (out / checkpoints.SUMMARY).write_text(json.dumps(summary))
     with pytest.raises(UserError, match="set the pipeline parameter checkpoint_root to an s3:// prefix"):
         select_checkpoint(SelectConfig(model_dir=str(out), out=str(tmp_path / "sel"), strategy="best",
-                                       eval=EvalConfig(model="", judge=str(tiny_model), out="")))  # fmt: skip
+                                       eval=EvalConfig(model="", judge=ClientOptions(str(tiny_model)), out="")))  # fmt: skip

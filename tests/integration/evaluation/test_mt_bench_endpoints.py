@@ -9,6 +9,7 @@ gate - not the quality of any answer.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -16,6 +17,7 @@ from labpipe.errors import UserError
 from labpipe.evaluation.fastchat_io import read_answers, read_judgments
 from labpipe.evaluation.gate import gate_from_metrics
 from labpipe.evaluation.stage import EvalConfig, run_mt_bench
+from labpipe.llm.options import ClientOptions
 from tests.support.fake_openai import FakeOpenAIServer
 
 NO_RATING_QUESTION = "Compose an engaging travel blog post"  # question 81: the judge never rates turn 1
@@ -59,8 +61,7 @@ def config(servers, out, shared_data, **kw) -> EvalConfig:
         model_endpoint_name="candidate-7b",
         base_model=base.base_url,
         base_endpoint_name="base-7b",
-        judge=judge.base_url,
-        judge_model="gpt-4",
+        judge=ClientOptions(endpoint=judge.base_url, model="gpt-4"),
         questions=str(shared_data / "mt_bench"),
         max_questions=8,
         out=str(out),
@@ -179,7 +180,7 @@ def test_unrated_judgments_are_retried_with_other_seeds_not_greedily_again(serve
 def test_unreachable_judge_is_a_clear_error(servers, shared_data, tmp_path):
     cand, base, _ = servers
     cfg = config(servers, tmp_path / "eval", shared_data)
-    cfg.judge, cfg.max_retries = "http://127.0.0.1:9/v1", 0
+    cfg.judge, cfg.max_retries = replace(cfg.judge, endpoint="http://127.0.0.1:9/v1", max_retries=0), 0
     with pytest.raises(UserError) as err:
         run_mt_bench(cfg)
     assert "127.0.0.1:9" in str(err.value)

@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from labpipe.evaluation.fastchat_io import read_answers, read_judgments
 from labpipe.evaluation.select import SelectConfig, select_checkpoint
 from labpipe.evaluation.stage import EvalConfig, run_mt_bench
+from labpipe.llm.options import ClientOptions
 from labpipe.models.tiny import TinyModelConfig, build_tiny_model
 
 
@@ -23,7 +24,7 @@ def test_tiny_model_in_process_with_tracking(tiny_model, shared_data, tmp_path):
         EvalConfig(
             model=str(tiny_model),
             base_model=str(tiny_model),
-            judge=str(tiny_model),
+            judge=ClientOptions(endpoint=str(tiny_model)),
             questions=str(shared_data / "mt_bench"),
             max_questions=3,
             max_new_tokens=8,
@@ -58,7 +59,7 @@ def test_checkpoint_selection_best_and_last(tiny_model, shared_data, tmp_path):
     shutil.copytree(tiny_model, train_out / "model")
     judge_cfg = EvalConfig(
         model="",
-        judge=str(tiny_model),
+        judge=ClientOptions(endpoint=str(tiny_model)),
         out="",
         questions=str(shared_data / "mt_bench"),
         max_questions=2,

@@ -9,7 +9,8 @@ asserted, never times.
 
 from __future__ import annotations
 
-from labpipe.llm.client import ChatRequest, ModelSpec, make_client
+from labpipe.llm.client import make_client
+from labpipe.llm.types import ChatRequest, ModelSpec
 from tests.support.fake_openai import FakeOpenAIServer
 
 N = 64

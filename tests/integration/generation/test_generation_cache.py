@@ -26,23 +26,23 @@ from labpipe.critique.stage import CritiqueConfig, run_critique
 from labpipe.errors import UserError
 from labpipe.generation.stage import GENERATED, GenerationConfig, run_generation
 from labpipe.llm.cache import GenerationCache, decode_entry
+from labpipe.llm.options import ClientOptions
 from tests.support.fake_openai import FakeOpenAIServer, FaultPlan
 from tests.unit.critique.fixtures import SEEDS
 
 pytestmark = pytest.mark.integration
 
 
-def _gen(server, out, cache: str, **kw) -> GenerationConfig:
+def _gen(server, out, cache: str, model: str = "", **kw) -> GenerationConfig:
     return GenerationConfig(
         seeds=str(SEEDS),
         out=str(out),
-        teacher=server.base_url,
+        # response_format json_schema: no structured-output probe: the fake's request counts are the cache's
+        teacher=ClientOptions(endpoint=server.base_url, model=model, concurrency=8, response_format="json_schema"),
         progress=False,
         fan_out_scale=0.3,
-        concurrency=8,
         gate=False,
         generation_cache=cache,
-        response_format="json_schema",  # no structured-output probe: the fake's request counts are the cache's
         **kw,
     )
 
@@ -95,10 +95,9 @@ def test_s3_cache_shared_by_runs_in_fresh_dirs_for_teacher_and_judge(s3_env, tmp
                 CritiqueConfig(
                     generated=str(tmp_path / run / "gen"),
                     out=str(tmp_path / run / "crit"),
-                    judge=server.base_url,
+                    judge=ClientOptions(endpoint=server.base_url, response_format="json_schema"),
                     profile="smoke",
                     generation_cache=uri,
-                    response_format="json_schema",
                     run_id=run,
                     tracking_uri=tracking,
                 )
@@ -273,11 +272,11 @@ def test_kill_9_then_fresh_out_dir_with_same_cache_resends_nothing_answered(tmp_
 def test_a_fully_cached_rerun_needs_no_teacher_when_the_model_is_named(tmp_path):
     cache = str(tmp_path / "cache")
     with FakeOpenAIServer() as server:
-        first = run_generation(_gen(server, tmp_path / "a", cache, teacher_model=server.model))
+        first = run_generation(_gen(server, tmp_path / "a", cache, model=server.model))
         url = server.base_url
     # the teacher is gone: every reply comes from the cache, nothing is sent, nothing fails
     config = GenerationConfig(
-        seeds=str(SEEDS), out=str(tmp_path / "b"), teacher=url, teacher_model="fake-teacher",
+        seeds=str(SEEDS), out=str(tmp_path / "b"), teacher=ClientOptions(endpoint=url, model="fake-teacher"),
         progress=False, fan_out_scale=0.3, gate=False, generation_cache=cache,
     )
     again = run_generation(config)

@@ -22,7 +22,9 @@ import pytest
 from labpipe.critique.stage import KNOWLEDGE_SET, REPORT_MD, SKILLS_SET, CritiqueConfig, run_critique
 from labpipe.errors import UserError
 from labpipe.generation.stage import CHECKPOINTS, GENERATED, MANIFEST, GenerationConfig, run_generation
-from labpipe.llm.client import ModelSpec, make_client
+from labpipe.llm.client import make_client
+from labpipe.llm.options import ClientOptions
+from labpipe.llm.types import ModelSpec
 from tests.support.fake_openai import FakeOpenAIServer, FaultPlan
 from tests.unit.critique.fixtures import SEEDS
 
@@ -33,10 +35,9 @@ def _gen(server, out, **kw):
     return GenerationConfig(
         seeds=str(SEEDS),
         out=str(out),
-        teacher=server.base_url,
+        teacher=ClientOptions(endpoint=server.base_url, concurrency=8),
         progress=False,
         fan_out_scale=0.3,
-        concurrency=8,
         **kw,
     )
 
@@ -65,7 +66,7 @@ def test_every_flow_end_to_end_then_critique(tmp_path):
             CritiqueConfig(
                 generated=str(tmp_path / "gen"),
                 out=str(tmp_path / "crit"),
-                judge=server.base_url,
+                judge=ClientOptions(endpoint=server.base_url),
                 profile="smoke",
             )
         )
@@ -122,7 +123,9 @@ def test_teacher_down_is_a_clear_error_and_writes_no_output(tmp_path):
     spec = ModelSpec(url, max_retries=0, backoff_base_s=0.01)
     with pytest.raises(UserError) as err:
         run_generation(
-            GenerationConfig(seeds=str(SEEDS), out=str(tmp_path), teacher=url, progress=False),
+            GenerationConfig(
+                seeds=str(SEEDS), out=str(tmp_path), teacher=ClientOptions(endpoint=url), progress=False
+            ),
             client=make_client(spec),
         )
     assert "cannot connect" in str(err.value) and url in str(err.value)
@@ -224,6 +227,7 @@ def test_api_key_never_reaches_logs_artifacts_or_mlflow(tmp_path, monkeypatch, c
         gen = run.data.params.get("teacher_target") or run.data.params.get("judge_target")
         assert gen in (None, url)
     from kfp import compiler
+
     from labpipe.components.critique_filter.component import critique_filter
     from labpipe.components.synthetic_generation.component import synthetic_generation
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from labpipe.errors import UserError
-from labpipe.llm.client import ChatRequest, ModelSpec, make_client
+from labpipe.llm.client import make_client
 from labpipe.llm.hf_client import HFChatClient
 from labpipe.llm.json_extract import check_schema
+from labpipe.llm.types import ChatRequest, ModelSpec
 
 QA = {
     "type": "object",

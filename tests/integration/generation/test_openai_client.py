@@ -13,9 +13,10 @@ import threading
 import pytest
 
 from labpipe.errors import UserError
-from labpipe.llm.client import ChatRequest, ModelSpec, make_client
+from labpipe.llm.client import make_client
 from labpipe.llm.json_extract import check_schema
 from labpipe.llm.openai_client import OpenAIChatClient
+from labpipe.llm.types import ChatRequest, ModelSpec
 from tests.support.fake_openai import FakeOpenAIServer, FaultPlan, Reply
 
 SCHEMA = {

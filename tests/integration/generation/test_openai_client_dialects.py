@@ -12,8 +12,10 @@ import logging
 import pytest
 
 from labpipe.errors import UserError
-from labpipe.llm.client import ChatRequest, ClientStats, ModelSpec, check_failures, make_client
+from labpipe.llm.client import make_client
+from labpipe.llm.failures import check_failures
 from labpipe.llm.json_extract import SCHEMA_MARKER, check_schema
+from labpipe.llm.types import ChatRequest, ClientStats, ModelSpec
 from tests.support.fake_openai import FakeOpenAIServer, FaultPlan, Reply
 
 SCHEMA = {
@@ -50,7 +52,7 @@ def test_probe_finds_an_enforcing_server_and_keeps_response_format():
 
 
 def test_a_server_that_ignores_response_format_gets_the_schema_in_the_prompt(caplog):
-    caplog.set_level(logging.WARNING, logger="labpipe.llm.openai_client")
+    caplog.set_level(logging.WARNING, logger="labpipe.llm.structured")
     with FakeOpenAIServer(ignores_response_format=True) as server:
         client = make_client(spec_for(server))
         results = client.complete([chat(i, schema=SCHEMA) for i in range(3)])
@@ -102,7 +104,7 @@ def test_an_unrelated_400_fails_that_request_and_keeps_response_format():
 
 
 def test_a_400_that_names_response_format_turns_it_off_once_with_the_servers_words(caplog):
-    caplog.set_level(logging.WARNING, logger="labpipe.llm.openai_client")
+    caplog.set_level(logging.WARNING, logger="labpipe.llm.structured")
 
     def reject(request, attempt):
         if request.get("response_format", {}).get("type") == "json_schema" and "labpipe_probe" not in str(request):

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from labpipe.generation.stage import CHECKPOINTS, GENERATED, MANIFEST, GenerationConfig, run_generation
-from labpipe.llm.client import ChatRequest, ModelSpec, make_client
+from labpipe.llm.client import make_client
+from labpipe.llm.options import ClientOptions
+from labpipe.llm.types import ChatRequest, ModelSpec
 from tests.support.fake_openai import FakeOpenAIServer, FaultPlan
 from tests.support.servers import free_port
 from tests.unit.critique.fixtures import SEEDS
@@ -24,7 +26,8 @@ pytestmark = pytest.mark.integration
 def _config(teacher: str, out: Path, **kw) -> GenerationConfig:
     # no shared generation cache: these tests compare what each run sends
     return GenerationConfig(
-        seeds=str(SEEDS), out=str(out), teacher=teacher, progress=False, concurrency=8, generation_cache="off", **kw
+        seeds=str(SEEDS), out=str(out), teacher=ClientOptions(endpoint=teacher, concurrency=8), progress=False,
+        generation_cache="off", **kw
     )
 
 

@@ -25,6 +25,7 @@ from labpipe.errors import UserError
 from labpipe.evaluation import answering, engines
 from labpipe.evaluation.engines import EngineConfig, ServerProcess, serve_model
 from labpipe.evaluation.stage import EvalConfig, run_mt_bench
+from labpipe.llm.options import ClientOptions
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -62,7 +63,8 @@ def _config(tiny_model, shared_data, out, base_model=None, **kw) -> EvalConfig:
     options = dict(
         model=str(tiny_model),
         base_model=str(base_model or ""),
-        judge=str(tiny_model),  # in-process, schema-constrained: every verdict has a rating
+        # in-process, schema-constrained: every verdict has a rating
+        judge=ClientOptions(str(tiny_model), concurrency=2, max_retries=1),
         out=str(out),
         questions=str(shared_data / "mt_bench"),
         max_questions=3,
@@ -254,7 +256,7 @@ def test_best_checkpoint_at_size_one_engine_per_checkpoint_one_after_another(
             training_out=str(out),
             decision_out=str(tmp_path / "decision.json"),
             base_model=str(base_model),
-            judge=str(tiny_model),
+            judge=ClientOptions(endpoint=str(tiny_model)),
             questions=str(shared_data / "mt_bench"),
             max_questions=2,
             max_new_tokens=8,
@@ -299,7 +301,7 @@ def test_vllm_engine_answers_through_vllms_own_server(tmp_path, shared_data, sta
             model,
             shared_data,
             tmp_path / "out",
-            judge=str(model),
+            judge=ClientOptions(str(model), concurrency=2, max_retries=1),
             engine=engine,
             max_questions=1,
             max_new_tokens=16,

@@ -8,7 +8,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from labpipe.llm.client import ChatRequest, ModelSpec, make_client
+from labpipe.llm.client import make_client
+from labpipe.llm.types import ChatRequest, ModelSpec
 
 from .conftest import llamacpp_server
 

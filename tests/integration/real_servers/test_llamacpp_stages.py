@@ -20,6 +20,7 @@ from labpipe.critique.stage import CritiqueConfig, run_critique
 from labpipe.errors import UserError
 from labpipe.evaluation.stage import EvalConfig, run_mt_bench
 from labpipe.generation.stage import CHECKPOINTS, GENERATED, MANIFEST, GenerationConfig, run_generation
+from labpipe.llm.options import ClientOptions
 from tests.unit.critique.fixtures import SEEDS
 
 from .conftest import llamacpp_server
@@ -66,20 +67,17 @@ def test_critique_against_llamacpp_records_the_judge_dialect(llamacpp, tmp_path)
         GenerationConfig(
             seeds=str(SEEDS),
             out=str(tmp_path / "gen"),
-            teacher=llamacpp.base_url,
-            teacher_model="tiny",
+            teacher=ClientOptions(endpoint=llamacpp.base_url, model="tiny", concurrency=2),
             fan_out_scale=0.1,
             gate=False,
             progress=False,
-            concurrency=2,
             max_failed_share=1.0,
         )
     )
     config = CritiqueConfig(
         generated=str(tmp_path / "gen"),
         out=str(tmp_path / "crit"),
-        judge=llamacpp.base_url,
-        judge_model="tiny",
+        judge=ClientOptions(endpoint=llamacpp.base_url, model="tiny"),
         profile="smoke",
         max_failed_share=1.0,
     )
@@ -140,8 +138,7 @@ def test_mt_bench_against_llamacpp_names_a_too_small_judge_context(llamacpp, sha
     base = dict(
         model=llamacpp.base_url,
         model_endpoint_name="tiny",
-        judge=llamacpp.base_url,
-        judge_model="tiny",
+        judge=ClientOptions(llamacpp.base_url, "tiny", concurrency=2, max_retries=1),
         questions=str(shared_data / "mt_bench"),
         max_questions=2,
         max_retries=1,

@@ -14,7 +14,9 @@ import pytest
 
 from labpipe.generation.stage import GenerationConfig, run_generation
 from labpipe.llm.cache import model_identity
-from labpipe.llm.client import ModelSpec, make_client
+from labpipe.llm.client import make_client
+from labpipe.llm.options import ClientOptions
+from labpipe.llm.types import ModelSpec
 from tests.unit.critique.fixtures import SEEDS
 
 from .conftest import llamacpp_server
@@ -36,8 +38,9 @@ def other_gguf(tmp_path_factory) -> Path:
 
 
 def _generate(url: str, out: Path, cache: Path) -> dict:
-    config = GenerationConfig(seeds=str(SEEDS), out=str(out), teacher=url, teacher_model="teacher",
-                              fan_out_scale=0.1, gate=False, progress=False, concurrency=2,
+    config = GenerationConfig(seeds=str(SEEDS), out=str(out),
+                              teacher=ClientOptions(endpoint=url, model="teacher", concurrency=2),
+                              fan_out_scale=0.1, gate=False, progress=False,
                               max_failed_share=1.0, generation_cache=str(cache))  # fmt: skip
     return run_generation(config)
 

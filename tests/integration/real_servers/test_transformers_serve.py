@@ -17,7 +17,9 @@ import pytest
 from labpipe.errors import UserError
 from labpipe.evaluation.stage import EvalConfig, run_mt_bench
 from labpipe.generation.stage import GENERATED, MANIFEST
-from labpipe.llm.client import ChatRequest, ModelSpec, make_client
+from labpipe.llm.client import make_client
+from labpipe.llm.options import ClientOptions
+from labpipe.llm.types import ChatRequest, ModelSpec
 from tests.unit.critique.fixtures import SEEDS
 
 pytestmark = pytest.mark.integration
@@ -114,8 +116,12 @@ def test_mt_bench_against_transformers_serve_counts_unrated_and_fails_as_invalid
     config = EvalConfig(
         model=transformers_serve.base_url,
         model_endpoint_name=str(tiny_model),
-        judge=transformers_serve.base_url,
-        judge_model=str(tiny_model),
+        judge=ClientOptions(
+            endpoint=transformers_serve.base_url,
+            model=str(tiny_model),
+            concurrency=1,
+            max_retries=1,
+        ),
         questions=str(shared_data / "mt_bench"),
         max_questions=1,
         max_new_tokens=8,

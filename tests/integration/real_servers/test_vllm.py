@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 
 from labpipe.errors import UserError
-from labpipe.llm.client import ChatRequest, ModelSpec, make_client
+from labpipe.llm.client import make_client
+from labpipe.llm.types import ChatRequest, ModelSpec
 
 pytestmark = pytest.mark.integration
 

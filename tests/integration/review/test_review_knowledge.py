@@ -10,6 +10,7 @@ import math
 
 import pytest
 
+from labpipe.llm.options import ClientOptions
 from labpipe.review.stage import ReviewConfig, run_review
 from tests.support.fake_openai import FakeOpenAIServer
 
@@ -21,9 +22,10 @@ MISSING = "deadbeef" * 5  # a well-formed commit id that is not in the document 
 
 def _config(taxonomy, out, server, tiny, **kw):
     return ReviewConfig(
-        taxonomy=str(taxonomy), out=str(out), base_model=str(tiny), teacher=server.base_url,
-        teacher_model=server.model, judge=server.base_url, judge_model=server.model, generation_gate=False,
-        critique_profile="smoke", response_format="json_schema", known=False, chunk_tokens=200, **kw,
+        taxonomy=str(taxonomy), out=str(out), base_model=str(tiny),
+        teacher=ClientOptions(server.base_url, server.model, response_format="json_schema"),
+        judge=ClientOptions(server.base_url, server.model, response_format="json_schema"), generation_gate=False,
+        critique_profile="smoke", known=False, chunk_tokens=200, **kw,
     )  # fmt: skip
 
 

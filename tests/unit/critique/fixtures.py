@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from labpipe.llm.client import ChatRequest, ChatResult
+from labpipe.llm.types import ChatRequest, ChatResult
 
 SEEDS = Path(__file__).parent / "data" / "seeds.jsonl"
 

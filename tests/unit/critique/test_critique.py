@@ -19,6 +19,7 @@ from labpipe.critique.stage import (
 )
 from labpipe.errors import UserError
 from labpipe.generation.stage import GenerationConfig, run_generation
+from labpipe.llm.options import ClientOptions
 from tests.unit.critique.fixtures import SEEDS, ScriptedClient, prompt_of
 
 
@@ -27,7 +28,8 @@ def generated(tmp_path_factory):
     out = tmp_path_factory.mktemp("gen")
     run_generation(
         GenerationConfig(
-            seeds=str(SEEDS), out=str(out), teacher="http://t/v1", progress=False, fan_out_scale=0.3
+            seeds=str(SEEDS), out=str(out), teacher=ClientOptions(endpoint="http://t/v1"), progress=False,
+            fan_out_scale=0.3,
         ),
         client=ScriptedClient(),
     )
@@ -37,7 +39,8 @@ def generated(tmp_path_factory):
 def _critique(generated, out, client=None, **kw):
     client = client or ScriptedClient()
     meta = run_critique(
-        CritiqueConfig(generated=str(generated), out=str(out), judge="http://j/v1", **kw), client=client
+        CritiqueConfig(generated=str(generated), out=str(out), judge=ClientOptions(endpoint="http://j/v1"), **kw),
+        client=client,
     )
     return meta, client
 
@@ -145,7 +148,7 @@ def test_leaf_that_generated_nothing_is_reported_with_reasons(tmp_path):
         GenerationConfig(
             seeds=str(SEEDS),
             out=str(tmp_path / "g"),
-            teacher="http://t/v1",
+            teacher=ClientOptions(endpoint="http://t/v1"),
             progress=False,
             fan_out_scale=0.3,
         ),
@@ -230,7 +233,8 @@ def test_knowledge_leaf_that_generated_nothing_stops_before_training(tmp_path):
         return RuntimeError("context_length: prompt too long") if "chickadee" in prompt_of(req).lower() else None
 
     config = GenerationConfig(
-        seeds=str(SEEDS), out=str(tmp_path / "g"), teacher="http://t/v1", progress=False, fan_out_scale=0.3
+        seeds=str(SEEDS), out=str(tmp_path / "g"), teacher=ClientOptions(endpoint="http://t/v1"), progress=False,
+        fan_out_scale=0.3,
     )
     with pytest.raises(UserError, match="4 of 57 teacher requests failed"):  # generation stops first now
         run_generation(config, client=ScriptedClient(teacher))

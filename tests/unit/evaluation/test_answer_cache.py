@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from labpipe.evaluation.answering import CachedClient
 from labpipe.llm.cache import GenerationCache
-from labpipe.llm.client import ChatRequest, ChatResult, ClientStats
+from labpipe.llm.types import ChatRequest, ChatResult, ClientStats
 
 
 class Recording:

@@ -9,7 +9,8 @@ from dataclasses import replace
 from labpipe.generation.checkpoint import CallStats, Checkpoint, complete
 from labpipe.generation.stage import CHECKPOINTS, GENERATED, GenerationConfig, run_generation
 from labpipe.llm.cache import GenerationCache, cache_key, decode_entry, encode_entry, open_cache
-from labpipe.llm.client import ChatRequest, ChatResult
+from labpipe.llm.options import ClientOptions
+from labpipe.llm.types import ChatRequest, ChatResult
 from tests.unit.critique.fixtures import SEEDS, ScriptedClient
 
 
@@ -109,7 +110,7 @@ def test_run_generation_in_a_fresh_out_dir_costs_no_request(tmp_path):
     config = GenerationConfig(
         seeds=str(SEEDS),
         out=str(tmp_path / "run1"),
-        teacher="http://x/v1",
+        teacher=ClientOptions(endpoint="http://x/v1"),
         progress=False,
         fan_out_scale=0.3,
         generation_cache=str(tmp_path / "cache"),
@@ -141,7 +142,7 @@ def test_model_identity_endpoint_name_or_local_model_files(tmp_path):
     from types import SimpleNamespace
 
     from labpipe.llm.cache import model_identity
-    from labpipe.llm.client import ModelSpec
+    from labpipe.llm.types import ModelSpec
 
     named = SimpleNamespace(spec=ModelSpec("http://a:8000/v1", model="granite"), model_name="unused")
     other_url = SimpleNamespace(spec=ModelSpec("http://b:9000/v1", model="granite"), model_name="unused")
@@ -169,7 +170,7 @@ def test_model_identity_holds_no_file_time_and_no_parent_path(tmp_path, tiny_mod
     from types import SimpleNamespace
 
     from labpipe.llm.cache import model_identity
-    from labpipe.llm.client import ModelSpec
+    from labpipe.llm.types import ModelSpec
     from labpipe.models.tiny import build_tiny_model
 
     def identity(path):

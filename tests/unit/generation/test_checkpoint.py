@@ -8,7 +8,8 @@ import pytest
 
 from labpipe.generation.checkpoint import CallStats, Checkpoint, complete
 from labpipe.generation.stage import GENERATED, MANIFEST, GenerationConfig, run_generation
-from labpipe.llm.client import ChatRequest, ChatResult
+from labpipe.llm.options import ClientOptions
+from labpipe.llm.types import ChatRequest, ChatResult
 from tests.unit.critique.fixtures import SEEDS, ScriptedClient
 
 
@@ -85,7 +86,11 @@ def test_generation_interrupted_midway_resumes_without_resending(tmp_path):
             return []
 
     config = GenerationConfig(
-        seeds=str(SEEDS), out=str(tmp_path), teacher="http://x/v1", progress=False, fan_out_scale=0.3
+        seeds=str(SEEDS),
+        out=str(tmp_path),
+        teacher=ClientOptions(endpoint="http://x/v1"),
+        progress=False,
+        fan_out_scale=0.3,
     )
     with pytest.raises(KeyboardInterrupt):
         run_generation(config, client=Dies())

@@ -7,8 +7,9 @@ import ssl
 import pytest
 
 from labpipe.errors import UserError
-from labpipe.llm.client import ModelSpec, make_client
+from labpipe.llm.client import make_client
 from labpipe.llm.openai_client import OpenAIChatClient
+from labpipe.llm.types import ModelSpec
 from tests.support.tls import make_test_ca
 
 

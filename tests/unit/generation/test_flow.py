@@ -18,7 +18,7 @@ from labpipe.generation.flow import (
     render,
     start_items,
 )
-from labpipe.llm.client import ChatResult
+from labpipe.llm.types import ChatResult
 from tests.unit.critique.fixtures import SEEDS, ScriptedClient, instance
 
 RECORDS = [json.loads(line) for line in SEEDS.read_text().splitlines()]

@@ -4,6 +4,7 @@ contract): driven in waves, same records and same requests as step by step."""
 from __future__ import annotations
 
 from labpipe.generation.stage import GENERATED, GenerationConfig, run_generation
+from labpipe.llm.options import ClientOptions
 from tests.unit.critique.fixtures import SEEDS, ScriptedClient
 
 
@@ -15,7 +16,7 @@ def test_waves_give_the_step_by_step_output(tmp_path):
         )
         run_generation(
             GenerationConfig(
-                seeds=str(SEEDS), out=str(tmp_path / name), teacher="http://t/v1", progress=False,
+                seeds=str(SEEDS), out=str(tmp_path / name), teacher=ClientOptions(endpoint="http://t/v1"), progress=False,
                 fan_out_scale=0.5, stream=stream, generation_cache="off", max_failed_share=1.0,
             ),
             client=clients[name],
