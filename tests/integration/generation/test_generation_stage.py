@@ -227,7 +227,6 @@ def test_api_key_never_reaches_logs_artifacts_or_mlflow(tmp_path, monkeypatch, c
         gen = run.data.params.get("teacher_target") or run.data.params.get("judge_target")
         assert gen in (None, url)
     from kfp import compiler
-
     from labpipe.components.critique_filter.component import critique_filter
     from labpipe.components.synthetic_generation.component import synthetic_generation
 

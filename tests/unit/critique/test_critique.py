@@ -256,7 +256,7 @@ def test_a_failed_critique_in_a_temporary_folder_points_at_files_that_remain(gen
     report_out = tmp_path / "report" / "yield.md"
     with pytest.raises(UserError) as err:
         run_critique(
-            CritiqueConfig(generated=str(generated), out="", judge="http://j/v1", report_md_out=str(report_out)),
+            CritiqueConfig(generated=str(generated), out="", judge=ClientOptions(endpoint="http://j/v1"), report_md_out=str(report_out)),
             client=ScriptedClient(judge),
         )
     (problem,) = err.value.problems
