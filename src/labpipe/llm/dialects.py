@@ -64,6 +64,10 @@ _CTX_NUMBERS = (  # (regex, group of the context length, group of the prompt len
     (re.compile(r"max_model_len=(\d+)"), 1, None),
     (re.compile(r"maximum context length is (\d+)"), 1, None),
 )
+# vLLM 0.32 refuses a prompt of more characters than 13 per token of context before tokenizing it ("your prompt
+# contains N characters (more than M characters, which is the upper bound for C input tokens)"): no token count,
+# but the prompt alone is too long, so a re-send with max_tokens capped cannot fit.
+_PROMPT_ALONE_TOO_LONG = re.compile(r"upper bound for \d+ input tokens", re.I)
 _RESPONSE_FORMAT = re.compile(
     r"response_format|json_schema|json schema|guided|structured output|grammar|json_object", re.I
 )
@@ -135,8 +139,8 @@ class EndpointState:
             self.context_length = min(self.context_length or outcome.context, outcome.context)
         if not self.context_length:
             return False
-        if outcome.prompt_size is None:
-            return outcome.context is not None  # capped by the estimate from now on
+        if outcome.prompt_size is None:  # capped by the estimate from now on, unless the prompt alone is over
+            return outcome.context is not None and not _PROMPT_ALONE_TOO_LONG.search(outcome.message)
         return self.context_length - outcome.prompt_size >= 1
 
     def max_tokens(self, request: ChatRequest, prompt_size: int | None, boost: int) -> int:

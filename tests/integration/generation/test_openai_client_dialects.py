@@ -309,7 +309,7 @@ def test_a_cut_reply_with_no_known_context_gets_more_room_once_not_without_bound
 def test_llamacpps_500_for_a_cut_grammar_reply_counts_the_tokens_it_generated():
     """llama.cpp's HTTP 500 for a grammar-bound reply cut at max_tokens carries no usage (issue 19 counted
     503 of 6,747 generated tokens); the fake answers with its words, the point being what labpipe counts.
-    (The xllamacpp build in tests/integration/real_servers answers such replies 200 with usage.)"""
+    (Against the real server: tests/integration/real_servers/test_llamacpp.py, under a Llama 3.x template.)"""
 
     def cut(request, attempt):
         if "labpipe_probe" in str(request):

@@ -2,10 +2,12 @@
 
 - `llamacpp`: llama.cpp's server from the `xllamacpp` wheel, serving the tiny model converted to GGUF by
   `labpipe model to-gguf`; a `RealServer` that can be killed and restarted on the same port;
-- `transformers_serve`: `transformers serve` (transformers[serving]) pinned to the tiny model directory.
+- `transformers_serve`: `transformers serve` (transformers[serving]) pinned to the tiny model directory;
+- `vllm_server`: vLLM's CPU build from its own virtual environment (scripts/setup-vllm.sh), serving a tiny
+  model with head_dim 64; run by `make test-servers` (which .ci/run calls).
 
 Each is always stopped when its fixture ends. A server whose package is missing is skipped with the
-install command in the reason. (vLLM's CPU build is not run here: see docs/model-servers.md.)
+install command in the reason; vLLM's fails instead where LABPIPE_REQUIRE_VLLM=1 (CI).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class RealServer:
         self.name, self.cmd, self.port, self.log, self.ready_path = name, cmd, port, log, ready_path
         self.env = env
         self.proc: subprocess.Popen | None = None
+        self.model: Path | None = None  # the model directory it serves, where a test needs it
 
     @property
     def base_url(self) -> str:
@@ -141,11 +144,19 @@ def transformers_serve(tiny_model, tmp_path_factory) -> Iterator[RealServer]:
 
 @pytest.fixture(scope="module")
 def vllm_server(tmp_path_factory) -> Iterator[RealServer]:
-    """vLLM's CPU build (optional: its own virtual environment, scripts/setup-vllm.sh) serving a tiny model
-    with head_dim 64 (vLLM's CPU attention needs it). Skipped unless LABPIPE_VLLM_PYTHON names its python."""
+    """vLLM's CPU build (its own virtual environment, scripts/setup-vllm.sh) serving a tiny model with
+    head_dim 64 (vLLM's CPU attention needs it) as `tiny`, with a context of 1024 tokens; `server.model` is
+    the model directory. Skipped unless LABPIPE_VLLM_PYTHON names that environment's python (`make
+    test-servers` sets it); with LABPIPE_REQUIRE_VLLM=1 (CI) a missing one fails the tests instead."""
     python = os.environ.get("LABPIPE_VLLM_PYTHON", "")
     if not python or not Path(python).exists():
-        pytest.skip("vLLM's CPU build is optional: run scripts/setup-vllm.sh, then set LABPIPE_VLLM_PYTHON")
+        reason = (
+            f"vLLM's CPU build not found (LABPIPE_VLLM_PYTHON={python!r}): run `make test-servers`, or "
+            "scripts/setup-vllm.sh and then LABPIPE_VLLM_PYTHON=.venv-vllm/bin/python"
+        )
+        if os.environ.get("LABPIPE_REQUIRE_VLLM") == "1":
+            pytest.fail(f"LABPIPE_REQUIRE_VLLM=1: {reason}", pytrace=False)
+        pytest.skip(reason)
     from labpipe.models.tiny import TinyModelConfig, build_tiny_model
 
     workdir = tmp_path_factory.mktemp("vllm")
@@ -172,9 +183,10 @@ def vllm_server(tmp_path_factory) -> Iterator[RealServer]:
         "1024",
         "--no-enable-chunked-prefill",
     ]
-    cmd += ["--dtype", "float32"]
+    cmd += ["--dtype", "float32", "--enforce-eager"]  # no torch.compile warm-up: starts ~15 s sooner
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "1"}
     server = RealServer("vLLM", cmd, port, workdir / "vllm.log", "/health", env=env)
+    server.model = model
     server.start(timeout=420)
     try:
         yield server

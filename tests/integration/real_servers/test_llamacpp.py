@@ -5,6 +5,9 @@ The tiny model is random: these tests assert on protocol behaviour, counts and m
 
 from __future__ import annotations
 
+import re
+import time
+
 import httpx
 import pytest
 
@@ -110,3 +113,88 @@ def test_a_small_context_window_given_by_option(tiny_gguf, tmp_path):
     assert client.stats.dialect["context_length"] == 300
     assert first.ok and first.completion_tokens < 4000
     assert all(r.ok and r.prompt_tokens + r.completion_tokens <= 300 for r in rest)
+
+
+# A Llama 3.x-shaped chat template (its `ipython` turn is what llama.cpp recognises): llama.cpp then parses
+# replies with its "peg-native" chat parser, which refuses some schema-bound replies with HTTP 500 and no usage.
+LLAMA3_TEMPLATE = """{{- bos_token }}
+{%- for message in messages %}
+{%- if message.role == 'ipython' or message.role == 'tool' %}
+{{- '<|start_header_id|>ipython<|end_header_id|>\\n\\n' + (message.content | string) + '<|eot_id|>' }}
+{%- else %}
+{{- '<|start_header_id|>' + message.role + '<|end_header_id|>\\n\\n' + message.content | trim + '<|eot_id|>' }}
+{%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}
+"""
+
+
+@pytest.fixture
+def llamacpp_peg(tiny_model, tmp_path):
+    """llama.cpp's server with the tiny model under a Llama 3.x-shaped chat template."""
+    import shutil
+
+    from labpipe.models.gguf_export import export_gguf
+
+    model = shutil.copytree(tiny_model, tmp_path / "llama3-template")
+    (model / "chat_template.jinja").write_text(LLAMA3_TEMPLATE)
+    server = llamacpp_server(export_gguf(model, tmp_path / "llama3.gguf"), tmp_path, parallel=1).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+_GENERATED = re.compile(r"\| +eval time = [^/\n]*/ +(\d+) tokens")  # not "| prompt eval time = ..."
+
+
+def _generated(server, before: int) -> int:
+    """The tokens llama.cpp generated for the request after its `before`-th one, from its log ("eval time =
+    ... / N tokens"); -1 when the log does not say."""
+    for _ in range(50):  # the line may land just after the reply
+        counts = _GENERATED.findall(server.tail(10**7))
+        if len(counts) > before:
+            return int(counts[before])
+        time.sleep(0.1)
+    return -1
+
+
+def _requests_logged(server) -> int:
+    return len(_GENERATED.findall(server.tail(10**7)))
+
+
+def test_llamacpps_usage_less_500_for_a_cut_reply_counts_the_tokens_it_generated(llamacpp_peg):
+    """Issue 19 item 7: llama.cpp's 500 "The model produced output that does not match the expected
+    peg-native format" carries no usage, yet the server generated the reply (here to max_tokens, as its log
+    says): those tokens are counted, not 0. This build answers it for replies its chat parser refuses (the
+    random tiny model's bytes that are not UTF-8 inside the JSON string), cut or not; replies cut at
+    max_tokens that it can parse come back 200 with usage."""
+    url, body = (
+        llamacpp_peg.base_url + "/chat/completions",
+        {  # what the client sends (below)
+            "model": "tiny",
+            "messages": [{"role": "user", "content": "Name a colour."}],
+            "temperature": 0.7,
+            "max_tokens": 16,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "reply", "schema": SCHEMA}},
+        },
+    )
+    seed = None
+    for s in range(60):  # a seed whose reply llama.cpp refuses after generating max_tokens tokens
+        before = _requests_logged(llamacpp_peg)
+        reply = httpx.post(url, json={**body, "seed": s}, timeout=60)
+        if reply.status_code == 500 and _generated(llamacpp_peg, before) == 16:
+            assert "peg-native format" in reply.text and "usage" not in reply.json()
+            seed = s
+            break
+    assert seed is not None, "no seed of 60 gave llama.cpp's 500 for a schema-bound reply cut at max_tokens"
+
+    client = make_client(
+        spec(llamacpp_peg, response_format="json_schema", schema_retries=0, final_pass=False)
+    )
+    before = _requests_logged(llamacpp_peg)
+    (result,) = client.complete([ask(0, schema=SCHEMA, max_tokens=16, temperature=0.7, seed=seed)])
+    assert result.attempts == 1 and result.error.startswith("truncated: HTTP 500"), result.error
+    assert _generated(llamacpp_peg, before) == 16  # the server's log: the same reply, 16 tokens generated
+    assert result.completion_tokens == client.stats.completion_tokens == 16  # before the fix: 0
+    assert result.prompt_tokens == 0  # the 500 says nothing of the prompt either
