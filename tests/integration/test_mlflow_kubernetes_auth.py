@@ -27,7 +27,7 @@ from labpipe.errors import UserError
 from labpipe.evaluation.gate import GateConfig, production_score, run_gate
 from labpipe.preflight import PreflightConfig, run_preflight
 from labpipe.registry.publish import publish_model
-from labpipe.runs import lineage, tracking
+from labpipe.runs import history, lineage, tracking
 from labpipe.taxonomy.sample import prepare_sample_taxonomy
 from tests.support.fake_openai import FakeOpenAIServer
 from tests.support.platform_mlflow import NAMESPACE, OTHER_TOKEN, PIPELINE_SA, PIPELINE_TOKEN, platform_mlflow
@@ -175,7 +175,7 @@ def test_everything_that_talks_to_mlflow_gets_through(platform, monkeypatch, tmp
     assert closed["status"] == "FINISHED"
     described = lineage.describe_any(uri, f"{name}@production")
     assert described.pipeline_run_id == pid and described.status == "FINISHED"
-    assert any(row["pipeline_run_id"] == pid for row in lineage.recent_runs(uri, 5))  # `labpipe runs`
+    assert any(row["pipeline_run_id"] == pid for row in history.recent_runs(uri, 5))  # `labpipe runs`
     from labpipe.runs.report import collect
 
     assert [s.name for s in collect(uri, pipeline_run_id=pid).stages] == ["taxonomy_diff", "publish_model"]
