@@ -11,7 +11,8 @@ artifact metadata from the task's executor_output.json. It shows:
 - otherwise (CI logs, pipes), one plain line per stage transition.
 
 The stage list comes from the compiled DAG (`StageInfo` per task, in dependency order); the components of
-the stage table (labpipe.runs.stages) get their stages' key figures, any other task a generic one. This module never imports kfp.
+the stage table (labpipe.runs.stages) get their stages' key figures, any other task a generic one. This
+module never imports kfp.
 """
 
 from __future__ import annotations
