@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from labpipe.runs import lineage, tracking
+from labpipe.runs import datasets, lineage, tracking
 
 
 def _make_set(folder: Path, mb: int) -> Path:
@@ -57,7 +57,7 @@ def main() -> None:
         tags_only()  # warm: MLflow imports, store schema
         base = _time(tags_only, args.repeat)
         full = _time(with_datasets, args.repeat)
-        digest = _time(functools.partial(tracking.dataset_digest, generated), args.repeat)
+        digest = _time(functools.partial(datasets.dataset_digest, generated), args.repeat)
         print(f"| {mb} MB | {base:.3f} s | {full:.3f} s | {full / base:.2f}x | {mb / digest:.0f} MB/s |")
 
 

@@ -6,10 +6,17 @@ The CLI prints a UserError as one line per problem and exits 1, never with a tra
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import asdict, dataclass
 
 PROBLEMS_PREFIX = "LABPIPE_PROBLEMS "
+PROGRESS_ENV = "LABPIPE_PROGRESS"  # set by `labpipe run`: tasks print progress and problems as lines it reads
+
+
+def progress_enabled() -> bool:
+    """Whether this process runs under `labpipe run`'s view (labpipe.runs.progress emits only then)."""
+    return os.environ.get(PROGRESS_ENV, "") not in ("", "0", "false")
 
 
 @dataclass(frozen=True)
@@ -62,9 +69,7 @@ def clean_user_errors() -> None:
             return previous(exc_type, exc, tb)
         for problem in exc.problems:
             print(str(problem), file=sys.stderr)
-        from labpipe.runs.progress import enabled
-
-        if enabled():
+        if progress_enabled():
             print(PROBLEMS_PREFIX + json.dumps([asdict(p) for p in exc.problems]), file=sys.stderr)
         sys.stderr.flush()
 

@@ -1,4 +1,5 @@
-"""Where labpipe's shipped folders are, in an installed wheel and in an editable checkout."""
+"""Where labpipe's shipped folders are, in an installed wheel and in an editable checkout, and the names of
+the files one stage hands the next (written by taxonomy_diff, read by seeds, publish and nothing_to_do)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import importlib.util
 from pathlib import Path
 
 _REPO = Path(__file__).resolve().parents[2]
+DIFF_FILE = "diff.json"  # the taxonomy diff document, in the diff artifact
+LEAVES_DIR = "leaves"  # the changed leaves' files, in the diff artifact
 
 
 def _installed(package: str, folder: str) -> Path:

@@ -384,7 +384,7 @@ def check_mlflow(params: dict[str, Any], report: Report, timeout: float) -> prod
                                   rule="mlflow"))
         return None
     if uri.startswith(("http://", "https://")):
-        from labpipe import tracking  # MLflow's own client: MLFLOW_TRACKING_AUTH / _TOKEN apply
+        from labpipe.runs import tracking  # MLflow's own client: MLFLOW_TRACKING_AUTH / _TOKEN apply
 
         found_problem = tracking.server_problem(uri)
         if found_problem is not None:

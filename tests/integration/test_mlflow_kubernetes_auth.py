@@ -24,10 +24,10 @@ import pytest
 
 from labpipe.cli import main
 from labpipe.errors import UserError
-from labpipe.evaluation.gate import production_score
+from labpipe.evaluation.gate import GateConfig, production_score, run_gate
 from labpipe.preflight import PreflightConfig, run_preflight
 from labpipe.registry.publish import publish_model
-from labpipe.runs import lineage, tracking
+from labpipe.runs import history, lineage, tracking
 from labpipe.taxonomy.sample import prepare_sample_taxonomy
 from tests.support.fake_openai import FakeOpenAIServer
 from tests.support.platform_mlflow import NAMESPACE, OTHER_TOKEN, PIPELINE_SA, PIPELINE_TOKEN, platform_mlflow
@@ -51,11 +51,13 @@ def _no_workspace_left_behind():
     set_workspace(None)
 
 
-def as_account(monkeypatch, platform, token: str, auth: str = "kubernetes-namespaced") -> None:
+def as_account(
+    monkeypatch, platform, token: str, auth: str = "kubernetes-namespaced", namespace: str = NAMESPACE
+) -> None:
     """Run as the pod of service account `token`: its service-account files where the provider reads them."""
     import mlflow.tracking.request_auth.kubernetes_request_auth_provider as provider
 
-    folder = platform.service_account_files(token)
+    folder = platform.service_account_files(token, namespace)
     monkeypatch.setattr(provider, "_SERVICE_ACCOUNT_TOKEN_PATH", folder / "token")
     monkeypatch.setattr(provider, "_SERVICE_ACCOUNT_NAMESPACE_PATH", folder / "namespace")
     if provider._file_cache is not None:
@@ -67,7 +69,9 @@ def as_account(monkeypatch, platform, token: str, auth: str = "kubernetes-namesp
     monkeypatch.delenv("MLFLOW_WORKSPACE", raising=False)
 
 
-def test_preflight_reaches_the_platform_mlflow(platform, monkeypatch, capsys, shared_data, tiny_model, tmp_path):
+def test_preflight_reaches_the_platform_mlflow(
+    platform, monkeypatch, capsys, shared_data, tiny_model, tmp_path
+):
     as_account(monkeypatch, platform, PIPELINE_TOKEN)
     taxonomy = prepare_sample_taxonomy(tmp_path / "repos")  # the required parameters, so that all else passes
     seen = len(platform.rbac.reviews)
@@ -171,7 +175,7 @@ def test_everything_that_talks_to_mlflow_gets_through(platform, monkeypatch, tmp
     assert closed["status"] == "FINISHED"
     described = lineage.describe_any(uri, f"{name}@production")
     assert described.pipeline_run_id == pid and described.status == "FINISHED"
-    assert any(row["pipeline_run_id"] == pid for row in lineage.recent_runs(uri, 5))  # `labpipe runs`
+    assert any(row["pipeline_run_id"] == pid for row in history.recent_runs(uri, 5))  # `labpipe runs`
     from labpipe.runs.report import collect
 
     assert [s.name for s in collect(uri, pipeline_run_id=pid).stages] == ["taxonomy_diff", "publish_model"]
@@ -204,3 +208,47 @@ def test_a_service_account_without_labpipes_rbac_is_refused(platform, monkeypatc
         "user": f"system:serviceaccount:{NAMESPACE}:default",
         "allowed": False,
     }
+
+
+@pytest.mark.parametrize(
+    "token, auth, namespace, said",
+    [
+        (OTHER_TOKEN, "kubernetes-namespaced", NAMESPACE, "HTTP 403"),  # no labpipe-mlflow binding
+        (
+            "token-nobody-issued",
+            "kubernetes-namespaced",
+            NAMESPACE,
+            "HTTP 401",
+        ),  # a token the cluster refuses
+        (PIPELINE_TOKEN, "", NAMESPACE, "HTTP 401"),  # no token sent
+        # the pod's namespace is no MLflow workspace: RESOURCE_DOES_NOT_EXIST, but not "no production model"
+        (PIPELINE_TOKEN, "kubernetes-namespaced", "not-a-project", "Workspace 'not-a-project' not found"),
+    ],
+)
+def test_the_gate_fails_when_mlflow_refuses(platform, monkeypatch, tmp_path, token, auth, namespace, said):
+    """The gate compares with the base only when MLflow says there is no production model, never when it
+    refuses to say: the run fails, naming the refusal, and writes no decision."""
+    as_account(monkeypatch, platform, token, auth=auth, namespace=namespace)
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(
+        json.dumps(
+            {
+                "candidate": "candidate",
+                "base": "base",
+                "scores": {"candidate": {"overall": 7.0}, "base": {"overall": 6.0}},
+            }
+        )
+    )
+    out = tmp_path / "decision.json"
+    with pytest.raises(UserError) as err:
+        run_gate(
+            GateConfig(
+                metrics=str(metrics),
+                out=str(out),
+                production_model_name="labpipe-model",
+                tracking_uri=platform.url,
+            )
+        )
+    [problem] = err.value.problems
+    assert said in problem.message and "cannot read labpipe-model@production" in problem.message, problem
+    assert problem.fix and not out.exists()

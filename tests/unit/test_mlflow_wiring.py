@@ -7,7 +7,7 @@ from __future__ import annotations
 import yaml
 
 from labpipe.paths import pipelines_dir
-from labpipe.runs import lineage
+from labpipe.runs import history, lineage
 
 
 def _docs() -> tuple[dict, dict]:
@@ -51,10 +51,10 @@ def test_runs_table_and_summary():
     tags = {"lineage.taxonomy_diff.metadata.taxonomy_commit": "0123456789abcdef", "lineage.taxonomy_diff."
             "metadata.leaves": "3", "lineage.synthetic_generation.metadata.requests_sent": "12.0",
             "lineage.mt_bench_eval.metadata.publish": "False"}
-    row = lineage.run_summary(tags)
+    row = history.run_summary(tags)
     assert row == {"taxonomy_commit": "0123456789ab", "leaves_changed": "3", "requests_sent": "12",
                    "requests_reused": "", "gate": "rejected", "published_version": "", "failed_stages": ""}
-    table = lineage.format_runs([{"pipeline_run_id": "r1", "status": "FINISHED", **row}])
+    table = history.format_runs([{"pipeline_run_id": "r1", "status": "FINISHED", **row}])
     header, line = table.splitlines()
     assert header.split()[:3] == ["run", "name", "status"] and line.split()[:3] == ["r1", "-", "FINISHED"]
-    assert lineage.format_runs([]) == "no pipeline runs found"
+    assert history.format_runs([]) == "no pipeline runs found"

@@ -23,7 +23,7 @@ def register(sub) -> None:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from labpipe.runs import lineage
+    from labpipe.runs import history
 
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
     if uri:
@@ -34,11 +34,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
         rows = kfp_runs(args.host, namespace=args.namespace, experiment=args.experiment, token_env=args.token_env,
                         limit=args.limit, tracking_uri=uri)
     elif uri:
-        rows = lineage.recent_runs(uri, args.limit)
+        rows = history.recent_runs(uri, args.limit)
     else:
         raise UserError("say where runs are recorded", fix="pass --host (pipeline server) or --tracking-uri "
                                                            "(or set MLFLOW_TRACKING_URI)")
-    print(json.dumps(rows, indent=2) if args.json else lineage.format_runs(rows))
+    print(json.dumps(rows, indent=2) if args.json else history.format_runs(rows))
     return 0
 
 
@@ -46,7 +46,7 @@ def kfp_runs(host: str, *, namespace: str | None, experiment: str | None, token_
              tracking_uri: str) -> list[dict[str, Any]]:
     """The pipeline server's newest runs; each filled in from MLflow's records of it when a URI is known."""
     from labpipe.pipelines.runner import kfp_client, talking_to
-    from labpipe.runs import lineage
+    from labpipe.runs import history
 
     client = kfp_client(host, namespace, token_env)
     with talking_to(host, token_env):
@@ -56,8 +56,8 @@ def kfp_runs(host: str, *, namespace: str | None, experiment: str | None, token_
                                     namespace=namespace)
     rows = []
     for run in response.runs or []:
-        tags = lineage.pipeline_run_tags(tracking_uri, run.run_id) if tracking_uri else {}
+        tags = history.pipeline_run_tags(tracking_uri, run.run_id) if tracking_uri else {}
         created = run.created_at.strftime("%Y-%m-%d %H:%M") if run.created_at else ""
         rows.append({"pipeline_run_id": run.run_id, "name": run.display_name or "", "status": run.state or "",
-                     "started": created, **lineage.run_summary(tags)})
+                     "started": created, **history.run_summary(tags)})
     return rows

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 
 from labpipe import storage
 from labpipe.errors import Problem, UserError
-
-PRODUCTION_ALIAS = "production"
-SCORE_TAG = "mt_bench.overall"
+from labpipe.registry.production import PRODUCTION_ALIAS, SCORE_TAG, production_version
 
 
 def decide_gate(
@@ -62,21 +60,14 @@ def decide_gate(
 
 
 def production_score(name: str, tracking_uri: str) -> tuple[float | None, str]:
-    """(score, note) of the version aliased `production` of registered model `name`; (None, note) if none."""
-    from mlflow.exceptions import MlflowException
+    """(score, note) of the version aliased `production` of registered model `name`; (None, note) if none.
 
-    from labpipe.runs import tracking
-
-    client = tracking.mlflow_client(tracking_uri)
-    try:
-        version = client.get_model_version_by_alias(name, PRODUCTION_ALIAS)
-    except MlflowException as exc:
-        if "RESOURCE_DOES_NOT_EXIST" not in str(exc.error_code) and "not found" not in str(exc).lower():
-            said, fix = tracking.explain(tracking_uri, exc)  # refused or down: never "compared with base only"
-            raise UserError(Problem(where=tracking_uri, rule="mlflow-registry", field="production_model_name",
-                                    message=f"cannot read {name}@{PRODUCTION_ALIAS}: {said}", fix=fix)) from None
+    Only "not registered / no such alias" is compared with the base only; any other MLflow error (down,
+    401/403, no such workspace) fails the gate as a UserError (registry.production.production_version)."""
+    version = production_version(name, tracking_uri)
+    if version is None:
         return None, f"no model registered as {name}@{PRODUCTION_ALIAS}: compared with the base only"
-    raw = version.tags.get(SCORE_TAG)
+    raw = (version.tags or {}).get(SCORE_TAG)
     try:
         return float(raw), f"production is {name} version {version.version}"
     except (TypeError, ValueError):

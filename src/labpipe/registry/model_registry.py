@@ -40,30 +40,52 @@ def register_version(
 
     parsed = urlparse(address)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise UserError(Problem(where="model_registry", rule="url", field="model_registry",
-                                message=f"{address!r} is not a Model Registry URL",
-                                fix="pass the registry's REST address, e.g. https://model-registry.example:443"))
+        raise UserError(
+            Problem(
+                where="model_registry",
+                rule="url",
+                field="model_registry",
+                message=f"{address!r} is not a Model Registry URL",
+                fix="pass the registry's REST address, e.g. https://model-registry.example:443",
+            )
+        )
     try:
         registry = ModelRegistry(
-            f"{parsed.scheme}://{parsed.hostname}", parsed.port, author=AUTHOR,
-            user_token=os.environ.get(TOKEN_ENV) or None, async_runner=asyncio.run,
+            f"{parsed.scheme}://{parsed.hostname}",
+            parsed.port,
+            author=AUTHOR,
+            user_token=os.environ.get(TOKEN_ENV) or None,
+            async_runner=asyncio.run,
         )
         registry.register_model(
-            name, uri, version=version, model_format_name=MODEL_FORMAT[0], model_format_version=MODEL_FORMAT[1],
-            version_description=description[:5000] or None, storage_key=storage_key or None,
+            name,
+            uri,
+            version=version,
+            model_format_name=MODEL_FORMAT[0],
+            model_format_version=MODEL_FORMAT[1],
+            version_description=description[:5000] or None,
+            storage_key=storage_key or None,
             metadata={k: str(v) for k, v in properties.items()},
         )
         model = registry.get_registered_model(name)
         mv = registry.get_model_version(name, version)
         artifact = registry.get_model_artifact(name, version)
     except StoreError as exc:
-        raise UserError(f"Model Registry {address}: {exc}",
-                        fix=f"a version name must be new; over https the registry needs a token ({TOKEN_ENV} or the "
-                            "pod's service account)") from None
+        raise UserError(
+            f"Model Registry {address}: {exc}",
+            fix=f"a version name must be new; over https the registry needs a token ({TOKEN_ENV} or the "
+            "pod's service account)",
+        ) from None
     except UserError:
         raise
     except Exception as exc:  # connection refused, TLS, 401/403 from the generated client
-        raise UserError(f"Model Registry {address}: {str(exc).splitlines()[0][:300]}",
-                        fix=f"check the address and the token ({TOKEN_ENV} or the service account's)") from None
-    return {"registered_model_id": str(model.id), "model_version_id": str(mv.id),
-            "model_artifact_id": str(artifact.id), "version": version}
+        raise UserError(
+            f"Model Registry {address}: {str(exc).splitlines()[0][:300]}",
+            fix=f"check the address and the token ({TOKEN_ENV} or the service account's)",
+        ) from None
+    return {
+        "registered_model_id": str(model.id),
+        "model_version_id": str(mv.id),
+        "model_artifact_id": str(artifact.id),
+        "version": version,
+    }

@@ -22,7 +22,10 @@ from typing import Any
 
 from labpipe.errors import Problem, UserError
 
+# The alias of the version in production (MLflow 3: aliases, not stages), and the version tag holding its
+# MT-Bench score (written by publish, read by the gate).
 PRODUCTION_ALIAS = "production"
+SCORE_TAG = "mt_bench.overall"
 TAXONOMY_COMMIT_TAG = "labpipe.taxonomy.commit"
 TAXONOMY_REPO_TAG = "labpipe.taxonomy.repo"
 FINGERPRINT_TAG = "labpipe.fingerprint"
@@ -45,17 +48,21 @@ class ProductionModel:
         return f"{self.name} version {self.version} ({commit})"
 
 
-def find_production(name: str, tracking_uri: str) -> ProductionModel | None:
-    """The version holding the `production` alias of registered model `name`; None when there is none."""
+def production_version(name: str, tracking_uri: str):
+    """The MLflow model version holding `name@production`: the one reader of the production model.
+
+    None only when MLflow says the model `name` is not registered or has no `production` alias. Every other
+    MLflow error (unreachable, HTTP 401/403, a workspace that does not exist, a 404 from something that is
+    not MLflow) is a UserError saying what went wrong: never "there is no production model".
+    """
     from mlflow.exceptions import MlflowException
 
     from labpipe.runs import tracking
 
-    client = tracking.mlflow_client(tracking_uri)
     try:
-        version = client.get_model_version_by_alias(name, PRODUCTION_ALIAS)
+        return tracking.mlflow_client(tracking_uri).get_model_version_by_alias(name, PRODUCTION_ALIAS)
     except MlflowException as exc:
-        if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower():
+        if _not_registered(exc, name):
             return None
         said, fix = tracking.explain(tracking_uri, exc)
         raise UserError(
@@ -67,6 +74,22 @@ def find_production(name: str, tracking_uri: str) -> ProductionModel | None:
                 fix=fix,
             )
         ) from None
+
+
+def _not_registered(exc: Exception, name: str) -> bool:
+    """MLflow's own answer that `name` or its alias does not exist (its registry stores' messages), and
+    nothing else: a missing workspace is RESOURCE_DOES_NOT_EXIST too, and a proxy's 404 says "Not Found"."""
+    text = str(exc)
+    return f"Registered Model with name={name} not found" in text or (
+        f"registered model alias {PRODUCTION_ALIAS} not found" in text.lower()
+    )
+
+
+def find_production(name: str, tracking_uri: str) -> ProductionModel | None:
+    """The version holding the `production` alias of registered model `name`; None when there is none."""
+    version = production_version(name, tracking_uri)
+    if version is None:
+        return None
     tags = version.tags or {}
     try:
         parts = json.loads(tags.get(FINGERPRINT_PARTS_TAG, "{}"))
@@ -210,7 +233,9 @@ def plan_run(
         what = ", ".join(differ) if differ else "the fingerprint"
         return Plan(True, f"changed since {production.describe()}: {what}", digest, parts, prod, differ)
     if scope == "changed" and changed_leaves == 0:
-        return Plan(False, f"nothing to do: no leaf changed against {base} (scope=changed)", digest, parts, prod)
+        return Plan(
+            False, f"nothing to do: no leaf changed against {base} (scope=changed)", digest, parts, prod
+        )
     if base == PRODUCTION_BASE and production is None:
         return Plan(True, "no production model registered yet: training on every leaf", digest, parts, prod)
     return Plan(True, f"{changed_leaves} leaves changed against {base}", digest, parts, prod)
@@ -219,7 +244,7 @@ def plan_run(
 def nothing_to_do_report(diff_dir: str, out: str) -> dict[str, Any]:
     """A short Markdown report for a run that ends early; returns its facts (artifact metadata)."""
     from labpipe import storage
-    from labpipe.taxonomy.seeds import DIFF_FILE
+    from labpipe.paths import DIFF_FILE
 
     doc = json.loads(storage.read_text(storage.join(diff_dir, DIFF_FILE)))
     plan = doc.get("plan") or {}
@@ -233,8 +258,10 @@ def nothing_to_do_report(diff_dir: str, out: str) -> dict[str, Any]:
         f"- diff base: {doc.get('base_requested', '')} = {doc.get('base_used', '')}",
     ]
     if prod:
-        lines.append(f"- production: {prod.get('name')} version {prod.get('version')}, "
-                     f"trained from commit {prod.get('commit', '')}")
+        lines.append(
+            f"- production: {prod.get('name')} version {prod.get('version')}, "
+            f"trained from commit {prod.get('commit', '')}"
+        )
     lines += ["- fingerprint: " + plan.get("fingerprint", ""), "", "Pass force=true to retrain anyway."]
     storage.write_text(out, "\n".join(lines) + "\n")
     return {

@@ -12,7 +12,7 @@ import os
 
 from labpipe import storage
 from labpipe.errors import UserError
-from labpipe.evaluation.gate import PRODUCTION_ALIAS, SCORE_TAG
+from labpipe.registry.production import PRODUCTION_ALIAS, SCORE_TAG
 from labpipe.runs.lineage import provenance_tags
 
 
@@ -92,7 +92,10 @@ def publish_model(
             from labpipe.registry.model_registry import register_version
 
             registered = register_version(
-                model_registry, production_model_name, str(version.version), source,
+                model_registry,
+                production_model_name,
+                str(version.version),
+                source,
                 properties={k: str(v) for k, v in tags.items() if v is not None},
                 description="; ".join(decision.get("reasons", [])),
             )
@@ -104,8 +107,8 @@ def _production_tags(taxonomy_diff: str) -> dict[str, str]:
     """What the next weekly run compares with: taxonomy commit and repository, and the fingerprint."""
     if not taxonomy_diff:
         return {}
+    from labpipe.paths import DIFF_FILE
     from labpipe.registry import production
-    from labpipe.taxonomy.seeds import DIFF_FILE
 
     doc = json.loads(storage.read_text(storage.join(taxonomy_diff, DIFF_FILE)))
     plan = doc.get("plan") or {}

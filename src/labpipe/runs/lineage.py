@@ -16,14 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labpipe.errors import UserError
-from labpipe.runs import tracking
+from labpipe.runs import datasets, stages, tracking
 
 LINEAGE_PREFIX = "lineage."
-# Stage order for printing; unknown stages sort after these.
-STAGE_ORDER = [
-    "taxonomy_diff", "seed_extraction", "synthetic_generation", "critique_filter",
-    "knowledge_sft", "skill_sft", "mt_bench_eval", "publish_model", "serve_model",
-]
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -55,16 +50,16 @@ def record(
         return
     from mlflow.entities import RunTag
 
-    stage = tracking.canonical_stage(stage)
+    stage = stages.canonical(stage)
     client = tracking.mlflow_client(uri)
     _, parent = tracking.pipeline_context(client, pipeline_run_id, experiment)  # DSP's parent, or labpipe's
     metadata = {**metadata, **_summaries(stage, outputs or {})}
-    datasets = stage_datasets(stage, metadata, inputs or {}, outputs or {})
-    metadata.update({f"dataset.{d.name}.sha256": d.digest for d in datasets if d.digest})
+    refs = stage_datasets(stage, metadata, inputs or {}, outputs or {})
+    metadata.update({f"dataset.{d.name}.sha256": d.digest for d in refs if d.digest})
     tags = flatten({"metadata": dict(metadata), "inputs": dict(inputs or {}), "outputs": dict(outputs or {})},
                    f"{LINEAGE_PREFIX}{stage}.")
     client.log_batch(parent, tags=[RunTag(k, v) for k, v in tags.items()])
-    tracking.log_datasets(stage, datasets, pipeline_run_id=pipeline_run_id, tracking_uri=uri, experiment=experiment)
+    datasets.log_datasets(stage, refs, pipeline_run_id=pipeline_run_id, tracking_uri=uri, experiment=experiment)
 
 
 # Artifact names that are datasets, per direction: name in record()'s inputs/outputs -> MLflow context.
@@ -76,11 +71,11 @@ PINNED_QUESTIONS = "fastchat:data/mt_bench/question.jsonl (pinned in labpipe.eva
 
 
 def stage_datasets(stage: str, metadata: Mapping[str, Any], inputs: Mapping[str, str],
-                   outputs: Mapping[str, str]) -> list[tracking.DatasetRef]:
+                   outputs: Mapping[str, str]) -> list[datasets.DatasetRef]:
     """The datasets `stage` read and wrote (with digests) from its record() inputs/outputs."""
     refs = []
     if inputs.get("taxonomy"):
-        refs.append(tracking.DatasetRef("taxonomy", inputs["taxonomy"], str(metadata.get("taxonomy_commit", "")),
+        refs.append(datasets.DatasetRef("taxonomy", inputs["taxonomy"], str(metadata.get("taxonomy_commit", "")),
                                         "input", source_type="git"))
     for name, context in DATASET_INPUTS.items():
         if name not in inputs:
@@ -91,9 +86,9 @@ def stage_datasets(stage: str, metadata: Mapping[str, Any], inputs: Mapping[str,
         if name == "questions":
             digest = str(metadata.get("questions_sha256", ""))
             uri = uri or PINNED_QUESTIONS
-        refs.append(tracking.DatasetRef(label, uri, digest or tracking.dataset_digest(uri), context))
+        refs.append(datasets.DatasetRef(label, uri, digest or datasets.dataset_digest(uri), context))
     for name in DATASET_OUTPUTS & set(outputs):
-        refs.append(tracking.DatasetRef(name, outputs[name], tracking.dataset_digest(outputs[name]), "output"))
+        refs.append(datasets.DatasetRef(name, outputs[name], datasets.dataset_digest(outputs[name]), "output"))
     return refs
 
 
@@ -101,7 +96,7 @@ def _summaries(stage: str, outputs: Mapping[str, str]) -> dict[str, Any]:
     """What the chain needs that a stage's metadata lacks: the changed leaf ids of the taxonomy diff."""
     if stage != "taxonomy_diff" or "diff" not in outputs:
         return {}
-    path = tracking.local_view(outputs["diff"])
+    path = datasets.local_view(outputs["diff"])
     if path is None or not (path / "diff.json").is_file():
         return {}
     doc = json.loads((path / "diff.json").read_text())
@@ -234,17 +229,17 @@ def describe(tracking_uri: str, *, pipeline_run_id: str = "", run_id: str = "", 
     for key, value in sorted(parent.data.tags.items()):
         if key.startswith(LINEAGE_PREFIX):
             stage, _, rest = key[len(LINEAGE_PREFIX):].partition(".")
-            result.stages.setdefault(tracking.canonical_stage(stage), {})[rest] = value
+            result.stages.setdefault(stages.canonical(stage), {})[rest] = value
     for run in runs:
         if run.data.tags.get(tracking.ROLE_TAG) == "stage":
-            name = tracking.canonical_stage(run.data.tags.get(tracking.STAGE_TAG, run.info.run_name))
+            name = stages.canonical(run.data.tags.get(tracking.STAGE_TAG, run.info.run_name))
             if name in result.stage_runs and result.stage_runs[name]["start_time"] > run.info.start_time:
                 continue  # a retried task made several runs: the newest counts
             result.stage_runs[name] = {
                 "run_id": run.info.run_id, "status": run.info.status, "metrics": dict(run.data.metrics),
                 "start_time": run.info.start_time,
                 "datasets": [{"name": d.dataset.name, "digest": d.dataset.digest, "source": d.dataset.source,
-                              "context": {t.key: t.value for t in d.tags}.get(tracking.DATASET_CONTEXT_TAG, "")}
+                              "context": {t.key: t.value for t in d.tags}.get(datasets.DATASET_CONTEXT_TAG, "")}
                              for d in run.inputs.dataset_inputs],
             }
     result.parent_tags = {k: v for k, v in parent.data.tags.items()
@@ -253,16 +248,12 @@ def describe(tracking_uri: str, *, pipeline_run_id: str = "", run_id: str = "", 
     return result
 
 
-def _order(stage: str) -> tuple[int, str]:
-    return (STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER), stage)
-
-
 def format_text(lineage: Lineage) -> str:
     lines = [f"pipeline run {lineage.pipeline_run_id}  (MLflow run {lineage.mlflow_run_id}, {lineage.status})"]
     if lineage.model:
         m = lineage.model
         lines.append(f"model {m['name']} version {m['version']}  source {m['source']}")
-    for stage in sorted(set(lineage.stages) | set(lineage.stage_runs), key=_order):
+    for stage in sorted(set(lineage.stages) | set(lineage.stage_runs), key=stages.order):
         run = lineage.stage_runs.get(stage, {})
         lines.append(f"\n{stage}" + (f"  [{run.get('status', '?')}, run {run.get('run_id', '?')}]" if run else ""))
         for key, value in lineage.stages.get(stage, {}).items():
@@ -447,82 +438,3 @@ def provenance_tags(tracking_uri: str, pipeline_run_id: str, decision: Mapping[s
                         name = key[len("metadata.dataset."):-len(".sha256")]
                         tags[f"labpipe.data.{name}.sha256"] = value
     return {k: str(v)[:5000] for k, v in tags.items() if v not in (None, "")}
-
-
-# --- Recent runs (`labpipe runs`) ------------------------------------------------------------------
-RUN_COLUMNS = ["pipeline_run_id", "name", "status", "started", "taxonomy_commit", "leaves_changed",
-               "requests_sent", "requests_reused", "gate", "published_version"]
-
-
-def run_summary(tags: Mapping[str, str]) -> dict[str, Any]:
-    """One row of `labpipe runs` from a pipeline run's MLflow tags (the lineage.<stage>.* records)."""
-    def get(stage: str, key: str) -> str:
-        return tags.get(f"{LINEAGE_PREFIX}{tracking.canonical_stage(stage)}.{key}", "")
-
-    publish = get("mt_bench_eval", "metadata.publish")
-    return {
-        "taxonomy_commit": get("taxonomy_diff", "metadata.taxonomy_commit")[:12],
-        "leaves_changed": _int(get("taxonomy_diff", "metadata.leaves_changed") or get("taxonomy_diff", "metadata.leaves"))
-        if get("taxonomy_diff", "metadata.leaves") else "",
-        "requests_sent": _int(get("synthetic_generation", "metadata.requests_sent"))
-        if get("synthetic_generation", "metadata.requests_sent") else "",
-        "requests_reused": _int(get("synthetic_generation", "metadata.requests_cached"))
-        if get("synthetic_generation", "metadata.requests_cached") else "",
-        "gate": {"True": "publish", "False": "rejected"}.get(publish, ""),
-        "published_version": get("publish_model", "metadata.version"),
-        "failed_stages": tags.get("labpipe.failed_stages", ""),
-    }
-
-
-def recent_runs(tracking_uri: str, limit: int = 10, experiment: str = tracking.DEFAULT_EXPERIMENT
-                ) -> list[dict[str, Any]]:
-    """The newest `limit` pipeline runs recorded in MLflow, newest first, as run_summary rows."""
-    import time
-
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return []
-    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{tracking.ROLE_TAG}` = 'pipeline'",
-                              order_by=["attributes.start_time DESC"], max_results=limit)
-    rows = []
-    for run in runs:
-        status = run.info.status
-        failed = run.data.tags.get("labpipe.failed_stages", "")
-        rows.append({
-            "pipeline_run_id": run.data.tags.get(tracking.PIPELINE_RUN_TAG, ""),
-            "name": run.data.tags.get("labpipe.pipeline_run_name", run.info.run_name or ""),
-            "status": f"{status} ({failed})" if failed else status,
-            "started": time.strftime("%Y-%m-%d %H:%M", time.gmtime((run.info.start_time or 0) / 1000)),
-            **run_summary(run.data.tags),
-        })
-    return rows
-
-
-def pipeline_run_tags(tracking_uri: str, pipeline_run_id: str, experiment: str = tracking.DEFAULT_EXPERIMENT
-                      ) -> dict[str, str]:
-    """The MLflow tags of pipeline run `pipeline_run_id` ({} when MLflow has no record of it)."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return {}
-    found = client.search_runs(
-        [exp.experiment_id], max_results=1,
-        filter_string=f"tags.`{tracking.PIPELINE_RUN_TAG}` = '{pipeline_run_id}' and tags.`{tracking.ROLE_TAG}` = "
-                      "'pipeline'")
-    return dict(found[0].data.tags) if found else {}
-
-
-def format_runs(rows: list[dict[str, Any]]) -> str:
-    """A plain table (one line per run) of RUN_COLUMNS; empty cells are '-'."""
-    if not rows:
-        return "no pipeline runs found"
-    headers = ["run", "name", "status", "started", "commit", "leaves", "sent", "reused", "gate", "version"]
-    table = [[str(row.get(c, "")) or "-" for c in RUN_COLUMNS] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(headers)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-                     for line in [headers, *table])

@@ -9,20 +9,18 @@ is printed. Events of one stage are throttled to one every `MIN_INTERVAL_S` unle
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from typing import Any
 
-ENV = "LABPIPE_PROGRESS"
+from labpipe.errors import PROGRESS_ENV, progress_enabled
+
+ENV = PROGRESS_ENV
+enabled = progress_enabled  # the switch lives in labpipe.errors, which prints problems under it too
 PREFIX = "LABPIPE_PROGRESS "
 MIN_INTERVAL_S = 0.5
 
 _last: dict[str, float] = {}
-
-
-def enabled() -> bool:
-    return os.environ.get(ENV, "") not in ("", "0", "false")
 
 
 def emit(stage: str, *, final: bool = False, **figures: Any) -> None:

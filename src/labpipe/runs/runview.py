@@ -10,8 +10,9 @@ artifact metadata from the task's executor_output.json. It shows:
 - on a terminal, a live table (rich) that redraws as figures change;
 - otherwise (CI logs, pipes), one plain line per stage transition.
 
-The stage list comes from the compiled DAG (`StageInfo` per task, in dependency order); known component
-names get specific key figures, any other task a generic one. This module never imports kfp.
+The stage list comes from the compiled DAG (`StageInfo` per task, in dependency order); the components of
+the stage table (labpipe.runs.stages) get their stages' key figures, any other task a generic one. This
+module never imports kfp.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any, TextIO
 
 from labpipe.errors import Problem, parse_problems
 from labpipe.runs.progress import parse as parse_progress
+from labpipe.runs.stages import failed_figure, generic_figure, key_figure
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 EXECUTING = re.compile(r"Executing task '([^']+)'")
@@ -88,64 +90,9 @@ def progress_figure(event: dict[str, Any]) -> str:
     return generic_figure({k: v for k, v in event.items() if k != "stage"})
 
 
-def generic_figure(values: dict[str, Any], limit: int = 3) -> str:
-    parts = [f"{k}={_num(v)}" for k, v in values.items()
-             if isinstance(v, int | float | str) and not isinstance(v, bool) and len(str(v)) < 40]
-    return ", ".join(parts[:limit])
-
-
-def failed_figure(meta: dict[str, Any]) -> str:
-    """': 2 timeout, 1 http; tolerated up to 2%' from a stage's failure_kinds and max_failed_share."""
-    kinds = meta.get("failure_kinds") or {}
-    if not kinds:
-        return ""
-    allowed = meta.get("max_failed_share")
-    return ": " + ", ".join(f"{_num(n)} {k}" for k, n in kinds.items()) + \
-        (f"; tolerated up to {_num(allowed, '.0%')}" if isinstance(allowed, int | float) else "")
-
-
 def final_figure(component: str, metadata: dict[str, dict[str, Any]]) -> str:
-    """The key figure of a finished task from its output artifacts' metadata (see collect in runner)."""
-    def m(artifact: str) -> dict[str, Any]:
-        return metadata.get(artifact) or {}
-
-    try:
-        if component == "taxonomy-diff":
-            d = m("diff")
-            return (f"{d['leaves']} changed leaves ({d.get('leaves_added', 0)} added, "
-                    f"{d.get('leaves_modified', 0)} modified, {d.get('leaves_deleted', 0)} deleted)")
-        if component == "seed-extraction":
-            d = m("seeds")
-            return f"{d['records']} seed records, {d.get('seed_examples', 0)} examples, {d.get('chunks', 0)} chunks"
-        if component == "synthetic-generation":
-            d = m("generated")
-            return (f"{d['records']} generated from {d['requests_sent']} requests "
-                    f"({d.get('requests_cached', 0)} reused, {d.get('requests_failed', 0)} failed"
-                    f"{failed_figure(d)})")
-        if component == "critique-filter":
-            d = m("report")
-            failed = f"; {d['judge_requests_failed']} judge requests failed{failed_figure(d)}" \
-                if d.get("judge_requests_failed") else ""
-            return (f"{d['kept']}/{d['generated']} kept ({_num(d['yield'], '.0%')}); "
-                    f"knowledge {d.get('knowledge_set', 0)}, skills {d.get('skills_set', 0)}{failed}")
-        if component == "sft":
-            d = m("model")
-            if d.get("first_loss") is None:
-                return f"{d.get('phase', '')}: {generic_figure(d)}"
-            return (f"{d.get('phase', '')}: {int(float(d.get('steps', 0)))} steps, loss "
-                    f"{_num(d['first_loss'], '.3f')} → {_num(d['final_loss'], '.3f')}")
-        if component in ("mt-bench-eval", "mt-bench-eval-gpu"):
-            s, dec = m("metrics"), m("decision")
-            verdict = "publish" if dec.get("publish") else "hold"
-            return (f"candidate {_num(s.get('candidate.overall'), '.2f')} vs base "
-                    f"{_num(s.get('base.overall'), '.2f')}: gate says {verdict}")
-        if component == "run-report":
-            return "report page written (KFP HTML artifact, report.html in MLflow)"
-        if component == "publish-model":
-            return f"version {m('_params').get('Output', '?')} aliased production"
-    except (KeyError, TypeError, ValueError):
-        pass
-    return generic_figure({k: v for art in metadata.values() for k, v in art.items()})
+    """The key figure of a finished task from its output artifacts' metadata (the stage table's)."""
+    return key_figure(component, metadata)
 
 
 class RunView:

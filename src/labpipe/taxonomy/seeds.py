@@ -12,12 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from labpipe.errors import Problem, UserError
+from labpipe.paths import DIFF_FILE, LEAVES_DIR
 from labpipe.taxonomy.chunking import Counter, chunk_text
 from labpipe.taxonomy.documents import DocumentRef, fetch_documents
 from labpipe.taxonomy.validate import Leaf, validate_leaf
-
-DIFF_FILE = "diff.json"
-LEAVES_DIR = "leaves"
 
 
 def _text(value: Any) -> str:

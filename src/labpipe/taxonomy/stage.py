@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from labpipe.errors import Problem, UserError
+from labpipe.paths import DIFF_FILE, LEAVES_DIR
 from labpipe.registry import production as prod
 from labpipe.runs.tracking import maybe_stage_run
 from labpipe.storage import atomic_dir, atomic_path
 from labpipe.taxonomy import gitrepo
 from labpipe.taxonomy.diff import DEFAULT_BASE, EMPTY_BASE, LeafChange, taxonomy_diff
-from labpipe.taxonomy.seeds import DIFF_FILE, LEAVES_DIR, extract_seeds
+from labpipe.taxonomy.seeds import extract_seeds
 from labpipe.taxonomy.validate import ATTRIBUTION_FILE, LEAF_FILE, find_leaf_files, validate_taxonomy
 
 log = logging.getLogger(__name__)
@@ -119,13 +120,21 @@ def _production_base(cfg: TaxonomyDiffConfig, root: Path) -> tuple[str, prod.Pro
         )
     found = prod.find_production(cfg.production_model_name, uri)
     if found is None:
-        return EMPTY_BASE, None, (
-            f"no model registered as {cfg.production_model_name}@{prod.PRODUCTION_ALIAS} yet: every leaf is new"
+        return (
+            EMPTY_BASE,
+            None,
+            (
+                f"no model registered as {cfg.production_model_name}@{prod.PRODUCTION_ALIAS} yet: every leaf is new"
+            ),
         )
     if not found.commit:
-        return EMPTY_BASE, found, (
-            f"{found.describe()} has no {prod.TAXONOMY_COMMIT_TAG} tag (published before labpipe recorded it): "
-            "every leaf is taken"
+        return (
+            EMPTY_BASE,
+            found,
+            (
+                f"{found.describe()} has no {prod.TAXONOMY_COMMIT_TAG} tag (published before labpipe recorded it): "
+                "every leaf is taken"
+            ),
         )
     commit = gitrepo.ensure_commit(root, found.commit)
     if commit is None:
@@ -138,7 +147,8 @@ def _production_base(cfg: TaxonomyDiffConfig, root: Path) -> tuple[str, prod.Pro
                 message=f"the taxonomy commit of {found.describe()}, {found.commit}, is not in "
                 + ("this shallow clone" if shallow else "this taxonomy repository")
                 + " and cannot be fetched from it",
-                fix="clone with full history (no --depth)" if shallow
+                fix="clone with full history (no --depth)"
+                if shallow
                 else "point taxonomy at the repository production was trained from "
                 f"({found.repo or 'see the version tag ' + prod.TAXONOMY_REPO_TAG}), or pass base=empty",
             )

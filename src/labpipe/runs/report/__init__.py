@@ -21,10 +21,6 @@ from labpipe.runs.report.html import render_html
 
 __all__ = ["RunData", "collect", "render_html", "write_report"]
 
-# MLflow stage-run names -> lineage stage names where they differ.
-STAGE_ALIASES = {"skills_sft": "skill_sft"}
-
-
 @dataclass
 class StageRecord:
     name: str

@@ -10,6 +10,8 @@ import time
 from html import escape
 from typing import TYPE_CHECKING, Any
 
+from labpipe.runs import stages
+
 if TYPE_CHECKING:
     from labpipe.runs.lineage import Lineage
     from labpipe.runs.report import RunData
@@ -154,7 +156,8 @@ def _stages(data: RunData) -> str:
         left = ((s.start_ms or t0) - t0) / span * 100
         width = max(((s.end_ms or t1) - (s.start_ms or t0)) / span * 100, 0.8)
         rows.append(
-            f"<tr><td class=\"stage\">{escape(s.name)}</td><td>{_status_badge(s.status)}</td>"
+            f"<tr><td class=\"stage\" title=\"{escape(stages.title(s.name))}\">{escape(s.name)}</td>"
+            f"<td>{_status_badge(s.status)}</td>"
             f"<td class=\"n\">+{((s.start_ms or t0) - t0) / 1000:.0f} s</td><td class=\"n\">{_dur(s.seconds)}</td>"
             f"<td style=\"width:40%\"><div class=\"bar\"><span style=\"left:{left:.1f}%;width:{width:.1f}%\">"
             f"</span></div></td></tr>")
@@ -374,8 +377,6 @@ def render_lineage(lineage: Lineage | None) -> str:
         return "<section id=\"lineage\"><h2>Lineage</h2><p class=\"muted\">no lineage recorded</p></section>"
     import posixpath
 
-    from labpipe.runs.lineage import _order
-
     produced = [v for tags in lineage.stages.values() for k, v in tags.items()
                 if k.startswith("outputs.") and (v.startswith("/") or v.startswith("s3://"))]
     root = posixpath.commonpath(produced) if len(produced) > 1 and len({p[:5] for p in produced}) == 1 else ""
@@ -385,7 +386,7 @@ def render_lineage(lineage: Lineage | None) -> str:
         return "…" + value[len(root):] if root and value.startswith(root + "/") else value
 
     rows = []
-    for stage in sorted(lineage.stages, key=_order):
+    for stage in sorted(lineage.stages, key=stages.order):
         tags = lineage.stages[stage]
         ins = [(k[7:], v) for k, v in tags.items() if k.startswith("inputs.") and v]
         outs = [(k[8:], v) for k, v in tags.items() if k.startswith("outputs.") and v]
@@ -396,7 +397,8 @@ def render_lineage(lineage: Lineage | None) -> str:
             return "<br>".join(f"<span class=\"muted\">{escape(k)}</span> <code>{escape(_short(short(v)))}</code>"
                                for k, v in items) or "—"
 
-        rows.append(f"<tr><td class=\"stage\">{escape(stage)}</td><td>{cell(ins)}</td><td>{cell(outs)}</td>"
+        rows.append(f"<tr><td class=\"stage\" title=\"{escape(stages.title(stage))}\">{escape(stage)}</td>"
+                    f"<td>{cell(ins)}</td><td>{cell(outs)}</td>"
                     f"<td>{cell(pins)}</td></tr>")
     note = f"<p class=\"muted\">… stands for <code>{escape(root)}</code></p>" if root else ""
     return (f"<section id=\"lineage\"><h2>Lineage chain</h2>{note}<table><tr><th>stage</th><th>consumed</th>"
