@@ -252,3 +252,14 @@ def test_the_gate_fails_when_mlflow_refuses(platform, monkeypatch, tmp_path, tok
     [problem] = err.value.problems
     assert said in problem.message and "cannot read labpipe-model@production" in problem.message, problem
     assert problem.fix and not out.exists()
+
+
+def test_a_stage_run_in_a_namespace_without_a_workspace_is_one_problem(platform, monkeypatch):
+    """Creating the experiment in a workspace the platform does not have was an AttributeError traceback in
+    every stage (the re-read after the refused create found nothing); now a UserError naming the refusal."""
+    as_account(monkeypatch, platform, PIPELINE_TOKEN, auth="kubernetes-namespaced", namespace="not-a-project")
+    with pytest.raises(UserError) as err:
+        with tracking.maybe_stage_run("taxonomy_diff", pipeline_run_id="kfp-no-ws", tracking_uri=platform.url):
+            pass
+    [problem] = err.value.problems
+    assert "not-a-project" in problem.message and problem.fix, problem

@@ -142,8 +142,14 @@ def _experiment_id(client, name: str) -> str:
         return exp.experiment_id
     try:
         return client.create_experiment(name, artifact_location=_artifact_location(client.tracking_uri))
-    except Exception:  # created concurrently by another stage
-        return client.get_experiment_by_name(name).experiment_id
+    except Exception as exc:  # created concurrently by another stage, or refused (no workspace, no permission)
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            from labpipe.errors import Problem, UserError
+
+            message, fix = explain(client.tracking_uri, exc)
+            raise UserError(Problem(client.tracking_uri, "mlflow", message, fix, field="tracking_uri")) from None
+        return exp.experiment_id
 
 
 # Data Science Pipelines' MLflow integration (opendatahub-io/data-science-pipelines master,
