@@ -2,8 +2,9 @@
 -> critique filtering -> knowledge SFT -> skill SFT -> MT-Bench evaluation -> (gate) publish].
 
 Only wiring lives here: every step is a component from components/, each a single call into the
-labpipe library. Cluster concerns (secrets, GPUs, tolerations, node selectors, CPU/memory, retries,
-caching) are set here from pipeline parameters; kfp.local ignores the Kubernetes ones, so the same DAG
+labpipe library. The parameters are labpipe.runconfig.RunConfig (the signature is generated from it);
+cluster concerns (secrets, GPUs, tolerations, node selectors, CPU/memory, retries, caching) are one row per
+task in pipelines/policy.py, applied by `_apply`; kfp.local ignores the Kubernetes ones, so the same DAG
 runs on a laptop. The defaults are the weekly run's: base=production (diff against the taxonomy commit
 the production model was trained from; end early when nothing changed), scope=taxonomy (train on every
 leaf). `labpipe compile` writes lab_pipeline.yaml next to this file (checked in, drift-tested).
@@ -33,9 +34,10 @@ from labpipe.components.taxonomy_diff.component import taxonomy_diff
 
 from labpipe.pipelines.policy import CACHING, TASKS
 from labpipe.retry_guard import TASK_RETRIES
-from labpipe.runconfig import RunConfig, signature
+from labpipe.runconfig import S3_SECRET_IN_LOOP, TEACHER_SECRET, RunConfig, signature
 
-# Secret keys -> environment variables the stages read (secret names are pipeline parameters).
+# Secret keys -> environment variables the stages read. Which secret each task mounts, and why some names are
+# fixed (the CA, proxy, MLflow and teacher secrets; the loop's S3 secret): pipelines/policy.py.
 ENDPOINT_SECRET_KEYS = {
     "teacher": {"endpoint": "TEACHER_ENDPOINT", "model": "TEACHER_MODEL", "api_key": "TEACHER_API_KEY"},
     "judge": {"endpoint": "JUDGE_ENDPOINT", "model": "JUDGE_MODEL", "api_key": "JUDGE_API_KEY"},
@@ -51,9 +53,7 @@ S3_SECRET_KEYS = {
 GIT_SECRET_KEYS = {"GIT_USERNAME": "GIT_USERNAME", "GIT_PASSWORD": "GIT_PASSWORD"}
 RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
 # Enterprise networks (labpipe.net): an optional CA bundle secret mounted as a file, and an optional ConfigMap
-# with the proxy variables, on every task. Fixed names rather than parameters: KFP 2.17 cannot set an env value
-# from a parameter (kubeflow/pipelines#10111), and parameterised secret names fail inside ParallelFor on
-# OpenShift (kubeflow/pipelines#13078). Templates: manifests/secrets/ca.yaml and network.yaml.
+# with the proxy variables, on every task (fixed names: pipelines/policy.py). Templates: manifests/secrets/.
 CA_SECRET, CA_MOUNT = "labpipe-ca", "/etc/labpipe/ca"
 # OpenShift AI's trusted CA bundle, injected into every project (opendatahub-io/opendatahub-operator
 # trustedCABundle): an optional ConfigMap with ca-bundle.crt and odh-ca-bundle.crt, added to the trust store too.
@@ -65,15 +65,14 @@ CA_FILES = ":".join((f"{CA_MOUNT}/ca.crt", f"{TRUSTED_CA_MOUNT}/ca-bundle.crt", 
 TRAINING_IMAGE = image_for("training")
 NETWORK_CONFIG = "labpipe-network"
 PROXY_KEYS = {key: key for key in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")}
-# Generation fan-out (docs/scale-out.md). Inside dsl.ParallelFor, secret names are literals, not the
-# teacher_secret / s3_secret parameters: kubeflow/pipelines#13078 (a secret name given as a pipeline
-# parameter fails inside ParallelFor on OpenShift). KFP keeps ParallelFor's parallelism as a literal in
-# the IR, so it is set when compiling (LABPIPE_GENERATION_PARALLELISM), not per run.
-LOOP_TEACHER_SECRET = "labpipe-teacher"
-LOOP_S3_SECRET = "labpipe-s3"
+# Generation fan-out (docs/scale-out.md). Inside dsl.ParallelFor, secret names are literals
+# (kubeflow/pipelines#13078; pipelines/policy.py). KFP keeps ParallelFor's parallelism as a literal in the IR,
+# so it is set when compiling (LABPIPE_GENERATION_PARALLELISM), not per run.
+LOOP_TEACHER_SECRET = TEACHER_SECRET  # the teacher's one secret, inside the loop and out (labpipe.runconfig)
+LOOP_S3_SECRET = S3_SECRET_IN_LOOP
 GENERATION_PARALLELISM = int(os.environ.get("LABPIPE_GENERATION_PARALLELISM", "8"))
-# The MLflow server of a cluster, from the optional labpipe-mlflow secret on every task (a fixed name, as
-# above) (docs/mlflow-lineage.md); every key optional: a plain server needs only the URI,
+# The MLflow server of a cluster, from the optional labpipe-mlflow secret on every task (a fixed name)
+# (docs/mlflow-lineage.md); every key optional: a plain server needs only the URI,
 # OpenShift AI's MLflow takes MLFLOW_TRACKING_AUTH=kubernetes-namespaced (the pod's service-account token).
 MLFLOW_SECRET_KEYS = {k: k for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_AUTH",
                                      "MLFLOW_WORKSPACE")}
@@ -140,7 +139,7 @@ def _secret_names(cfg: RunConfig, in_loop: bool = False) -> dict:
     """The secret each role's tasks read (policy.py says why the loop's are literals)."""
     if in_loop:
         return {"s3": LOOP_S3_SECRET, "teacher": LOOP_TEACHER_SECRET}
-    return {"s3": cfg.s3_secret, "teacher": cfg.teacher_secret, "judge": cfg.judge_secret, "git": cfg.taxonomy_secret}
+    return {"s3": cfg.s3_secret, "teacher": TEACHER_SECRET, "judge": cfg.judge_secret, "git": cfg.taxonomy_secret}
 
 
 def _apply(task: dsl.PipelineTask, name: str, cfg: RunConfig, *, cluster: bool = True, in_loop: bool = False,
@@ -346,7 +345,7 @@ def lab_pipeline(cfg: RunConfig):
         check = preflight(
             taxonomy=cfg.taxonomy, taxonomy_ref=cfg.taxonomy_ref, base=cfg.base, scope=cfg.scope,
             base_model=cfg.base_model, teacher=cfg.teacher, teacher_model=cfg.teacher_model,
-            teacher_secret=cfg.teacher_secret, judge=cfg.judge, judge_model=cfg.judge_model,
+            judge=cfg.judge, judge_model=cfg.judge_model,
             judge_secret=cfg.judge_secret, questions=cfg.questions, max_questions=cfg.max_questions,
             training_preset=cfg.training_preset, critique_profile=cfg.critique_profile,
             chunk_tokens=cfg.chunk_tokens, concurrency=cfg.concurrency,

@@ -54,9 +54,6 @@ class RunConfig:
         "", "teacher endpoint (…/v1, comma-separated replicas) or model dir; empty: from the teacher secret"
     )
     teacher_model: str = _param("", "model name at the teacher endpoint; empty: from the teacher secret")
-    teacher_secret: str = _param(
-        TEACHER_SECRET, "Kubernetes secret with keys endpoint, model, api_key for the teacher"
-    )
     judge: str = _param("", "judge endpoint (…/v1) or model dir; empty: from the judge secret")
     judge_model: str = _param("", "model name at the judge endpoint; empty: from the judge secret")
     judge_secret: str = _param(
