@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import typing
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field
 from typing import Any
 
@@ -265,6 +266,15 @@ def parameters(cls: type = RunConfig) -> list[Parameter]:
             default = inspect.Parameter.empty
         found.append(Parameter(f.name, hints[f.name], default, f.metadata.get("description", "")))
     return found
+
+
+def from_params(params: Mapping[str, Any], cls: type = RunConfig) -> Any:
+    """A run configuration from parameters by name (as a run received them): defaults for those not given,
+    "" for a required one not given (preflight says it is required), other names ignored."""
+    names = {p.name: p for p in parameters(cls)}
+    given = {k: v for k, v in params.items() if k in names}
+    missing = {n: "" for n, p in names.items() if p.required and n not in given}
+    return cls(**missing, **given)
 
 
 def descriptions(cls: type = RunConfig) -> dict[str, str]:
