@@ -8,6 +8,11 @@ builds the stages' typed configs from it (labpipe.preflight). The README's Confi
 at length. The library never imports kfp: the values of a RunConfig are plain values on the CLI and KFP's
 pipeline channels while the pipeline is being compiled.
 
+Fixed when compiling, not per run (KFP stores them as literals in the IR): LABPIPE_GENERATION_PARALLELISM
+(ParallelFor's parallelism), LABPIPE_RETRY_BACKOFF (the first retry backoff), LABPIPE_WORKSPACE_SIZE (the KFP
+workspace) and the pinned images (the training image is the default of `training_image`): see
+pipelines/lab_pipeline.py.
+
 Secrets: the teacher's secret is always `labpipe-teacher` (TEACHER_SECRET), a fixed name like the CA, proxy
 and MLflow ones, because generation fans out in a dsl.ParallelFor where a secret name given as a parameter
 fails (kubeflow/pipelines#13078); every task that reads the teacher (preflight, the diff's fingerprint,
