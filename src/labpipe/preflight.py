@@ -357,7 +357,7 @@ def check_mlflow(params: RunConfig | Mapping[str, Any], report: Report, timeout:
                  ) -> prod.ProductionModel | None:
     """The server answers (labpipe.runs.tracking_check: unreachable, 401, 403, a missing workspace each said as
     such) and the production alias of the registered model can be read."""
-    from labpipe.runs.tracking_check import require_tracking
+    from labpipe.runs.tracking_check import FIX, require_tracking
 
     run = _run(params)
     uri = run.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
@@ -372,7 +372,8 @@ def check_mlflow(params: RunConfig | Mapping[str, Any], report: Report, timeout:
         try:
             require_tracking(uri)
         except UserError as err:
-            report.problems += [_p("mlflow_tracking_uri", p.message, p.fix, rule="mlflow") for p in err.problems]
+            report.problems += [_p("mlflow_tracking_uri", p.message, p.fix.removesuffix(f"; {FIX}"), rule="mlflow")
+                                for p in err.problems]  # the fix without the CLI's --tracking-uri advice
             return None
     if not name:
         report.passed.append(f"mlflow: {uri} answers")
