@@ -17,7 +17,10 @@ from labpipe.pipelines.lab_pipeline import (
     _with_endpoint,
     _with_git,
     _with_s3,
+    from_config,
 )
+
+from labpipe.runconfig import ReviewConfig
 
 
 @dsl.pipeline(
@@ -25,70 +28,45 @@ from labpipe.pipelines.lab_pipeline import (
     description="Review a taxonomy contribution before it is merged: a verdict per "
     "changed leaf (validation, overlap, sample yield, known, cost)",
 )
-def review_pipeline(
-    taxonomy: str,
-    ref: str,
-    base: str = "production",
-    base_model: str = "",
-    teacher: str = "",
-    teacher_model: str = "",
-    teacher_secret: str = "labpipe-teacher",
-    judge: str = "",
-    judge_model: str = "",
-    judge_secret: str = "labpipe-judge",
-    s3_secret: str = "labpipe-s3",
-    taxonomy_secret: str = "labpipe-taxonomy-git",
-    sample_size: int = 2,
-    generation_gate: bool = True,
-    critique_profile: str = "lab",
-    chunk_tokens: int = 1000,
-    seed: int = 42,
-    generation_cache: str = "",
-    response_format: str = "auto",
-    questions: str = "",
-    known_threshold: float = 8.0,
-    known_model: str = "",  # the production model's endpoint (…/v1); "" = the registry's model, in the task
-    known_model_name: str = "",
-    production_model_name: str = "labpipe-model",
-    mlflow_tracking_uri: str = "",
-    cpu_request: str = "2",
-    cpu_limit: str = "4",
-    memory_request: str = "4Gi",
-    memory_limit: str = "8Gi",
-):
+@from_config(ReviewConfig)  # the parameters: labpipe.runconfig.ReviewConfig
+def review_pipeline(cfg: ReviewConfig):
     task = review(
-        taxonomy=taxonomy,
-        ref=ref,
-        base=base,
-        base_model=base_model,
-        teacher=teacher,
-        teacher_model=teacher_model,
-        judge=judge,
-        judge_model=judge_model,
-        sample_size=sample_size,
-        generation_gate=generation_gate,
-        critique_profile=critique_profile,
-        chunk_tokens=chunk_tokens,
-        seed=seed,
-        generation_cache=generation_cache,
-        response_format=response_format,
-        questions=questions,
-        known_threshold=known_threshold,
-        known_model=known_model,
-        known_model_name=known_model_name,
-        production_model_name=production_model_name,
+        taxonomy=cfg.taxonomy,
+        ref=cfg.ref,
+        base=cfg.base,
+        base_model=cfg.base_model,
+        teacher=cfg.teacher,
+        teacher_model=cfg.teacher_model,
+        judge=cfg.judge,
+        judge_model=cfg.judge_model,
+        sample_size=cfg.sample_size,
+        generation_gate=cfg.generation_gate,
+        critique_profile=cfg.critique_profile,
+        chunk_tokens=cfg.chunk_tokens,
+        seed=cfg.seed,
+        generation_cache=cfg.generation_cache,
+        response_format=cfg.response_format,
+        questions=cfg.questions,
+        known_threshold=cfg.known_threshold,
+        known_model=cfg.known_model,
+        known_model_name=cfg.known_model_name,
+        production_model_name=cfg.production_model_name,
         run_id=RUN_ID,
-        tracking_uri=mlflow_tracking_uri,
+        tracking_uri=cfg.mlflow_tracking_uri,
     ).set_display_name("review")
     _with_git(
         _with_endpoint(
-            _with_endpoint(_with_s3(task, s3_secret), "teacher", teacher_secret), "judge", judge_secret
+            _with_endpoint(_with_s3(task, cfg.s3_secret), "teacher", cfg.teacher_secret),
+            "judge",
+            cfg.judge_secret,
         ),
-        taxonomy_secret,
+        cfg.taxonomy_secret,
     )
     # never KFP-cached: it reads external state (git, the registry, endpoints); the generation cache does the reuse
     task.set_caching_options(False)
-    _resources(_with_cluster_config(task), cpu_request, cpu_limit, memory_request, memory_limit)
+    _resources(
+        _with_cluster_config(task), cfg.cpu_request, cfg.cpu_limit, cfg.memory_request, cfg.memory_limit
+    )
 
 
 def compile_review_pipeline(out: str) -> str:

@@ -55,10 +55,10 @@ def compile_pipeline(out: str | Path | None = None, images_out: str | Path | Non
 
 
 def _describe_parameters(spec) -> None:
-    """Each pipeline parameter's description (pipelines/parameters.yaml), shown by the KFP dashboards."""
-    import yaml
+    """Each pipeline parameter's description (labpipe.runconfig.RunConfig), shown by the KFP dashboards."""
+    from labpipe.runconfig import descriptions
 
-    described = yaml.safe_load((Path(__file__).parent / "parameters.yaml").read_text())
+    described = descriptions()
     for name, parameter in spec.root.input_definitions.parameters.items():
         parameter.description = described.get(name, "")
 

@@ -27,35 +27,19 @@ def critique_filter(
     context_length: int = 0,
     revision: str = "",
 ):
-    """Filter with `profile` (lab | smoke); empty judge/judge_model fall back to JUDGE_* env vars.
-
-    generated: the generation shards (dsl.Collected over the fan-out), merged into one set of records.
-
-    judge_secret names the Kubernetes secret mounted as JUDGE_ENDPOINT / JUDGE_MODEL / JUDGE_API_KEY.
-    knowledge_set.path and skills_set.path are messages-JSONL files; report.path is the yield report.
-    generation_cache: shared reply cache for judge calls (an s3:// prefix on a cluster; "" = local).
-    """
-    from labpipe.errors import clean_user_errors
-
-    clean_user_errors()  # a UserError prints its problems, no traceback
-
+    """Filter the generation shards (dsl.Collected) with `profile`; parameters: README.md here."""
     from labpipe.critique.stage import CritiqueConfig, run_critique
     from labpipe.llm.options import ClientOptions
+    from labpipe.taskio import finish, start
 
+    start()  # a UserError prints its problems, no traceback
     meta = run_critique(
         CritiqueConfig(
             generated=[g.path for g in generated],
             out="",  # a temporary directory, removed when done (the sets go to the artifact paths)
-            judge=ClientOptions(
-                endpoint=judge,
-                model=judge_model,
-                secret=judge_secret,
-                timeout_s=float(timeout_s),
-                max_retries=int(max_retries),
-                response_format=response_format,
-                context_length=int(context_length),
-                revision=revision,
-            ),
+            judge=ClientOptions(endpoint=judge, model=judge_model, secret=judge_secret, timeout_s=float(timeout_s),
+                                max_retries=int(max_retries), response_format=response_format,
+                                context_length=int(context_length), revision=revision),
             profile=profile,
             generation_cache=generation_cache,
             max_failed_share=float(max_failed_share),
@@ -68,18 +52,5 @@ def critique_filter(
             tracking_uri=tracking_uri,
         )
     )
-    knowledge_set.metadata.update({k: v for k, v in meta.items() if k.startswith("knowledge") or k == "kept"})
-    skills_set.metadata.update(
-        {k: v for k, v in meta.items() if k.startswith("skills") or k == "knowledge_replay"}
-    )
-    report.metadata.update(meta)
-    from labpipe.runs.lineage import record
-
-    record(
-        "critique_filter",
-        meta,
-        pipeline_run_id=run_id,
-        tracking_uri=tracking_uri,
-        inputs={"generated": ",".join(g.uri for g in generated)},
-        outputs={"knowledge_set": knowledge_set.uri, "skills_set": skills_set.uri, "report": report.uri},
-    )
+    finish("critique_filter", meta, run_id=run_id, tracking_uri=tracking_uri, inputs={"generated": list(generated)},
+           outputs={"knowledge_set": knowledge_set, "skills_set": skills_set, "report": report})

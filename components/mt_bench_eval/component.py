@@ -47,7 +47,7 @@ def mt_bench_eval_gpu(candidate: Input[Model], base_model: str, judge: str, judg
     """The same on the GPU evaluation image: the models under test served by vLLM on the task's GPUs."""
     from labpipe.errors import clean_user_errors
 
-    clean_user_errors()
+    clean_user_errors()  # a UserError prints its problems, no traceback
     from labpipe.evaluation.candidate import evaluation_task
     from labpipe.llm.options import ClientOptions
 

@@ -15,7 +15,6 @@ def preflight(
     base_model: str,
     teacher: str,
     teacher_model: str,
-    teacher_secret: str,
     judge: str,
     judge_model: str,
     judge_secret: str,

@@ -26,36 +26,20 @@ def synthetic_generation(
     context_length: int = 0,
     revision: str = "",
 ):
-    """Run each leaf's flow on the teacher; empty teacher/teacher_model fall back to TEACHER_* env vars.
-
-    teacher_secret names the Kubernetes secret mounted as TEACHER_ENDPOINT / TEACHER_MODEL /
-    TEACHER_API_KEY (by the pipeline, with kfp-kubernetes); the key never passes through a parameter.
-    gate=False records the in-flow judge scores without dropping (the offline smoke run).
-    shard_plan/shard (the pipeline's fan-out): generate only that shard of the seed records.
-    generation_cache: shared reply cache (an s3:// prefix on a cluster; "" = local, lost with the pod).
-    max_failed_share: teacher requests that may fail for good (reported) before the task fails.
-    """
-    from labpipe.errors import clean_user_errors
-
-    clean_user_errors()  # a UserError prints its problems, no traceback
+    """Run each leaf's flow on the teacher (empty teacher: TEACHER_* env vars); parameters: README.md here."""
     from labpipe.generation.stage import GenerationConfig, run_generation
     from labpipe.llm.options import ClientOptions
+    from labpipe.taskio import finish, start
 
+    start()  # a UserError prints its problems, no traceback
     meta = run_generation(
         GenerationConfig(
             seeds=seeds.path,
             out=generated.path,
-            teacher=ClientOptions(
-                endpoint=teacher,
-                model=teacher_model,
-                concurrency=concurrency,
-                secret=teacher_secret,
-                timeout_s=float(timeout_s),
-                max_retries=int(max_retries),
-                response_format=response_format,
-                context_length=int(context_length),
-                revision=revision,
-            ),
+            teacher=ClientOptions(endpoint=teacher, model=teacher_model, concurrency=concurrency,
+                                  secret=teacher_secret, timeout_s=float(timeout_s), max_retries=int(max_retries),
+                                  response_format=response_format, context_length=int(context_length),
+                                  revision=revision),
             gate=gate,
             shard_plan=shard_plan.path if shard_plan is not None else "",
             shard=int(shard),
@@ -66,14 +50,5 @@ def synthetic_generation(
             tracking_uri=tracking_uri,
         )
     )
-    generated.metadata.update(meta)
-    from labpipe.runs.lineage import record
-
-    record(
-        "synthetic_generation",
-        meta,
-        pipeline_run_id=run_id,
-        tracking_uri=tracking_uri,
-        inputs={"seeds": seeds.uri, **({"shard_plan": shard_plan.uri} if shard_plan is not None else {})},
-        outputs={"generated": generated.uri},
-    )
+    finish("synthetic_generation", meta, run_id=run_id, tracking_uri=tracking_uri,
+           inputs={"seeds": seeds, "shard_plan": shard_plan}, outputs={"generated": generated})

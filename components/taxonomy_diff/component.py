@@ -33,12 +33,11 @@ def taxonomy_diff(
     """Diff `taxonomy` (dir or git URL, at `taxonomy_ref`) against `base` ("empty": every leaf; "production":
     the commit of production_model_name@production); validate. Returns False when there is nothing to do.
     The remaining parameters are the fingerprint compared with the production model's."""
-    from labpipe.errors import clean_user_errors
-
-    clean_user_errors()  # a UserError prints its problems, no traceback
     from labpipe.registry.production import ModelInputs
+    from labpipe.taskio import finish, start
     from labpipe.taxonomy.stage import TaxonomyDiffConfig, run_taxonomy_diff
 
+    start()  # a UserError prints its problems, no traceback
     inputs = ModelInputs(base_model=base_model, teacher=teacher, teacher_model=teacher_model, judge=judge,
                          judge_model=judge_model, training_preset=training_preset, max_steps=max_steps,
                          critique_profile=critique_profile, samples_per_skill_leaf=samples_per_skill_leaf,
@@ -48,15 +47,6 @@ def taxonomy_diff(
                            tracking_uri=tracking_uri, scope=scope, production_model_name=production_model_name,
                            force=force, inputs=inputs)
     )
-    diff.metadata.update(meta)
-    from labpipe.runs.lineage import record
-
-    record(
-        "taxonomy_diff",
-        meta,
-        pipeline_run_id=run_id,
-        tracking_uri=tracking_uri,
-        inputs={"taxonomy": taxonomy, "taxonomy_ref": taxonomy_ref, "base": base},
-        outputs={"diff": diff.uri},
-    )
+    finish("taxonomy_diff", meta, run_id=run_id, tracking_uri=tracking_uri,
+           inputs={"taxonomy": taxonomy, "taxonomy_ref": taxonomy_ref, "base": base}, outputs={"diff": diff})
     return bool(meta["train"])

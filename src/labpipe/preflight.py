@@ -5,12 +5,15 @@ pipeline parameter or Kubernetes secret at fault and the fix. Network checks hav
 in parallel (after the MLflow lookup they may need), so the whole preflight ends well under a minute even
 when every endpoint hangs (benchmarks/bench_preflight.py).
 
-Checks: numbers in range, presets and profiles exist, node_selector/tolerations parse; the taxonomy can
-be cloned at the ref and the base ref resolves (base=production: the production version's commit is in
-the repository); teacher and judge endpoints answer GET /v1/models, list the named model and accept the
-key; every s3:// location is reachable (output locations: a marker is written and deleted); the MLflow
-server answers and the registered model's aliases can be read; the base model has a config and a
-tokenizer; the MT-Bench data is present and verified (never the internet unless a URL is passed).
+Composed from the stages: the parameters become the typed run configuration (labpipe.runconfig.RunConfig),
+that becomes each stage's own typed config (taxonomy diff, seed extraction, generation, critique, the SFT
+task, the evaluation task: `stage_configs`), and each stage's checks module says that config's problems
+(labpipe.<stage>.checks: the critique profile and the training phases through their own loaders, ranges,
+choices, the training scale and placement). Then, with `network`, the services: the taxonomy clones at the
+ref and the base resolves; every teacher and judge replica answers the client's own probe (labpipe.llm),
+lists the model and accepts the key; every s3:// location is reachable (output locations: a marker is
+written and deleted); the MLflow server answers (labpipe.runs.tracking_check) and the production alias can
+be read; the base model has a config and a tokenizer; the MT-Bench data is present and verified.
 
 `network=False` runs only the checks that need nothing but the parameters (what `labpipe submit` can
 check from a laptop that cannot reach in-cluster services).
@@ -18,44 +21,30 @@ check from a laptop that cannot reach in-cluster services).
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from labpipe.errors import Problem, UserError
 from labpipe.registry import production as prod
+from labpipe.runconfig import TEACHER_SECRET, RunConfig, from_params
 from labpipe.runs.tracking_check import bounded_requests
 
 DEFAULT_TIMEOUT_S = 10.0
 MT_BENCH_ENV = "LABPIPE_MT_BENCH_DATA"
 # parameters naming locations the run writes to (checked writable when s3://)
 OUTPUT_LOCATIONS = ("generation_cache", "checkpoint_root", "output_root")
-# parameter -> (minimum, maximum or None)
-RANGES: dict[str, tuple[float, float | None]] = {
-    "chunk_tokens": (16, 1_000_000),
-    "concurrency": (1, 4096),
-    "samples_per_skill_leaf": (1, 100_000),
-    "max_steps": (0, None),
-    "gpus": (0, 64),
-    "max_questions": (0, 80),
-    "max_new_tokens": (1, 65_536),
-    "gate_tolerance": (0.0, 10.0),
-    "max_failed_share": (0.0, 1.0),
-    "judge_attempts": (1, 20),
-    "context_length": (0, None),
-    "evaluation_gpus": (1, 64),
-}
-CHOICES = {
-    "scope": prod.SCOPES,
-    "checkpoint_selection": ("last", "best"),
-    "evaluation_engine": ("hf", "vllm", "llamacpp"),  # labpipe.evaluation.engines; endpoint: CLI only
-}
+# a stage config's field -> the pipeline parameter that sets it, where the names differ (problems name the
+# parameter: that is what the user changes)
+PARAMETER_OF = {"preset": "training_preset", "profile": "critique_profile", "tolerance": "gate_tolerance",
+                "engine": "evaluation_engine", "shards": "generation_shards", "engine_gpus": "evaluation_gpus",
+                "deadline_minutes": "training_deadline_minutes", "timeout_s": "request_timeout_s"}
 
 
 def _p(param: str, message: str, fix: str, rule: str = "preflight", where: str = "") -> Problem:
@@ -77,81 +66,121 @@ class Report:
         return "\n".join(lines) + "\n"
 
 
+def _run(params: RunConfig | Mapping[str, Any]) -> RunConfig:
+    return params if isinstance(params, RunConfig) else from_params(params)
+
+
+# -- the stages' typed configs and their own problems ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StageConfigs:
+    diff: Any  # labpipe.taxonomy.stage.TaxonomyDiffConfig
+    seeds: Any  # labpipe.taxonomy.stage.SeedExtractionConfig
+    generation: Any  # labpipe.generation.stage.GenerationConfig
+    critique: Any  # labpipe.critique.stage.CritiqueConfig
+    training: Any  # labpipe.training.task.SftTaskConfig
+    evaluation: Any  # labpipe.evaluation.candidate.CandidateEvalConfig
+
+
+def stage_configs(run: RunConfig) -> tuple[StageConfigs, list[Problem]]:
+    """Each stage's config as the pipeline builds it from `run` (paths the run creates left empty), and the
+    problems of turning the parameters into them (placement that does not parse)."""
+    from labpipe.critique.stage import CritiqueConfig
+    from labpipe.evaluation.candidate import CandidateEvalConfig
+    from labpipe.generation.stage import GenerationConfig
+    from labpipe.llm.options import ClientOptions
+    from labpipe.taxonomy.stage import SeedExtractionConfig, TaxonomyDiffConfig
+    from labpipe.training import checks as training_checks
+    from labpipe.training.task import SftTaskConfig
+
+    selector, problems = training_checks.node_selector(run.node_selector)
+    tolerations, more = training_checks.tolerations(run.tolerations)
+    # the options every endpoint client shares (labpipe.llm.options: they state their own problems)
+    client = dict(timeout_s=run.request_timeout_s, max_retries=run.max_retries, response_format=run.response_format,
+                  context_length=run.context_length)
+    configs = StageConfigs(
+        diff=TaxonomyDiffConfig(taxonomy=run.taxonomy, out="", taxonomy_ref=run.taxonomy_ref, base=run.base,
+                                scope=run.scope, production_model_name=run.production_model_name, force=run.force),
+        seeds=SeedExtractionConfig(diff="", out="", tokenizer=run.base_model, chunk_tokens=run.chunk_tokens,
+                                   shards=run.generation_shards),
+        generation=GenerationConfig(seeds="", out="", gate=run.generation_gate, seed=run.seed,
+                                    max_failed_share=run.max_failed_share,
+                                    teacher=ClientOptions(concurrency=run.concurrency, **client)),
+        critique=CritiqueConfig(generated=[], out="", profile=run.critique_profile, judge=ClientOptions(**client),
+                                samples_per_skill_leaf=run.samples_per_skill_leaf, seed=run.seed,
+                                max_failed_share=run.max_failed_share),
+        training=SftTaskConfig(phase="knowledge", base_model=run.base_model, data="", out="",
+                               preset=run.training_preset, max_steps=run.max_steps, gpus=run.gpus,
+                               training_nodes=run.training_nodes, training_backend=run.training_backend,
+                               training_runtime=run.training_runtime, checkpoint_root=run.checkpoint_root,
+                               image=run.training_image, node_selector=selector, tolerations=tolerations,
+                               s3_secret=run.s3_secret, queue_name=run.queue_name,
+                               deadline_minutes=run.training_deadline_minutes),
+        evaluation=CandidateEvalConfig(training_out="", decision_out="", base_model=run.base_model,
+                                       questions=run.questions, max_questions=run.max_questions,
+                                       max_new_tokens=run.max_new_tokens,
+                                       checkpoint_selection=run.checkpoint_selection, engine=run.evaluation_engine,
+                                       engine_gpus=run.evaluation_gpus, cache=run.generation_cache,
+                                       production_model_name=run.production_model_name,
+                                       tolerance=run.gate_tolerance, judge_attempts=run.judge_attempts),
+    )
+    return configs, problems + more
+
+
+def stage_problems(configs: StageConfigs, serve: str = "") -> list[Problem]:
+    """What each stage's config says about itself, each problem naming the pipeline parameter at fault."""
+    from labpipe.critique import checks as critique_checks
+    from labpipe.evaluation import checks as evaluation_checks
+    from labpipe.generation import checks as generation_checks
+    from labpipe.taxonomy import checks as taxonomy_checks
+    from labpipe.training import checks as training_checks
+
+    found = (taxonomy_checks.diff_problems(configs.diff) + taxonomy_checks.seed_problems(configs.seeds)
+             + generation_checks.problems(configs.generation) + critique_checks.problems(configs.critique)
+             + training_checks.problems(configs.training) + evaluation_checks.problems(configs.evaluation)
+             + evaluation_checks.serve_problems(serve))
+    named: list[Problem] = []
+    for p in found:
+        param = PARAMETER_OF.get(p.field, p.field)
+        problem = _p(param, p.message, p.fix, rule=p.rule)
+        if problem not in named:  # one setting feeding two stages (max_failed_share): said once
+            named.append(problem)
+    return named
+
+
 # -- checks that need only the parameters ------------------------------------------------------------
 
 
-def check_static(params: dict[str, Any], report: Report) -> None:
-    for name, (low, high) in RANGES.items():
-        if name not in params:
-            continue
-        value = params[name]
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            report.problems.append(_p(name, f"{value!r} is not a number", f"pass a number for {name}"))
-            continue
-        if number < low or (high is not None and number > high):
-            span = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
-            report.problems.append(_p(name, f"{value!r} is out of range", f"pass {name} {span}"))
-    for name, allowed in CHOICES.items():
-        if name in params and params[name] not in allowed:
-            report.problems.append(_p(name, f"{params[name]!r} is not one of {', '.join(allowed)}",
-                                      f"pass {name}={allowed[0]}"))
-    _check_presets(params, report)
-    _check_placement(params, report)
+def check_static(params: RunConfig | Mapping[str, Any], report: Report) -> None:
+    run = _run(params)
+    given = set(params) if isinstance(params, Mapping) else {f.name for f in dataclasses.fields(run)}
+    configs, problems = stage_configs(run)
+    report.problems += problems + stage_problems(configs, run.serve)
     for required, example in (("taxonomy", "https://git.example.com/org/taxonomy.git"),
                               ("base_model", "s3://bucket/models/granite-7b-base")):
-        if required in params and not params[required]:  # the CLI passes a missing one as ""
+        if required in given and not getattr(run, required):  # the CLI passes a missing one as ""
             report.problems.append(_p(required, "is required", f"pass --param {required}={example}"))
-    if params.get("base") == prod.PRODUCTION_BASE and not params.get("production_model_name"):
-        report.problems.append(_p("production_model_name", "base=production needs a registered model name",
-                                  "pass production_model_name=labpipe-model"))
-    _check_training_scale(params, report)
-    if params.get("serve"):
-        from labpipe.evaluation.serving import NAME_RE
-
-        if not NAME_RE.fullmatch(str(params["serve"])):
-            report.problems.append(_p("serve", f"{params['serve']!r} is not a valid InferenceService name",
-                                      "pass a DNS label: lower-case letters, digits and '-', starting with a "
-                                      "letter, at most 63 characters (e.g. serve=granite-lab)"))  # fmt: skip
     if not report.problems:
         report.passed.append("parameters: numbers in range, presets exist, placement parses")
-    _check_durable_state(params, report)
+    _check_durable_state(run, given, bool(params.get("workspace")) if isinstance(params, Mapping) else False,
+                         report)
 
 
-def _check_training_scale(params: dict[str, Any], report: Report) -> None:
-    """The SFT task's own check (a TrainJob needs an s3:// checkpoint_root), before hours of generation."""
-    if "training_backend" not in params and "training_nodes" not in params:
-        return
-    from labpipe.training.task import scale_problems
-
-    try:
-        nodes, gpus = int(params.get("training_nodes", 1)), int(params.get("gpus", 1))
-    except (TypeError, ValueError):
-        report.problems.append(_p("training_nodes", "training_nodes and gpus must be whole numbers",
-                                  "pass training_nodes=1 gpus=1 (or more)"))
-        return
-    reported = {p.field for p in report.problems}  # gpus out of range: said once, by the range check
-    for p in scale_problems(str(params.get("training_backend", "pod")), nodes, gpus,
-                            str(params.get("checkpoint_root") or "")):
-        if p.field not in reported:
-            report.problems.append(_p(p.field, p.message, p.fix, rule=p.rule))
-
-
-def _check_durable_state(params: dict[str, Any], report: Report) -> None:
+def _check_durable_state(run: RunConfig, given: set[str], workspace: bool, report: Report) -> None:
     """In a pod, local state dies with the pod: a retried task would pay for its teacher requests again, and a
     killed training pod would start over."""
     if not os.environ.get("KUBERNETES_SERVICE_HOST"):
         return
-    location = str(params.get("generation_cache") or "")
-    if "generation_cache" in params and location != "off" and not location.startswith("s3://"):
+    location = run.generation_cache
+    if "generation_cache" in given and location != "off" and not location.startswith("s3://"):
         report.warnings.append(Problem(
             where="parameter generation_cache", rule="durable-state", field="generation_cache", severity="warning",
             message=f"{location or 'the default (local under LABPIPE_CACHE)'} is inside this pod: a retried or "
                     "later run resends every teacher and judge request",
             fix="pass generation_cache=s3://<bucket>/generation-cache (shared by shards, retries and later runs)"))
-    root = str(params.get("checkpoint_root") or "")
-    if "checkpoint_root" in params and not root.startswith("s3://") and not params.get("workspace"):
+    root = run.checkpoint_root
+    if "checkpoint_root" in given and not root.startswith("s3://") and not workspace:
         report.warnings.append(Problem(
             where="parameter checkpoint_root", rule="durable-state", field="checkpoint_root", severity="warning",
             message=f"{root or 'the default (local under LABPIPE_CACHE)'} is inside the training pod and the "
@@ -159,67 +188,16 @@ def _check_durable_state(params: dict[str, Any], report: Report) -> None:
             fix="pass checkpoint_root=s3://<bucket>/checkpoints (or compile with LABPIPE_WORKSPACE_SIZE=500Gi)"))
 
 
-def _check_presets(params: dict[str, Any], report: Report) -> None:
-    from labpipe.critique.profiles import PROFILES_DIR
-    from labpipe.training.config import PHASES
-
-    preset = params.get("training_preset")
-    if preset is not None:
-        phases = Path(__file__).parent / "training" / "phases" / str(preset)
-        missing = [ph for ph in PHASES if not (phases / f"{ph}.yaml").is_file()]
-        if missing:
-            shipped = sorted(p.name for p in phases.parent.iterdir() if p.is_dir())
-            report.problems.append(_p("training_preset", f"no preset {preset!r}",
-                                      f"use one of {', '.join(shipped)}"))
-    profile = params.get("critique_profile")
-    if profile is not None and not (PROFILES_DIR / f"{profile}.yaml").is_file():
-        shipped = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
-        report.problems.append(_p("critique_profile", f"no critique profile {profile!r}",
-                                  f"use one of {', '.join(shipped)}"))
-
-
-def _as_json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
-
-
-def _check_placement(params: dict[str, Any], report: Report) -> None:
-    if "node_selector" in params:
-        try:
-            selector = _as_json(params["node_selector"])
-            if not isinstance(selector, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in selector.items()
-            ):
-                raise ValueError("expected an object of string labels")
-        except ValueError as exc:
-            report.problems.append(_p("node_selector", f"does not parse ({exc})",
-                                      'pass a JSON object, e.g. {"nvidia.com/gpu.product": "H100"}'))
-    if "tolerations" in params:
-        try:
-            tolerations = _as_json(params["tolerations"])
-            if not isinstance(tolerations, list) or not all(isinstance(t, dict) for t in tolerations):
-                raise ValueError("expected a list of objects")
-            for t in tolerations:
-                unknown = set(t) - {"key", "operator", "value", "effect", "tolerationSeconds"}
-                if unknown:
-                    raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
-                if t.get("operator", "Equal") not in ("Equal", "Exists"):
-                    raise ValueError(f"operator {t['operator']!r} is not Equal or Exists")
-        except ValueError as exc:
-            report.problems.append(_p("tolerations", f"does not parse ({exc})",
-                                      'pass a JSON list, e.g. [{"key": "nvidia.com/gpu", "operator": "Exists", '
-                                      '"effect": "NoSchedule"}]'))
-
-
 # -- checks that reach services ------------------------------------------------------------------------
 
 
-def check_taxonomy(params: dict[str, Any], report: Report, timeout: float, production: prod.ProductionModel | None
-                   ) -> None:
+def check_taxonomy(params: RunConfig | Mapping[str, Any], report: Report, timeout: float,
+                   production: prod.ProductionModel | None) -> None:
     """The taxonomy clones at the ref (blobs left out: commits and trees suffice) and the base resolves."""
     from labpipe.taxonomy import gitrepo
 
-    taxonomy, ref = str(params.get("taxonomy", "")), str(params.get("taxonomy_ref", ""))
-    base = str(params.get("base", prod.PRODUCTION_BASE))
+    run = _run(params)
+    taxonomy, ref, base = run.taxonomy, run.taxonomy_ref, run.base
     if not taxonomy:
         return
     local = Path(taxonomy.removeprefix("file://"))
@@ -268,7 +246,7 @@ def check_taxonomy(params: dict[str, Any], report: Report, timeout: float, produ
     report.passed.append(f"taxonomy: {taxonomy} at {ref or 'the default branch'}, base {base} resolves")
 
 
-def check_endpoint(role: str, params: dict[str, Any], report: Report, timeout: float) -> None:
+def check_endpoint(role: str, params: RunConfig | Mapping[str, Any], report: Report, timeout: float) -> None:
     """Every replica (`http://a/v1,http://b/v1`) answers GET /v1/models to the client's own probe, lists the
     named model, and accepts the key (from the role's secret)."""
     from labpipe.llm.endpoints import split_endpoints
@@ -276,9 +254,10 @@ def check_endpoint(role: str, params: dict[str, Any], report: Report, timeout: f
     from labpipe.llm.types import ModelSpec
 
     prefix = role.upper()
-    target = str(params.get(role) or os.environ.get(f"{prefix}_ENDPOINT", ""))
-    model = str(params.get(f"{role}_model") or os.environ.get(f"{prefix}_MODEL", ""))
-    secret = str(params.get(f"{role}_secret") or f"labpipe-{role}")
+    run = _run(params)
+    target = str(getattr(run, role) or os.environ.get(f"{prefix}_ENDPOINT", ""))
+    model = str(getattr(run, f"{role}_model") or os.environ.get(f"{prefix}_MODEL", ""))
+    secret = TEACHER_SECRET if role == "teacher" else run.judge_secret  # the secret the role's tasks mount
     if not target:
         report.problems.append(Problem(
             where=f"secret {secret}", rule="endpoint", field=role,
@@ -373,23 +352,27 @@ def check_s3_writable(param: str, location: str, report: Report) -> None:
     report.passed.append(f"{param}: {location} is writable")
 
 
-def check_mlflow(params: dict[str, Any], report: Report, timeout: float) -> prod.ProductionModel | None:
-    """The server answers and the production alias of the registered model can be read."""
-    uri = str(params.get("mlflow_tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI", ""))
-    name = str(params.get("production_model_name") or "")
+def check_mlflow(params: RunConfig | Mapping[str, Any], report: Report, timeout: float
+                 ) -> prod.ProductionModel | None:
+    """The server answers (labpipe.runs.tracking_check: unreachable, 401, 403, a missing workspace each said as
+    such) and the production alias of the registered model can be read."""
+    from labpipe.runs.tracking_check import FIX, require_tracking
+
+    run = _run(params)
+    uri = run.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    name = run.production_model_name
     if not uri:
         report.problems.append(_p("mlflow_tracking_uri", "no MLflow tracking server (the gate, publishing and "
                                   "base=production need one)",
                                   "pass mlflow_tracking_uri=http://labpipe-mlflow:5000 (or set MLFLOW_TRACKING_URI)",
                                   rule="mlflow"))
         return None
-    if uri.startswith(("http://", "https://")):
-        from labpipe.runs import tracking  # MLflow's own client: MLFLOW_TRACKING_AUTH / _TOKEN apply
-
-        found_problem = tracking.server_problem(uri)
-        if found_problem is not None:
-            message, fix = found_problem
-            report.problems.append(_p("mlflow_tracking_uri", message, fix, rule="mlflow"))
+    if uri.startswith(("http://", "https://")):  # a local store is created by the run itself
+        try:
+            require_tracking(uri)
+        except UserError as err:
+            report.problems += [_p("mlflow_tracking_uri", p.message, p.fix.removesuffix(f"; {FIX}"), rule="mlflow")
+                                for p in err.problems]  # the fix without the CLI's --tracking-uri advice
             return None
     if not name:
         report.passed.append(f"mlflow: {uri} answers")
@@ -404,15 +387,16 @@ def check_mlflow(params: dict[str, Any], report: Report, timeout: float) -> prod
     return found
 
 
-def check_mt_bench(params: dict[str, Any], report: Report) -> None:
+def check_mt_bench(params: RunConfig | Mapping[str, Any], report: Report) -> None:
     """Present and verified. questions="" means the copy baked into the image (LABPIPE_MT_BENCH_DATA); in a
     pod without it that is an error (never the internet unless a URL is passed); on a laptop, FastChat's
     pinned files (downloaded once, cached)."""
     from labpipe.evaluation.questions import load_questions
 
-    location = str(params.get("questions") or "")
+    run = _run(params)
+    location = run.questions
     try:
-        questions, _ = load_questions(location, max_questions=int(params.get("max_questions") or 0))
+        questions, _ = load_questions(location, max_questions=int(run.max_questions or 0))
     except UserError as err:
         fix = ("pass --param questions=DIR (a copy of FastChat's mt_bench data folder, a file, s3:// or a URL) "
                f"or set {MT_BENCH_ENV}")  # the parameter, not `evaluate`'s --questions flag
@@ -423,29 +407,32 @@ def check_mt_bench(params: dict[str, Any], report: Report) -> None:
     report.passed.append(f"MT-Bench: {len(questions)} questions at {shown}, sha256 verified")
 
 
-def check(params: dict[str, Any], *, network: bool = True, timeout: float = DEFAULT_TIMEOUT_S) -> Report:
-    """Every check; all problems in one report."""
+def check(params: Mapping[str, Any], *, network: bool = True, timeout: float = DEFAULT_TIMEOUT_S) -> Report:
+    """Every check; all problems in one report. `params`: the run's parameters by name; the services named by
+    those given are checked (the CLI and the pipeline's task give them all)."""
     from labpipe import storage
 
     started = time.monotonic()
     report = Report()
+    run = _run(params)
     check_static(params, report)
     if network:
         steps: list[Callable[[], Any]] = []
         with bounded_requests(timeout, retries=1):
-            production = check_mlflow(params, report, timeout) if (
+            production = check_mlflow(run, report, timeout) if (
                 "mlflow_tracking_uri" in params or params.get("base") == prod.PRODUCTION_BASE) else None
-        steps.append(lambda: check_taxonomy(params, report, timeout, production))
+        steps.append(lambda: check_taxonomy(run, report, timeout, production))
         for role in ("teacher", "judge"):
             if role in params:
-                steps.append(lambda role=role: check_endpoint(role, params, report, timeout))
-        if params.get("base_model"):
-            steps.append(lambda: check_model_dir("base_model", str(params["base_model"]), report))
+                steps.append(lambda role=role: check_endpoint(role, run, report, timeout))
+        if run.base_model:
+            steps.append(lambda: check_model_dir("base_model", run.base_model, report))
         for name in OUTPUT_LOCATIONS:
-            if storage.is_s3(str(params.get(name) or "")):
-                steps.append(lambda name=name: check_s3_writable(name, str(params[name]), report))
+            location = str(params.get(name) or "")  # output_root: a CLI-only location, not a pipeline parameter
+            if storage.is_s3(location):
+                steps.append(lambda name=name, location=location: check_s3_writable(name, location, report))
         if "questions" in params:
-            steps.append(lambda: check_mt_bench(params, report))
+            steps.append(lambda: check_mt_bench(run, report))
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=len(steps) or 1) as pool:  # the slowest check bounds the total

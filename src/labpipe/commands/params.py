@@ -28,14 +28,14 @@ _TYPE_WORDS = {
 
 
 def declared_parameters() -> dict[str, tuple[type, Any]]:
-    """Pipeline parameter name -> (declared type, default; inspect.Parameter.empty when required)."""
-    from labpipe.pipelines.lab_pipeline import lab_pipeline
+    """Pipeline parameter name -> (declared type, default; inspect.Parameter.empty when required), from the
+    run configuration (labpipe.runconfig.RunConfig) and the compiled pipeline's defaults (the pinned training
+    image)."""
+    from labpipe.pipelines.lab_pipeline import pipeline_parameters
+    from labpipe.runconfig import parameters
 
-    sig = inspect.signature(lab_pipeline.pipeline_func)
-    return {
-        name: (p.annotation if isinstance(p.annotation, type) else str, p.default)
-        for name, p in sig.parameters.items()
-    }
+    defaults = pipeline_parameters()
+    return {p.name: (p.type, defaults.get(p.name, p.default)) for p in parameters()}
 
 
 def _example(name: str, kind: type, default: Any) -> str:

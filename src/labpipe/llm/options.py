@@ -67,3 +67,16 @@ def model_spec(options: ClientOptions, role: str = "") -> ModelSpec:
         revision=options.revision,
         batch_size=options.batch_size,
     )
+
+
+def option_problems(options: ClientOptions) -> list[Problem]:
+    """What a client's options can say about themselves before anything runs (preflight collects these from
+    each stage's config); endpoint, model and key are checked by the client's own probe instead."""
+    from labpipe.llm.structured import STRUCTURED_MODES
+    from labpipe.paramcheck import in_range, one_of
+
+    return (
+        in_range("concurrency", options.concurrency, 1, 4096)
+        + in_range("context_length", options.context_length, 0)
+        + one_of("response_format", options.response_format, STRUCTURED_MODES)
+    )
