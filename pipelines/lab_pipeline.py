@@ -34,7 +34,7 @@ from labpipe.components.taxonomy_diff.component import taxonomy_diff
 from labpipe.pipelines.policy import CACHING, TASKS
 
 from labpipe.retry_guard import TASK_RETRIES
-from labpipe.runconfig import S3_SECRET_IN_LOOP, TEACHER_SECRET, RunConfig, signature
+from labpipe.runconfig import S3_SECRET, TEACHER_SECRET, RunConfig, signature
 
 # Secret keys -> environment variables the stages read. Which secret each task mounts, and why some names are
 # fixed (the CA, proxy, MLflow and teacher secrets; the loop's S3 secret): pipelines/policy.py.
@@ -69,7 +69,7 @@ PROXY_KEYS = {key: key for key in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")}
 # (kubeflow/pipelines#13078; pipelines/policy.py). KFP keeps ParallelFor's parallelism as a literal in the IR,
 # so it is set when compiling (LABPIPE_GENERATION_PARALLELISM), not per run.
 LOOP_TEACHER_SECRET = TEACHER_SECRET  # the teacher's one secret, inside the loop and out (labpipe.runconfig)
-LOOP_S3_SECRET = S3_SECRET_IN_LOOP
+LOOP_S3_SECRET = S3_SECRET  # the data connection's one secret, likewise
 GENERATION_PARALLELISM = int(os.environ.get("LABPIPE_GENERATION_PARALLELISM", "8"))
 # The MLflow server of a cluster, from the optional labpipe-mlflow secret on every task (a fixed name)
 # (docs/mlflow-lineage.md); every key optional: a plain server needs only the URI,
@@ -139,7 +139,7 @@ def _secret_names(cfg: RunConfig, in_loop: bool = False) -> dict:
     """The secret each role's tasks read (policy.py says why the loop's are literals)."""
     if in_loop:
         return {"s3": LOOP_S3_SECRET, "teacher": LOOP_TEACHER_SECRET}
-    return {"s3": cfg.s3_secret, "teacher": TEACHER_SECRET, "judge": cfg.judge_secret, "git": cfg.taxonomy_secret}
+    return {"s3": S3_SECRET, "teacher": TEACHER_SECRET, "judge": cfg.judge_secret, "git": cfg.taxonomy_secret}
 
 
 def _apply(task: dsl.PipelineTask, name: str, cfg: RunConfig, *, cluster: bool = True, in_loop: bool = False,
@@ -211,7 +211,6 @@ def generation_pipeline(
     judge: str = "",
     judge_model: str = "",
     judge_secret: str = "labpipe-judge",
-    s3_secret: str = "labpipe-s3",
     chunk_tokens: int = 1000,
     generation_shards: int = 1,
     generation_gate: bool = True,
@@ -231,7 +230,7 @@ def generation_pipeline(
     cfg = RunConfig(
         taxonomy=taxonomy, base_model=tokenizer, base=base, taxonomy_ref=taxonomy_ref, teacher=teacher,
         teacher_model=teacher_model, judge=judge, judge_model=judge_model, judge_secret=judge_secret,
-        s3_secret=s3_secret, chunk_tokens=chunk_tokens, generation_shards=generation_shards,
+        chunk_tokens=chunk_tokens, generation_shards=generation_shards,
         generation_gate=generation_gate, concurrency=concurrency, request_timeout_s=request_timeout_s,
         max_retries=max_retries, critique_profile=critique_profile, samples_per_skill_leaf=samples_per_skill_leaf,
         seed=seed, mlflow_tracking_uri=mlflow_tracking_uri, generation_cache=generation_cache,
@@ -243,7 +242,7 @@ def generation_pipeline(
                             shards=generation_shards, run_id=RUN_ID,
                             tracking_uri=mlflow_tracking_uri).set_display_name("2 seed extraction")
     _with_cluster_config(diff.set_caching_options(CACHING["taxonomy-diff"][0]))
-    _with_cluster_config(_with_s3(seeds, s3_secret).set_caching_options(CACHING["seed-extraction"][0]))
+    _with_cluster_config(_with_s3(seeds, S3_SECRET).set_caching_options(CACHING["seed-extraction"][0]))
     _generate_and_critique(seeds, cfg, cluster=False)
 
 
@@ -267,7 +266,7 @@ def _train_evaluate_publish(diff: dsl.PipelineTask, cfg: RunConfig) -> None:
     training_scale = dict(gpus=cfg.gpus, training_nodes=cfg.training_nodes, training_backend=cfg.training_backend,
                           training_runtime=cfg.training_runtime, checkpoint_root=cfg.checkpoint_root,
                           workspace=dsl.WORKSPACE_PATH_PLACEHOLDER if WORKSPACE_SIZE else "",
-                          node_selector=cfg.node_selector, tolerations=cfg.tolerations, s3_secret=cfg.s3_secret,
+                          node_selector=cfg.node_selector, tolerations=cfg.tolerations, s3_secret=S3_SECRET,
                           ca_bundle=CA_SECRET, trusted_ca=TRUSTED_CA_CONFIG, training_image=cfg.training_image,
                           queue_name=cfg.queue_name, deadline_minutes=cfg.training_deadline_minutes)
     common = dict(preset=cfg.training_preset, max_steps=cfg.max_steps, run_id=RUN_ID,

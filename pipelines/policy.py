@@ -11,8 +11,9 @@ Fixed-name cluster configuration (every task, not pipeline parameters) — the o
   (kubeflow/pipelines#13078), so cluster-wide settings have fixed names (templates: manifests/secrets/).
 - The teacher's secret is always `labpipe-teacher` (labpipe.runconfig.TEACHER_SECRET): generation runs inside
   the ParallelFor (#13078), and one secret means one thing for every task that reads the teacher.
-- Generation shards read the data connection `labpipe-s3` (a literal in the loop, #13078); the other tasks read
-  `s3_secret` (default `labpipe-s3`).
+- The data connection is always `labpipe-s3` (labpipe.runconfig.S3_SECRET) for the same reason: the generation
+  shards read it inside the loop, and every other task (seeds, critique, training jobs, evaluation, publish)
+  reads the same one.
 
 Retries: stages that talk to endpoints or run for hours, all of which resume (every paid reply and every
 training checkpoint is kept), get TASK_RETRIES more tries with exponential backoff. KFP 2.17 retries whatever

@@ -33,7 +33,7 @@ from typing import Any
 
 from labpipe.errors import Problem, UserError
 from labpipe.registry import production as prod
-from labpipe.runconfig import TEACHER_SECRET, RunConfig, from_params
+from labpipe.runconfig import S3_SECRET, TEACHER_SECRET, RunConfig, from_params
 from labpipe.runs.tracking_check import bounded_requests
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -115,7 +115,7 @@ def stage_configs(run: RunConfig) -> tuple[StageConfigs, list[Problem]]:
                                training_nodes=run.training_nodes, training_backend=run.training_backend,
                                training_runtime=run.training_runtime, checkpoint_root=run.checkpoint_root,
                                image=run.training_image, node_selector=selector, tolerations=tolerations,
-                               s3_secret=run.s3_secret, queue_name=run.queue_name,
+                               s3_secret=S3_SECRET, queue_name=run.queue_name,
                                deadline_minutes=run.training_deadline_minutes),
         evaluation=CandidateEvalConfig(training_out="", decision_out="", base_model=run.base_model,
                                        questions=run.questions, max_questions=run.max_questions,
@@ -315,7 +315,7 @@ def check_model_dir(param: str, location: str, report: Report) -> None:
             names = {p.name for p in path.iterdir()} if path.is_dir() else set()
     except Exception as exc:  # botocore raises many types; all mean "cannot list it"
         report.problems.append(_p(param, f"cannot list {location} ({str(exc).splitlines()[0][:150]})",
-                                  "check the URI and the S3 data connection (secret s3_secret)", rule="model"))
+                                  "check the URI and the S3 data connection (secret labpipe-s3)", rule="model"))
         return
     if not names:
         report.problems.append(_p(param, f"{location} is empty or does not exist",
@@ -346,7 +346,7 @@ def check_s3_writable(param: str, location: str, report: Report) -> None:
         client.delete_object(Bucket=bucket, Key=key)
     except Exception as exc:
         report.problems.append(_p(param, f"cannot write to {location} ({str(exc).splitlines()[0][:150]})",
-                                  "check the bucket exists and the S3 data connection (secret s3_secret) may write",
+                                  "check the bucket exists and the S3 data connection (secret labpipe-s3) may write",
                                   rule="s3-write"))
         return
     report.passed.append(f"{param}: {location} is writable")

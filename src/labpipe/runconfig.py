@@ -16,7 +16,9 @@ pipelines/lab_pipeline.py.
 Secrets: the teacher's secret is always `labpipe-teacher` (TEACHER_SECRET), a fixed name like the CA, proxy
 and MLflow ones, because generation fans out in a dsl.ParallelFor where a secret name given as a parameter
 fails (kubeflow/pipelines#13078); every task that reads the teacher (preflight, the diff's fingerprint,
-generation) reads that one secret. `judge_secret`, `s3_secret` and `taxonomy_secret` are parameters.
+generation) reads that one secret. The data connection is `labpipe-s3` (S3_SECRET) for the same reason: the
+generation shards read it inside the loop, and every other task reads the same one, so one secret means one
+thing. `judge_secret` and `taxonomy_secret` are parameters (no task in a loop reads them).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 
 REQUIRED: Any = MISSING
 TEACHER_SECRET = "labpipe-teacher"  # fixed name (see above): preflight, the diff and generation read it
-S3_SECRET_IN_LOOP = "labpipe-s3"  # generation shards' data connection (a literal inside ParallelFor as well)
+S3_SECRET = "labpipe-s3"  # fixed name (see above): the data connection every task reads, in the loop as well
 PARAMETER_TYPES = (str, int, float, bool, dict, list)
 
 
@@ -65,7 +67,6 @@ class RunConfig:
     judge_secret: str = _param(
         "labpipe-judge", "Kubernetes secret with keys endpoint, model, api_key for the judge"
     )
-    s3_secret: str = _param("labpipe-s3", "OpenShift AI data connection (AWS_* keys) for s3:// locations")
     chunk_tokens: int = _param(1000, "document chunk size in base-model tokens")
     generation_gate: bool = _param(
         True, "run LAB's question filter during generation (no answer is paid for a rejected question)"
@@ -221,7 +222,11 @@ class ReviewConfig:
     judge: str = _shared("judge")
     judge_model: str = _shared("judge_model")
     judge_secret: str = _shared("judge_secret")
-    s3_secret: str = _shared("s3_secret")
+    s3_secret: str = _param(
+        S3_SECRET,
+        "OpenShift AI data connection (AWS_* keys) for s3:// locations (the review's one task reads it; the lab "
+        "pipeline always reads labpipe-s3)",
+    )
     taxonomy_secret: str = _shared("taxonomy_secret")
     sample_size: int = _param(2, "samples generated per changed leaf")
     generation_gate: bool = _shared("generation_gate")

@@ -3,6 +3,8 @@ compile is reproducible, and the compiled pipeline has the shape the README prom
 
 from __future__ import annotations
 
+import json
+
 import yaml
 from labpipe.pipelines.runner import compile_pipeline
 
@@ -68,3 +70,19 @@ def test_generation_fans_out_without_secret_name_parameters_in_the_loop():
     assert gen and all("componentInputParameter" not in s["secretNameParameter"] for s in gen)
     assert {s["secretNameParameter"]["runtimeValue"]["constant"] for s in gen} == {"labpipe-teacher", "labpipe-s3",
                                                                                  "labpipe-mlflow"}
+
+
+def test_each_secret_means_one_thing_for_every_task():
+    """One meaning per secret (issue 18): the teacher's and the data connection's secrets are the same fixed names
+    on every task that mounts them, inside the generation loop and out; no parameter can make them differ."""
+    docs = list(yaml.safe_load_all((pipelines_dir() / "lab_pipeline.yaml").read_text()))
+    spec, platform = docs[0], next(d for d in docs if d and "platforms" in d)
+    assert not {"teacher_secret", "s3_secret"} & set(spec["root"]["inputDefinitions"]["parameters"])
+    names: dict[str, set] = {"TEACHER_ENDPOINT": set(), "AWS_ACCESS_KEY_ID": set()}
+    for executor in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values():
+        for secret in executor.get("secretAsEnv", []):
+            for key in secret["keyToEnv"]:
+                if key["envVar"] in names:
+                    names[key["envVar"]].add(json.dumps(secret["secretNameParameter"], sort_keys=True))
+    assert names["TEACHER_ENDPOINT"] == {json.dumps({"runtimeValue": {"constant": "labpipe-teacher"}})}
+    assert names["AWS_ACCESS_KEY_ID"] == {json.dumps({"runtimeValue": {"constant": "labpipe-s3"}})}

@@ -28,8 +28,10 @@ def _check_sft_tasks(spec: dict) -> dict:
     for task in ("sft", "sft-2"):
         inputs = tasks[task]["inputs"]["parameters"]
         for name in ("training_nodes", "training_backend", "training_runtime", "checkpoint_root", "gpus",
-                     "node_selector", "tolerations", "s3_secret"):  # fmt: skip
+                     "node_selector", "tolerations"):  # fmt: skip
             assert inputs[name]["componentInputParameter"] in (name, f"pipelinechannel--{name}"), (task, name)
+        # the data connection is one fixed secret for every task (labpipe.runconfig.S3_SECRET), not a parameter
+        assert inputs["s3_secret"]["runtimeValue"]["constant"] == "labpipe-s3", task
     return tasks
 
 
