@@ -12,8 +12,9 @@ import logging
 import pytest
 
 from labpipe.errors import UserError
-from labpipe.llm.client import ChatRequest, ClientStats, ModelSpec, check_failures, make_client
+from labpipe.llm.client import ClientStats, ModelSpec, check_failures, make_client
 from labpipe.llm.json_extract import SCHEMA_MARKER, check_schema
+from tests.support.chat import chat
 from tests.support.fake_openai import FakeOpenAIServer, FaultPlan, Reply
 
 SCHEMA = {
@@ -28,11 +29,6 @@ def spec_for(server: FakeOpenAIServer, **overrides) -> ModelSpec:
     fields = dict(model=server.model, concurrency=4, timeout_s=5.0, max_retries=2, backoff_base_s=0.01)
     fields.update(overrides)
     return ModelSpec(server.base_url, **fields)
-
-
-def chat(i: int, words: int = 3, **kw) -> ChatRequest:
-    text = f"Write question number {i}." + " filler" * max(0, words - 4)
-    return ChatRequest(messages=[{"role": "user", "content": text}], request_id=f"r{i}", **kw)
 
 
 # structured output: the probe ----------------------------------------------------------------------
