@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 
 from labpipe.errors import UserError
-from labpipe.evaluation import answering, engines, server_process
-from labpipe.evaluation.engines import EngineConfig, ServerProcess, serve_model
+from labpipe.evaluation import answering, server_process
+from labpipe.evaluation.engines import EngineConfig, serve_model
+from labpipe.evaluation.server_process import ServerProcess
 from labpipe.evaluation.stage import EvalConfig, run_mt_bench
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
