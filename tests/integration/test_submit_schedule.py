@@ -8,11 +8,10 @@ the parameters, the experiment and a 6-field cron."""
 from __future__ import annotations
 
 import pytest
-import yaml
 from labpipe.pipelines.runner import pipeline_version_name
 
 from labpipe.cli import main
-from labpipe.paths import pipelines_dir
+from tests.support.compiled import compiled_path, pipeline_spec
 from tests.support.fake_kfp import FakeKFPServer
 
 
@@ -21,10 +20,6 @@ def kfp_server(monkeypatch):
     with FakeKFPServer(token="t0ken") as server:
         monkeypatch.setenv("KFP_TOKEN", "t0ken")
         yield server
-
-
-def _shipped_spec() -> dict:
-    return next(yaml.safe_load_all((pipelines_dir() / "lab_pipeline.yaml").read_text()))
 
 
 def test_submit_sends_the_compiled_pipeline_and_parameters(kfp_server, capsys):
@@ -42,10 +37,10 @@ def test_submit_sends_the_compiled_pipeline_and_parameters(kfp_server, capsys):
     [pipeline] = kfp_server.pipelines.values()
     [version] = kfp_server.versions[pipeline["pipeline_id"]]
     assert pipeline["display_name"] == "labpipe" and "pipeline_spec" not in run
-    assert version["display_name"] == pipeline_version_name(pipelines_dir() / "lab_pipeline.yaml")
+    assert version["display_name"] == pipeline_version_name(compiled_path())
     assert run["pipeline_version_reference"] == {"pipeline_id": pipeline["pipeline_id"],
                                                  "pipeline_version_id": version["pipeline_version_id"]}
-    assert version["pipeline_spec"] == _shipped_spec()
+    assert version["pipeline_spec"] == pipeline_spec()
     params = run["runtime_config"]["parameters"]
     assert params["taxonomy"] == "https://git.example.internal/taxonomy.git"
     assert params["max_questions"] == 10 and params["node_selector"] == {"gpu": "h100"}
@@ -65,7 +60,7 @@ def test_schedule_creates_a_weekly_recurring_run(kfp_server, capsys):
 
 
 def test_upload_makes_one_version_per_compiled_content(kfp_server, tmp_path, capsys):
-    shipped = pipelines_dir() / "lab_pipeline.yaml"
+    shipped = compiled_path()
     assert main(["upload", "--host", kfp_server.url]) == 0
     first = capsys.readouterr().out
     assert main(["upload", "--host", kfp_server.url]) == 0  # same content: found, not uploaded again
@@ -100,7 +95,7 @@ def test_the_fake_refuses_what_kfp_refuses(kfp_server):
     from kfp_server_api.exceptions import ApiException
 
     client = kfp.Client(host=kfp_server.url, existing_token="t0ken")
-    package = str(pipelines_dir() / "lab_pipeline.yaml")
+    package = str(compiled_path())
     created = client._pipelines_api.pipeline_service_create_pipeline(
         pipeline=kfp_server_api.V2beta1Pipeline(display_name="p"))
     with pytest.raises(ApiException) as dup:

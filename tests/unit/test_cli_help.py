@@ -101,18 +101,16 @@ def test_compile_writes_here_outside_a_checkout(tmp_path, monkeypatch):
 
 
 def test_integer_defaults_print_as_integers():
-    from labpipe.paths import pipelines_dir
+    from tests.support.compiled import compiled_text
 
-    text = (pipelines_dir() / "lab_pipeline.yaml").read_text()
+    text = compiled_text()
     assert "#    chunk_tokens: int [Default: 1000]" in text and "int [Default: 1000.0]" not in text
 
 
 def test_every_compiled_parameter_has_a_description():
-    import yaml
+    from tests.support.compiled import pipeline_spec
 
-    from labpipe.paths import pipelines_dir
-
-    spec = next(yaml.safe_load_all((pipelines_dir() / "lab_pipeline.yaml").read_text()))
+    spec = pipeline_spec()
     parameters = spec["root"]["inputDefinitions"]["parameters"]
     assert [name for name, p in parameters.items() if not p.get("description")] == []
     assert parameters["seed"]["defaultValue"] == 42 and isinstance(parameters["seed"]["defaultValue"], int)

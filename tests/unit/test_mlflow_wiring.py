@@ -4,15 +4,12 @@ parts of lineage: model references and the `labpipe runs` table."""
 
 from __future__ import annotations
 
-import yaml
-
-from labpipe.paths import pipelines_dir
 from labpipe.runs import history, lineage
+from tests.support.compiled import executors, pipeline_spec
 
 
 def _docs() -> tuple[dict, dict]:
-    spec, platform = list(yaml.safe_load_all((pipelines_dir() / "lab_pipeline.yaml").read_text()))[:2]
-    return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    return pipeline_spec(), executors()
 
 
 def test_every_task_can_take_mlflow_from_the_secret():

@@ -8,27 +8,23 @@ import json
 import yaml
 from labpipe.pipelines.runner import compile_pipeline
 
-from labpipe.paths import pipelines_dir
+from tests.support.compiled import compiled_text, executors, pipeline_spec
 
 # knowledge and skill SFT are two tasks of the one `sft` component
 STAGES = ["taxonomy-diff", "seed-extraction", "synthetic-generation", "critique-filter",
           "sft", "mt-bench-eval", "publish-model"]
 
 
-def _pipeline_spec() -> dict:
-    return next(yaml.safe_load_all((pipelines_dir() / "lab_pipeline.yaml").read_text()))
-
-
 def test_checked_in_yaml_is_fresh(tmp_path):
     first = compile_pipeline(tmp_path / "a.yaml").read_text()
     second = compile_pipeline(tmp_path / "b.yaml").read_text()
     assert first == second, "compilation is not reproducible"
-    shipped = (pipelines_dir() / "lab_pipeline.yaml").read_text()
+    shipped = compiled_text()
     assert shipped == first, "pipelines/lab_pipeline.yaml is stale: run `labpipe compile` and commit it"
 
 
 def test_compiled_pipeline_shape():
-    spec = _pipeline_spec()
+    spec = pipeline_spec()
     components = spec["components"]
     for stage in STAGES:
         assert f"comp-{stage}" in components, stage
@@ -45,7 +41,7 @@ def test_compiled_pipeline_shape():
 
 
 def test_no_secret_values_in_compiled_yaml():
-    text = (pipelines_dir() / "lab_pipeline.yaml").read_text()
+    text = compiled_text()
     platform = [d for d in yaml.safe_load_all(text) if d and "platforms" in d]
     assert platform, "kfp-kubernetes settings (secrets, GPUs) missing from the compiled YAML"
     # secrets are referenced by name (a pipeline parameter) and key, never by value
@@ -56,7 +52,7 @@ def test_no_secret_values_in_compiled_yaml():
 
 def test_generation_fans_out_without_secret_name_parameters_in_the_loop():
     """kubeflow/pipelines#13078: inside ParallelFor the secret names are literals, not pipeline parameters."""
-    docs = list(yaml.safe_load_all((pipelines_dir() / "lab_pipeline.yaml").read_text()))
+    docs = list(yaml.safe_load_all(compiled_text()))
     spec, platform = docs[0], next(d for d in docs if d and "platforms" in d)
     dags = [spec["root"]["dag"], *(c["dag"] for c in spec["components"].values() if "dag" in c)]
     loop = next(t for dag in dags for t in dag["tasks"].values() if "parameterIterator" in t)
@@ -75,11 +71,10 @@ def test_generation_fans_out_without_secret_name_parameters_in_the_loop():
 def test_each_secret_means_one_thing_for_every_task():
     """One meaning per secret (issue 18): the teacher's and the data connection's secrets are the same fixed names
     on every task that mounts them, inside the generation loop and out; no parameter can make them differ."""
-    docs = list(yaml.safe_load_all((pipelines_dir() / "lab_pipeline.yaml").read_text()))
-    spec, platform = docs[0], next(d for d in docs if d and "platforms" in d)
+    spec = pipeline_spec()
     assert not {"teacher_secret", "s3_secret"} & set(spec["root"]["inputDefinitions"]["parameters"])
     names: dict[str, set] = {"TEACHER_ENDPOINT": set(), "AWS_ACCESS_KEY_ID": set()}
-    for executor in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values():
+    for executor in executors().values():
         for secret in executor.get("secretAsEnv", []):
             for key in secret["keyToEnv"]:
                 if key["envVar"] in names:

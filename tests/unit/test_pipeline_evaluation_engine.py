@@ -7,13 +7,7 @@ on the parameter; read from the checked-in YAML, as the cluster gets it."""
 
 from __future__ import annotations
 
-import yaml
-
-from labpipe.paths import pipelines_dir
-
-
-def _spec() -> dict:
-    return next(d for d in yaml.safe_load_all((pipelines_dir() / "lab_pipeline.yaml").read_text()) if d)
+from tests.support.compiled import executors, pipeline_spec
 
 
 def _branch_of(spec: dict, task: str) -> str:
@@ -27,7 +21,7 @@ def _branch_of(spec: dict, task: str) -> str:
 
 
 def test_gpu_evaluation_only_when_the_engine_is_vllm():
-    spec = _spec()
+    spec = pipeline_spec()
     executors = spec["deploymentSpec"]["executors"]
     cpu, gpu = executors["exec-mt-bench-eval"]["container"], executors["exec-mt-bench-eval-gpu"]["container"]
     assert "/labpipe-evaluation:" in cpu["image"] and "accelerator" not in cpu["resources"]
@@ -45,15 +39,13 @@ def test_gpu_evaluation_only_when_the_engine_is_vllm():
 
 
 def test_gpu_evaluation_lands_on_gpu_nodes():
-    platform = next(d for d in yaml.safe_load_all((pipelines_dir() / "lab_pipeline.yaml").read_text())
-                    if d and "platforms" in d)
-    executor = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-mt-bench-eval-gpu"]
+    executor = executors()["exec-mt-bench-eval-gpu"]
     assert executor["nodeSelector"] and executor["tolerations"]  # the node_selector / tolerations parameters
 
 
 def test_both_gate_passed_branches_hand_the_published_model_to_serve():
     """`serve` (off by default) reaches the publish task after either evaluation branch (CPU and GPU)."""
-    spec = _spec()
+    spec = pipeline_spec()
     assert spec["root"]["inputDefinitions"]["parameters"]["serve"]["defaultValue"] == ""
     publishes = [t for c in spec["components"].values() for t in c.get("dag", {}).get("tasks", {}).values()
                  if t["componentRef"]["name"].startswith("comp-publish-model")]  # fmt: skip

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import yaml
-
-from labpipe.paths import pipelines_dir
+from tests.support.compiled import pipeline_spec
 
 
 def test_generation_cache_is_a_pipeline_parameter_wired_to_both_paid_stages():
-    spec = next(yaml.safe_load_all((pipelines_dir() / "lab_pipeline.yaml").read_text()))
+    spec = pipeline_spec()
     param = spec["root"]["inputDefinitions"]["parameters"]["generation_cache"]
     assert param["defaultValue"] == "" and param["parameterType"] == "STRING"
     tasks = {name: task for comp in [spec["root"], *spec["components"].values()]

@@ -12,12 +12,12 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from labpipe.paths import pipelines_dir
+from tests.support.compiled import compiled_path
 
 
 def _docs(name: str, tmp_path):
     if name == "lab_pipeline":
-        path = pipelines_dir() / "lab_pipeline.yaml"
+        path = compiled_path()
     else:  # the data-only pipeline is not checked in: compile it here
         from kfp import compiler
         from labpipe.pipelines.lab_pipeline import generation_pipeline

@@ -8,7 +8,7 @@ from __future__ import annotations
 import yaml
 from labpipe.pipelines import lab_pipeline
 
-from labpipe.paths import pipelines_dir
+from tests.support.compiled import compiled_docs
 
 # compiled task name -> the policy's name for it (knowledge and skill SFT are two tasks of `sft`)
 # (the GPU evaluation branch, evaluation_engine=vllm, repeats the gate: publish-model-2, run-report-3/-4)
@@ -18,10 +18,6 @@ RETRIED = {"synthetic-generation", "critique-filter", "sft", "sft-2", "mt-bench-
 NOT_RETRIED = {"preflight", "taxonomy-diff", "seed-extraction", "nothing-to-do", "publish-model", "finalize-run",
                "sft-resources",
                "run-report", "run-report-2", "publish-model-2", "run-report-3", "run-report-4"}
-
-
-def _docs() -> list[dict]:
-    return [d for d in yaml.safe_load_all((pipelines_dir() / "lab_pipeline.yaml").read_text()) if d]
 
 
 def _tasks(spec: dict) -> dict[str, tuple[str, dict]]:
@@ -39,7 +35,7 @@ def _leaf_tasks(spec: dict) -> dict[str, dict]:
 
 
 def test_every_task_has_an_explicit_caching_decision_and_nothing_is_cached():
-    spec = _docs()[0]
+    spec = compiled_docs()[0]
     tasks = _leaf_tasks(spec)
     assert set(tasks) == RETRIED | NOT_RETRIED
     for name, task in tasks.items():
@@ -53,7 +49,7 @@ def test_every_task_has_an_explicit_caching_decision_and_nothing_is_cached():
 
 
 def test_retries_with_backoff_on_generation_critique_training_and_evaluation():
-    tasks = _leaf_tasks(_docs()[0])
+    tasks = _leaf_tasks(compiled_docs()[0])
     for name in RETRIED:
         policy = tasks[name].get("retryPolicy")
         assert policy and policy["maxRetryCount"] >= 2, name
@@ -63,7 +59,7 @@ def test_retries_with_backoff_on_generation_critique_training_and_evaluation():
 
 
 def test_cpu_and_memory_requests_and_limits_come_from_parameters_with_defaults():
-    spec = _docs()[0]
+    spec = compiled_docs()[0]
     params = spec["root"]["inputDefinitions"]["parameters"]
     executors = spec["deploymentSpec"]["executors"]
     assert {f"exec-{t['componentRef']['name'].removeprefix('comp-')}" for t in _leaf_tasks(spec).values()} == set(executors)
@@ -85,7 +81,7 @@ def test_cpu_and_memory_requests_and_limits_come_from_parameters_with_defaults()
 def test_the_sft_pods_gpus_memory_and_node_come_from_the_sft_resources_task():
     """Job mode must not hold GPUs in the launcher pod: its GPU count, CPU/memory and node selector are outputs of
     sft-resources (0 GPUs, small requests, no node selector when a TrainJob/PyTorchJob trains)."""
-    spec, platform = _docs()[0], _docs()[1]
+    spec, platform = compiled_docs()[0], compiled_docs()[1]
     tasks = _tasks(spec)
     resources = spec["deploymentSpec"]["executors"]["exec-sft"]["container"]["resources"]
     assert resources["accelerator"]["resourceCount"] == "{{$.inputs.parameters['pipelinechannel--sft-resources-gpus']}}"
@@ -105,7 +101,7 @@ def _exit_handler(spec: dict) -> tuple[str, dict]:
 
 
 def test_exit_handler_closes_the_run_whatever_happened():
-    spec = _docs()[0]
+    spec = compiled_docs()[0]
     root = spec["root"]["dag"]["tasks"]
     group, _ = _exit_handler(spec)
     assert set(root) == {group, "finalize-run"}
@@ -116,7 +112,7 @@ def test_exit_handler_closes_the_run_whatever_happened():
 
 
 def test_preflight_runs_first_and_everything_else_after_it():
-    spec = _docs()[0]
+    spec = compiled_docs()[0]
     _, inner = _exit_handler(spec)
     assert "dependentTasks" not in inner["preflight"]
     assert inner["taxonomy-diff"]["dependentTasks"] == ["preflight"]
@@ -131,7 +127,7 @@ def test_preflight_runs_first_and_everything_else_after_it():
 
 
 def test_weekly_defaults_and_the_nothing_to_do_branch():
-    spec = _docs()[0]
+    spec = compiled_docs()[0]
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["base"]["defaultValue"] == "production"
     assert params["scope"]["defaultValue"] == "taxonomy"
@@ -147,7 +143,7 @@ def test_weekly_defaults_and_the_nothing_to_do_branch():
 
 
 def test_secrets_reach_preflight_and_diff():
-    platform = _docs()[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    platform = compiled_docs()[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     envs = {name: {k["envVar"] for s in e.get("secretAsEnv", []) for k in s["keyToEnv"]} for name, e in platform.items()}
     assert {"TEACHER_API_KEY", "JUDGE_API_KEY", "AWS_ACCESS_KEY_ID", "GIT_PASSWORD"} <= envs["exec-preflight"]
     assert {"TEACHER_MODEL", "GIT_PASSWORD"} <= envs["exec-taxonomy-diff"]
@@ -155,7 +151,7 @@ def test_secrets_reach_preflight_and_diff():
 
 def test_parameters_used_inside_branches_are_passed_into_them():
     """Resource and GPU parameters reach the tasks inside dsl.If branches (KFP 2.17 needs them declared)."""
-    spec = _docs()[0]
+    spec = compiled_docs()[0]
     for name, comp in spec["components"].items():
         if "dag" not in comp or name == "root":
             continue

@@ -10,16 +10,11 @@ asserted, never times.
 from __future__ import annotations
 
 from labpipe.llm.client import make_client
-from labpipe.llm.types import ChatRequest, ModelSpec
+from labpipe.llm.types import ModelSpec
+from tests.support.chat import chat
 from tests.support.fake_openai import FakeOpenAIServer
 
 N = 64
-
-
-def chat(i: int) -> ChatRequest:
-    return ChatRequest(
-        messages=[{"role": "user", "content": f"Write question number {i}."}], request_id=f"r{i}"
-    )
 
 
 def run(adaptive: bool) -> tuple[FakeOpenAIServer, object, list]:

@@ -9,6 +9,7 @@ from labpipe.llm.client import make_client
 from labpipe.llm.hf_client import HFChatClient
 from labpipe.llm.json_extract import check_schema
 from labpipe.llm.types import ChatRequest, ModelSpec
+from tests.support.chat import user_request
 
 QA = {
     "type": "object",
@@ -31,10 +32,8 @@ RATING = {
 
 
 def ask(i: int, **kw) -> ChatRequest:
-    words = " ".join(["word"] * (i % 5))
-    return ChatRequest(
-        messages=[{"role": "user", "content": f"Question {i} about {words}."}], request_id=f"r{i}", **kw
-    )
+    """Prompts of varied length (the batching tests pad them)."""
+    return user_request(f"Question {i} about {' '.join(['word'] * (i % 5))}.", f"r{i}", **kw)
 
 
 @pytest.fixture(scope="module", autouse=True)

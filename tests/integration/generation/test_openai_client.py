@@ -16,7 +16,8 @@ from labpipe.errors import UserError
 from labpipe.llm.client import make_client
 from labpipe.llm.json_extract import check_schema
 from labpipe.llm.openai_client import OpenAIChatClient
-from labpipe.llm.types import ChatRequest, ModelSpec
+from labpipe.llm.types import ModelSpec
+from tests.support.chat import chat, user_request
 from tests.support.fake_openai import FakeOpenAIServer, FaultPlan, Reply
 
 SCHEMA = {
@@ -41,12 +42,6 @@ def spec_for(server: FakeOpenAIServer, **overrides) -> ModelSpec:
     )
     fields.update(overrides)
     return ModelSpec(server.base_url, **fields)
-
-
-def chat(i: int, **kw) -> ChatRequest:
-    return ChatRequest(
-        messages=[{"role": "user", "content": f"Write question number {i}."}], request_id=f"r{i}", **kw
-    )
 
 
 def attempts_by_request(server: FakeOpenAIServer) -> dict[str, int]:
@@ -205,7 +200,7 @@ def test_fallback_to_prompting_and_tolerant_extraction_when_response_format_is_r
 
 
 def test_prompt_too_long_fails_that_request_only_without_retry():
-    long_prompt = ChatRequest(messages=[{"role": "user", "content": "word " * 500}], request_id="long")
+    long_prompt = user_request("word " * 500, "long")
     with FakeOpenAIServer(max_context_tokens=100) as server:
         client = make_client(spec_for(server))
         results = client.complete([chat(0), long_prompt, chat(1)])

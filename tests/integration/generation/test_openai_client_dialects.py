@@ -15,7 +15,8 @@ from labpipe.errors import UserError
 from labpipe.llm.client import make_client
 from labpipe.llm.failures import check_failures
 from labpipe.llm.json_extract import SCHEMA_MARKER, check_schema
-from labpipe.llm.types import ChatRequest, ClientStats, ModelSpec
+from labpipe.llm.types import ClientStats, ModelSpec
+from tests.support.chat import chat
 from tests.support.fake_openai import FakeOpenAIServer, FaultPlan, Reply
 
 SCHEMA = {
@@ -30,11 +31,6 @@ def spec_for(server: FakeOpenAIServer, **overrides) -> ModelSpec:
     fields = dict(model=server.model, concurrency=4, timeout_s=5.0, max_retries=2, backoff_base_s=0.01)
     fields.update(overrides)
     return ModelSpec(server.base_url, **fields)
-
-
-def chat(i: int, words: int = 3, **kw) -> ChatRequest:
-    text = f"Write question number {i}." + " filler" * max(0, words - 4)
-    return ChatRequest(messages=[{"role": "user", "content": text}], request_id=f"r{i}", **kw)
 
 
 # structured output: the probe ----------------------------------------------------------------------

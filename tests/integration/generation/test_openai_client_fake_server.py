@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from labpipe.llm.json_extract import check_schema, extract_json
+from tests.support.chat import chat_body, schema_body
 from tests.support.fake_openai import FakeOpenAIServer, FaultPlan, schema_instance
 
 SCHEMA = {
@@ -25,14 +26,8 @@ SCHEMA = {
 }
 
 
-def body(content: str, **extra) -> dict:
-    return {"model": "fake-teacher", "messages": [{"role": "user", "content": content}], **extra}
-
-
 def structured(content: str) -> dict:
-    return body(
-        content, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": SCHEMA}}
-    )
+    return schema_body(content, SCHEMA)
 
 
 def test_replies_are_deterministic_openai_shaped_and_schema_valid():
@@ -42,7 +37,7 @@ def test_replies_are_deterministic_openai_shaped_and_schema_valid():
         first = http.post("/chat/completions", json=structured("q1")).json()
         again = http.post("/chat/completions", json=structured("q1")).json()
         other = http.post("/chat/completions", json=structured("q2")).json()
-        plain = http.post("/chat/completions", json=body("hello")).json()
+        plain = http.post("/chat/completions", json=chat_body("hello")).json()
     content = first["choices"][0]["message"]["content"]
     assert content == again["choices"][0]["message"]["content"] != other["choices"][0]["message"]["content"]
     assert check_schema(extract_json(content), SCHEMA) is None
@@ -101,10 +96,10 @@ def test_faults_and_errors_over_http():
         assert check_schema(extract_json(violation), SCHEMA) is not None
         with pytest.raises(ValueError):
             http.post("/chat/completions", json=structured("a")).json()
-        too_long = http.post("/chat/completions", json=body("one two three four five six"))
+        too_long = http.post("/chat/completions", json=chat_body("one two three four five six"))
         assert too_long.status_code == 400 and "maximum context length" in too_long.text
-        assert httpx.post(server.base_url + "/chat/completions", json=body("x")).status_code == 401
-        assert http.post("/chat/completions", json={**body("x"), "model": "other"}).status_code == 404
+        assert httpx.post(server.base_url + "/chat/completions", json=chat_body("x")).status_code == 401
+        assert http.post("/chat/completions", json={**chat_body("x"), "model": "other"}).status_code == 404
     assert sum(server.faults_injected.values()) == 6
 
 
@@ -114,7 +109,7 @@ def test_rejects_response_format_when_unsupported():
         httpx.Client(base_url=server.base_url) as http,
     ):
         assert http.post("/chat/completions", json=structured("a")).status_code == 400
-        assert http.post("/chat/completions", json=body("a")).status_code == 200
+        assert http.post("/chat/completions", json=chat_body("a")).status_code == 200
 
 
 def test_dropped_connection():
@@ -123,6 +118,6 @@ def test_dropped_connection():
         httpx.Client(base_url=server.base_url) as http,
     ):
         with pytest.raises(httpx.RemoteProtocolError):
-            http.post("/chat/completions", json=body("a"))
-        assert http.post("/chat/completions", json=body("a")).status_code == 200
+            http.post("/chat/completions", json=chat_body("a"))
+        assert http.post("/chat/completions", json=chat_body("a")).status_code == 200
     assert server.status_counts["dropped"] == 1

@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 
 from labpipe.errors import UserError
-from labpipe.evaluation import answering, engines
-from labpipe.evaluation.engines import EngineConfig, ServerProcess, serve_model
+from labpipe.evaluation import answering, server_process
+from labpipe.evaluation.engines import EngineConfig, serve_model
+from labpipe.evaluation.server_process import ServerProcess
 from labpipe.evaluation.stage import EvalConfig, run_mt_bench
 from labpipe.llm.options import ClientOptions
 
@@ -171,7 +172,7 @@ def test_a_context_too_small_for_the_answers_is_refused_before_anything_starts(
     engine = EngineConfig(kind="llamacpp", context=100_000, parallel=1, threads=1)
     with pytest.raises(UserError, match=r"more than the model's own context \(8192"):
         run_mt_bench(_config(tiny_model, shared_data, tmp_path / "out", engine=engine))
-    assert started == [] and not engines._LIVE
+    assert started == [] and not server_process._LIVE
 
 
 def _server_children(pid: int) -> list[int]:

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from labpipe.llm.client import make_client
-from labpipe.llm.types import ChatRequest, ModelSpec
+from labpipe.llm.types import ModelSpec
+from tests.support.chat import ask
 
 from .conftest import llamacpp_server
 
@@ -30,10 +31,6 @@ def spec(server, **kw) -> ModelSpec:
     fields = dict(model="tiny", concurrency=2, timeout_s=60, max_retries=2, backoff_base_s=0.05)
     fields.update(kw)
     return ModelSpec(server.base_url, **fields)
-
-
-def ask(i: int, text: str = "Name a colour.", **kw) -> ChatRequest:
-    return ChatRequest(messages=[{"role": "user", "content": text}], request_id=f"q{i}", **kw)
 
 
 def test_the_gguf_export_computes_what_transformers_computes(tiny_model, llamacpp):

@@ -19,7 +19,8 @@ from labpipe.evaluation.stage import EvalConfig, run_mt_bench
 from labpipe.generation.stage import GENERATED, MANIFEST
 from labpipe.llm.client import make_client
 from labpipe.llm.options import ClientOptions
-from labpipe.llm.types import ChatRequest, ModelSpec
+from labpipe.llm.types import ModelSpec
+from tests.support.chat import ask
 from tests.unit.critique.fixtures import SEEDS
 
 pytestmark = pytest.mark.integration
@@ -31,17 +32,13 @@ def spec(server, model: str, **kw) -> ModelSpec:
     return ModelSpec(server.base_url, model=model, concurrency=1, timeout_s=120, max_retries=1, **kw)
 
 
-def ask(i: int, **kw) -> ChatRequest:
-    return ChatRequest(messages=[{"role": "user", "content": f"Question {i}?"}], request_id=f"q{i}", **kw)
-
-
 def test_ignored_response_format_is_detected_and_greedy_repeats_end_the_reasks(
     transformers_serve, tiny_model
 ):
     # the random model never stops: a reply is cut at max_tokens, which the context (200) caps, so the
     # re-ask (asking for twice the room) gets the same room, and greedy decoding the same reply
     client = make_client(spec(transformers_serve, str(tiny_model), schema_retries=4, context_length=200))
-    (result,) = client.complete([ask(0, schema=SCHEMA, max_tokens=400)])
+    (result,) = client.complete([ask(0, "Question 0?", schema=SCHEMA, max_tokens=400)])
     dialect = client.stats.dialect
     assert (
         dialect["structured_output"] == "prompt"
@@ -60,7 +57,7 @@ def test_ignored_response_format_is_detected_and_greedy_repeats_end_the_reasks(
 def test_a_wrong_model_name_says_what_the_server_said(transformers_serve):
     client = make_client(spec(transformers_serve, "tiny"))
     with pytest.raises(UserError) as err:
-        client.complete([ask(0)])
+        client.complete([ask(0, "Question 0?")])
     text = str(err.value)
     assert "does not serve model 'tiny'" in text and "Server is pinned to" in text
     assert "response_format" not in text
@@ -69,7 +66,7 @@ def test_a_wrong_model_name_says_what_the_server_said(transformers_serve):
 def test_no_model_name_and_no_model_list_is_a_clear_error(transformers_serve):
     client = make_client(ModelSpec(transformers_serve.base_url, max_retries=0))
     with pytest.raises(UserError) as err:
-        client.complete([ask(0)])
+        client.complete([ask(0, "Question 0?")])
     assert "lists none (HTTP 500" in str(err.value) and "model path" in str(err.value)
 
 
@@ -151,7 +148,7 @@ def test_adaptive_concurrency_does_not_amplify_against_an_overloaded_server(tran
             transformers_serve.base_url, model=str(tiny_model), concurrency=32, timeout_s=3, max_retries=2
         )
     )
-    results = client.complete([ask(i, max_tokens=32) for i in range(n)])
+    results = client.complete([ask(i, f"Question {i}?", max_tokens=32) for i in range(n)])
     completed = sum(r.ok for r in results)
     assert completed == n
     assert client.stats.requests <= 1.2 * completed

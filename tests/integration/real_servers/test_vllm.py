@@ -11,7 +11,8 @@ import pytest
 
 from labpipe.errors import UserError
 from labpipe.llm.client import make_client
-from labpipe.llm.types import ChatRequest, ModelSpec
+from labpipe.llm.types import ModelSpec
+from tests.support.chat import ask
 
 pytestmark = pytest.mark.integration
 
@@ -27,10 +28,6 @@ def spec(server, **kw) -> ModelSpec:
     return ModelSpec(
         server.base_url, **{"model": "tiny", "concurrency": 2, "timeout_s": 120, "max_retries": 1, **kw}
     )
-
-
-def ask(i: int, text: str = "Name a colour.", **kw) -> ChatRequest:
-    return ChatRequest(messages=[{"role": "user", "content": text}], request_id=f"q{i}", **kw)
 
 
 def test_probe_context_and_capped_max_tokens(vllm_server):

@@ -15,6 +15,7 @@ import pytest
 from labpipe.training import checkpoints
 from labpipe.training.config import TrainingConfig
 from labpipe.training.stage import run_training
+from tests.support.weights import max_weight_diff
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -44,12 +45,6 @@ def s3(s3_env):
     return "ckpt"
 
 
-def _weights(out):
-    from safetensors.torch import load_file
-
-    return load_file(str(out / "model" / "model.safetensors"))
-
-
 def test_killed_run_resumes_from_s3_in_a_fresh_pod(s3, monkeypatch, tmp_path, tiny_model, training_sets):
     data = str(training_sets[0])
     durable = checkpoints.default_location("s3://ckpt/labpipe", "run-1", "knowledge")
@@ -73,8 +68,7 @@ def test_killed_run_resumes_from_s3_in_a_fresh_pod(s3, monkeypatch, tmp_path, ti
         TrainingConfig(phase="knowledge", base_model=str(tiny_model), data=data, out=str(tmp_path / "straight"))
     )
     assert resumed["resumed_from_step"] == 4 and resumed["steps"] == straight["steps"] == 6
-    a, b = _weights(tmp_path / "pod-2-out"), _weights(tmp_path / "straight")
-    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-5
+    assert max_weight_diff(tmp_path / "pod-2-out", tmp_path / "straight") <= 1e-5
     assert resumed["final_loss"] == pytest.approx(straight["final_loss"], abs=1e-5)
     assert resumed["tokens"] == straight["tokens"]
 

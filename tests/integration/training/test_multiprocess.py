@@ -19,6 +19,7 @@ import sys
 import pytest
 
 from labpipe.training import checkpoints
+from tests.support.weights import max_weight_diff
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 TOL = 1e-5
@@ -43,12 +44,6 @@ def _finish(proc, timeout=600):
     return stdout
 
 
-def _weights(out):
-    from safetensors.torch import load_file
-
-    return load_file(str(out / "model" / "model.safetensors"))
-
-
 def _losses(out):
     state = json.loads((checkpoints.latest_checkpoint(out) / "trainer_state.json").read_text())
     return [e["loss"] for e in state["log_history"] if "loss" in e]
@@ -68,8 +63,7 @@ def _assert_same_training(one, many, world_size):
     la, lb = _losses(one), _losses(many)
     assert len(la) == len(lb) == a["steps"]
     assert max(abs(x - y) for x, y in zip(la, lb, strict=True)) <= TOL
-    wa, wb = _weights(one), _weights(many)
-    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) <= TOL
+    assert max_weight_diff(one, many) <= TOL
 
 
 def test_two_processes_in_one_pod_match_one_process(one_process, tiny_model, training_sets, tmp_path):
@@ -109,5 +103,4 @@ def test_two_processes_resume_from_a_durable_checkpoint_with_the_same_process_co
     summary = json.loads((out / checkpoints.SUMMARY).read_text())
     assert summary["resumed_from_step"] == 4 and summary["steps"] == 6
     assert sorted(p.name for p in out.iterdir() if p.name != ".labpipe-output") == ["model", checkpoints.SUMMARY]  # checkpoints stay durable
-    a, b = _weights(one_process), _weights(out)
-    assert max((a[k] - b[k]).abs().max().item() for k in a) <= TOL
+    assert max_weight_diff(one_process, out) <= TOL

@@ -9,18 +9,9 @@ import torch
 
 from labpipe.storage import sha256_file
 from labpipe.training import checkpoints
+from tests.support.weights import max_weight_diff
 
 pytestmark = pytest.mark.slow
-
-
-def _weights(path):
-    from safetensors.torch import load_file
-
-    return load_file(str(path / "model.safetensors"))
-
-
-def _max_diff(a, b):
-    return max((a[k] - b[k]).abs().max().item() for k in a)
 
 
 @pytest.mark.parametrize("phase", ["knowledge", "skills"])
@@ -28,7 +19,7 @@ def test_loss_falls_and_parameters_change(phased_run, phase):
     summary = phased_run["summaries"][phase]
     assert summary["final_loss"] < summary["first_loss"] - 0.2
     before = phased_run["base"] if phase == "knowledge" else phased_run["knowledge"] / "model"
-    assert _max_diff(_weights(before), _weights(phased_run[phase] / "model")) > 1e-3
+    assert max_weight_diff(before, phased_run[phase] / "model") > 1e-3
 
 
 def test_summary_is_the_artifact_metadata(phased_run, training_sets):
@@ -64,7 +55,7 @@ def test_checkpoints_are_complete_hf_models_keep_last_k(phased_run, phase):
         )["input_ids"]
         with torch.no_grad():
             assert torch.isfinite(model(ids).logits).all()
-    assert _max_diff(_weights(dirs[-1]), _weights(out / "model")) == 0
+    assert max_weight_diff(dirs[-1], out / "model") == 0
 
 
 def test_per_step_metrics_reach_mlflow(phased_run):

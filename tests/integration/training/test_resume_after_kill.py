@@ -13,6 +13,7 @@ import pytest
 from labpipe.training import checkpoints
 from labpipe.training.config import TrainingConfig
 from labpipe.training.stage import run_training
+from tests.support.weights import max_weight_diff
 
 pytestmark = pytest.mark.slow
 
@@ -37,12 +38,6 @@ run_training(TrainingConfig(phase="knowledge", base_model=sys.argv[1], data=sys.
 """
 
 
-def _weights(path):
-    from safetensors.torch import load_file
-
-    return load_file(str(path / "model" / "model.safetensors"))
-
-
 def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, tiny_model, training_sets):
     knowledge = str(training_sets[0])
     killed = tmp_path / "killed"
@@ -65,9 +60,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, tiny_model, tr
         )
     )
     assert resumed["resumed_from_step"] == 4 and resumed["steps"] == straight["steps"] == 6
-    a, b = _weights(killed), _weights(tmp_path / "straight")
-    max_diff = max((a[k] - b[k]).abs().max().item() for k in a)
-    assert max_diff <= 1e-5
+    assert max_weight_diff(killed, tmp_path / "straight") <= 1e-5
     assert resumed["final_loss"] == pytest.approx(straight["final_loss"], abs=1e-5)
     assert resumed["tokens"] == straight["tokens"]  # token accounting survives the kill
     assert json.loads((killed / checkpoints.SUMMARY).read_text())["resumed_from_step"] == 4

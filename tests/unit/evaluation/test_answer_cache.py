@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from labpipe.evaluation.answering import CachedClient
 from labpipe.llm.cache import GenerationCache
-from labpipe.llm.types import ChatRequest, ChatResult, ClientStats
+from labpipe.llm.types import ChatResult, ClientStats
+from tests.support.chat import user_request
 
 
 class Recording:
@@ -31,32 +32,30 @@ class Recording:
         pass
 
 
-def ask(rid: str, text: str, **kw) -> ChatRequest:
-    return ChatRequest(messages=[{"role": "user", "content": text}], request_id=rid, **kw)
-
-
 def test_second_run_sends_nothing_and_labels_do_not_matter(tmp_path):
     cache = GenerationCache(str(tmp_path / "c"))
     first = CachedClient(Recording(), cache, "hf:sha256:aa", kind="answer")
-    a = first.complete([ask("candidate:81:1", "hi"), ask("candidate:82:1", "yo")])
+    a = first.complete([user_request("hi", "candidate:81:1"), user_request("yo", "candidate:82:1")])
     assert [r.text for r in a] == ["HI", "YO"] and first.reuse.sent == 2
     inner = Recording()
     again = CachedClient(inner, cache, "hf:sha256:aa", kind="answer")  # another run, another label
-    b = again.complete([ask("base:81:1", "hi"), ask("base:82:1", "yo"), ask("base:83:1", "new")])
+    b = again.complete(
+        [user_request("hi", "base:81:1"), user_request("yo", "base:82:1"), user_request("new", "base:83:1")]
+    )
     assert inner.sent == ["base:83:1"] and again.reuse.as_dict() == {"asked": 3, "cached": 2, "sent": 1}
     assert [r.request_id for r in b] == ["base:81:1", "base:82:1", "base:83:1"] and b[0].text == "HI"
 
 
 def test_other_model_settings_or_conversation_are_new_requests(tmp_path):
     cache = GenerationCache(str(tmp_path / "c"))
-    CachedClient(Recording(), cache, "hf:sha256:aa", kind="answer").complete([ask("c:81:1", "hi")])
+    CachedClient(Recording(), cache, "hf:sha256:aa", kind="answer").complete([user_request("hi", "c:81:1")])
     for identity, request in [
-        ("hf:sha256:bb", ask("c:81:1", "hi")),  # other weights
-        ("vllm:sha256:aa", ask("c:81:1", "hi")),  # other engine
-        ("hf:sha256:aa", ask("c:81:1", "hi", temperature=0.7)),  # other sampling
-        ("hf:sha256:aa", ask("c:81:1", "hi", max_tokens=2048)),
-        ("hf:sha256:aa", ask("c:81:1", "hi there")),  # another question text
-        ("hf:sha256:aa", ask("c:81:2", "hi")),  # another turn
+        ("hf:sha256:bb", user_request("hi", "c:81:1")),  # other weights
+        ("vllm:sha256:aa", user_request("hi", "c:81:1")),  # other engine
+        ("hf:sha256:aa", user_request("hi", "c:81:1", temperature=0.7)),  # other sampling
+        ("hf:sha256:aa", user_request("hi", "c:81:1", max_tokens=2048)),
+        ("hf:sha256:aa", user_request("hi there", "c:81:1")),  # another question text
+        ("hf:sha256:aa", user_request("hi", "c:81:2")),  # another turn
     ]:
         inner = Recording()
         CachedClient(inner, cache, identity, kind="answer").complete([request])
@@ -66,20 +65,23 @@ def test_other_model_settings_or_conversation_are_new_requests(tmp_path):
 def test_failures_are_not_cached_and_a_client_without_callbacks_still_fills_the_cache(tmp_path):
     cache = GenerationCache(str(tmp_path / "c"))
     client = CachedClient(Recording(fail={"c:2:1"}, report=False), cache, "x", kind="answer")
-    results = client.complete([ask("c:1:1", "a"), ask("c:2:1", "b")])
+    results = client.complete([user_request("a", "c:1:1"), user_request("b", "c:2:1")])
     assert results[0].ok and not results[1].ok
     inner = Recording()
-    CachedClient(inner, cache, "x", kind="answer").complete([ask("c:1:1", "a"), ask("c:2:1", "b")])
+    CachedClient(inner, cache, "x", kind="answer").complete(
+        [user_request("a", "c:1:1"), user_request("b", "c:2:1")]
+    )
     assert inner.sent == ["c:2:1"]  # only the failed one is asked again
 
 
 def test_verdicts_are_keyed_without_the_models_label(tmp_path):
     cache = GenerationCache(str(tmp_path / "c"))
     CachedClient(Recording(), cache, "endpoint:judge", kind="judge").complete(
-        [ask("judge:candidate:81:1:1", "p")]
+        [user_request("p", "judge:candidate:81:1:1")]
     )
     inner = Recording()
     CachedClient(inner, cache, "endpoint:judge", kind="judge").complete(
-        [ask("judge:base:81:1:1", "p"), ask("judge:base:81:1:2", "p")]  # the same prompt; a re-ask is new
+        # the same prompt; a re-ask is new
+        [user_request("p", "judge:base:81:1:1"), user_request("p", "judge:base:81:1:2")]
     )
     assert inner.sent == ["judge:base:81:1:2"]

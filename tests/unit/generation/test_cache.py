@@ -11,6 +11,7 @@ from labpipe.generation.stage import CHECKPOINTS, GENERATED, GenerationConfig, r
 from labpipe.llm.cache import GenerationCache, cache_key, decode_entry, encode_entry, open_cache
 from labpipe.llm.options import ClientOptions
 from labpipe.llm.types import ChatRequest, ChatResult
+from tests.support.chat import user_request
 from tests.unit.critique.fixtures import SEEDS, ScriptedClient
 
 
@@ -18,7 +19,7 @@ def _requests(n: int, prefix: str = "q") -> list[tuple[str, ChatRequest]]:
     return [
         (
             f"leaf/{i % 3}",
-            ChatRequest(messages=[{"role": "user", "content": f"{prefix}{i}"}], request_id=f"r{prefix}{i}"),
+            user_request(f"{prefix}{i}", f"r{prefix}{i}"),
         )
         for i in range(n)
     ]
@@ -29,7 +30,7 @@ def _entries(cache: GenerationCache) -> list:
 
 
 def test_key_covers_everything_that_determines_a_reply():
-    req = ChatRequest(messages=[{"role": "user", "content": "hi"}], request_id="r1", schema={"type": "object"})
+    req = user_request("hi", "r1", schema={"type": "object"})
     key = cache_key(req, "model:a")
     assert key == cache_key(replace(req), "model:a")  # same content, same key
     variants = [

@@ -10,12 +10,13 @@ from labpipe.generation.checkpoint import CallStats, Checkpoint, complete
 from labpipe.generation.stage import GENERATED, MANIFEST, GenerationConfig, run_generation
 from labpipe.llm.options import ClientOptions
 from labpipe.llm.types import ChatRequest, ChatResult
+from tests.support.chat import user_request
 from tests.unit.critique.fixtures import SEEDS, ScriptedClient
 
 
 def _requests(n: int) -> list[tuple[str, ChatRequest]]:
     return [
-        (f"leaf/{i % 2}", ChatRequest(messages=[{"role": "user", "content": str(i)}], request_id=f"r{i}"))
+        (f"leaf/{i % 2}", user_request(str(i), f"r{i}"))
         for i in range(n)
     ]
 

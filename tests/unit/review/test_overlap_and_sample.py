@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from labpipe.generation.flow import load_flows, plan, start_items
 from labpipe.review.overlap import Seed, find_overlap
-from labpipe.review.stage import sample_record
+from labpipe.review.sample import sample_record
 
 HAIKU = [
     (

@@ -9,7 +9,7 @@ import sys
 
 import yaml
 
-from labpipe.paths import pipelines_dir
+from tests.support.compiled import compiled_text
 
 PARAMS = {"training_nodes": 1, "training_backend": "pod", "training_runtime": "torch-distributed",
           "checkpoint_root": "", "gpus": 1}  # fmt: skip
@@ -36,7 +36,7 @@ def _check_sft_tasks(spec: dict) -> dict:
 
 
 def test_checked_in_pipeline_has_the_training_parameters_and_no_workspace():
-    text = (pipelines_dir() / "lab_pipeline.yaml").read_text()
+    text = compiled_text()
     tasks = _check_sft_tasks(_spec(text))
     assert tasks["sft"]["inputs"]["parameters"]["workspace"]["runtimeValue"]["constant"] == ""
     assert "{{$.workspace_path}}" not in text
