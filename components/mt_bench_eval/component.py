@@ -15,8 +15,7 @@ def mt_bench_eval(candidate: Input[Model], base_model: str, judge: str, judge_mo
                   questions: str, max_questions: int, production_model_name: str, tolerance: float, run_id: str,
                   tracking_uri: str, metrics: Output[Metrics], report: Output[HTML], decision: Output[Artifact],
                   max_new_tokens: int = 1024, checkpoint_selection: str = "last", engine: str = "hf",
-                  generation_cache: str = "off", judge_attempts: int = 3,
-                  context_length: int = 0) -> bool:
+                  generation_cache: str = "off", judge_attempts: int = 3, context_length: int = 0) -> bool:
     """MT-Bench for the skill phase's model (or its best checkpoint) vs the base; report; gate (for dsl.If).
 
     judge_secret names the Kubernetes secret mounted as JUDGE_ENDPOINT / JUDGE_MODEL / JUDGE_API_KEY.

@@ -28,6 +28,8 @@ LAYERS: list[dict[str, str]] = [
         "storage": "local and s3:// paths, atomic outputs: needs only errors",
         "net": "proxies and CA bundles for every HTTP client: needs only errors",
         "sample_taxonomy": "data only (the sample taxonomy's files, installed as a package)",
+        "paramcheck": "the range/choice checks the stages' problems() share: needs only errors",
+        "runconfig": "the pipeline's parameters as one dataclass: imports nothing of labpipe",
     },
     {
         "llm": "the chat clients and reply cache: errors, net, storage and models' content digest",
@@ -50,6 +52,7 @@ LAYERS: list[dict[str, str]] = [
         "preflight": "checks every stage's settings before a run: imports the stages and registry",
         "commands": "the CLI's commands: each imports its stage (and pipelines to compile/submit)",
         "cli": "the entry point: errors, net, storage at start-up; commands lazily",
+        "taskio": "what every component does before and after its one call: errors, runs (lineage)",
         "components": "the KFP components: thin wrappers that call the stages",
         "pipelines": "the KFP pipelines: wire the components",
     },
