@@ -183,6 +183,7 @@ def _generate_and_critique(seeds: dsl.PipelineTask, cfg: RunConfig, *, cluster: 
             seeds=seeds.outputs["seeds"], shard_plan=seeds.outputs["shard_plan"], shard=shard, teacher=cfg.teacher,
             teacher_model=cfg.teacher_model, teacher_secret=LOOP_TEACHER_SECRET, gate=cfg.generation_gate,
             concurrency=cfg.concurrency, timeout_s=cfg.request_timeout_s, max_retries=cfg.max_retries,
+            schema_retries=cfg.schema_retries,
             generation_cache=cfg.generation_cache, response_format=cfg.response_format,
             max_failed_share=cfg.max_failed_share, context_length=cfg.context_length, revision=cfg.teacher_revision,
             run_id=RUN_ID, tracking_uri=cfg.mlflow_tracking_uri,
@@ -192,7 +193,7 @@ def _generate_and_critique(seeds: dsl.PipelineTask, cfg: RunConfig, *, cluster: 
     critique = critique_filter(
         generated=dsl.Collected(generated.outputs["generated"]), judge=cfg.judge, judge_model=cfg.judge_model,
         judge_secret=cfg.judge_secret, profile=cfg.critique_profile, samples_per_skill_leaf=cfg.samples_per_skill_leaf,
-        seed=cfg.seed, timeout_s=cfg.request_timeout_s, max_retries=cfg.max_retries,
+        seed=cfg.seed, timeout_s=cfg.request_timeout_s, max_retries=cfg.max_retries, schema_retries=cfg.schema_retries,
         generation_cache=cfg.generation_cache, response_format=cfg.response_format,
         max_failed_share=cfg.max_failed_share, context_length=cfg.context_length, revision=cfg.judge_revision,
         run_id=RUN_ID, tracking_uri=cfg.mlflow_tracking_uri,

@@ -21,6 +21,7 @@ def critique_filter(
     profile: str = "lab",
     timeout_s: float = 120.0,
     max_retries: int = 6,
+    schema_retries: int = 2,
     generation_cache: str = "",
     response_format: str = "auto",
     max_failed_share: float = 0.02,
@@ -38,7 +39,8 @@ def critique_filter(
             generated=[g.path for g in generated],
             out="",  # a temporary directory, removed when done (the sets go to the artifact paths)
             judge=ClientOptions(endpoint=judge, model=judge_model, secret=judge_secret, timeout_s=float(timeout_s),
-                                max_retries=int(max_retries), response_format=response_format,
+                                max_retries=int(max_retries), schema_retries=int(schema_retries),
+                                response_format=response_format,
                                 context_length=int(context_length), revision=revision),
             profile=profile,
             generation_cache=generation_cache,

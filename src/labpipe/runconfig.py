@@ -133,6 +133,7 @@ class RunConfig:
     generation_shards: int = _param(1, "generation pods, one per shard of the seed records")
     request_timeout_s: float = _param(120.0, "seconds per teacher/judge HTTP attempt")
     max_retries: int = _param(6, "retries of 429/5xx/timeouts per teacher/judge request")
+    schema_retries: int = _param(2, "re-asks of a teacher/judge reply that is not JSON or breaks its step's schema")
     response_format: str = _param(
         "auto", "structured output: auto (probe), json_schema, json_object or prompt"
     )

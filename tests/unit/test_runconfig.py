@@ -76,3 +76,19 @@ def test_resource_classes():
     cfg = RunConfig(taxonomy="t", base_model="m")
     assert cfg.resources("training") == ("8", "16", "64Gi", "128Gi")
     assert cfg.resources("light") == ("500m", "2", "1Gi", "4Gi")
+
+
+def test_a_client_option_reaches_both_endpoint_stages():
+    """schema_retries: one RunConfig field (the parameter table), one ClientOptions field, wired to the
+    generation and critique tasks (the example of adding a client option in CONTRIBUTING.md)."""
+    from labpipe.llm.options import ClientOptions, model_spec
+    from tests.support.compiled import pipeline_spec
+
+    spec = pipeline_spec()
+    assert spec["root"]["inputDefinitions"]["parameters"]["schema_retries"]["defaultValue"] == 2
+    tasks = {name: task for comp in [spec["root"], *spec["components"].values()]
+             for name, task in comp.get("dag", {}).get("tasks", {}).items()}  # fmt: skip
+    for name in ("synthetic-generation", "critique-filter"):
+        source = tasks[name]["inputs"]["parameters"]["schema_retries"]["componentInputParameter"]
+        assert source in ("schema_retries", "pipelinechannel--schema_retries"), name
+    assert model_spec(ClientOptions(endpoint="http://t/v1", model="m", schema_retries=5)).schema_retries == 5
