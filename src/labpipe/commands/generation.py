@@ -127,6 +127,17 @@ def client_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def judge_of(judge: str, judge_model: str, teacher: str, teacher_model: str) -> tuple[str, str]:
+    """The one rule for the judge of `labpipe run` and `labpipe review`: the judge given (a flag, a parameter,
+    or JUDGE_ENDPOINT / JUDGE_MODEL), else the teacher, with the teacher's model."""
+    import os
+
+    given = judge or os.environ.get("JUDGE_ENDPOINT", "")
+    if given:
+        return given, judge_model or os.environ.get("JUDGE_MODEL", "")
+    return teacher, judge_model or teacher_model
+
+
 CLI_DESTS = {"timeout_s": "timeout"}  # ClientOptions fields whose option has a `dest` of another name
 
 

@@ -136,7 +136,6 @@ def local_arguments(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     arguments = {
         "taxonomy": taxonomy, "base": base, "base_model": base_model,
         "teacher": teacher, "teacher_model": args.teacher_model,
-        "judge": args.judge or teacher, "judge_model": args.judge_model or args.teacher_model,
     }
     if not args.base_model:
         arguments.update(SMOKE_DEFAULTS)  # the tiny model: few samples, few steps, few questions
@@ -145,10 +144,11 @@ def local_arguments(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     if os.environ.get("LABPIPE_MT_BENCH_DATA"):
         arguments["questions"] = os.environ["LABPIPE_MT_BENCH_DATA"]
     arguments.update(params)
-    if not args.judge and "judge" not in params:  # one rule: the judge follows the teacher unless given
-        arguments["judge"] = arguments["teacher"]
-        if not args.judge_model and "judge_model" not in params:
-            arguments["judge_model"] = arguments["teacher_model"]
+    from labpipe.commands.generation import judge_of
+
+    arguments["judge"], arguments["judge_model"] = judge_of(  # the judge follows the teacher unless given
+        args.judge or params.get("judge", ""), args.judge_model or params.get("judge_model", ""),
+        arguments["teacher"], arguments["teacher_model"])
     _check_mt_bench_data(arguments.get("questions", ""))
     return arguments
 

@@ -122,16 +122,11 @@ def review_cmd(args: argparse.Namespace) -> int:
         return 0
     if not args.taxonomy:
         raise UserError("labpipe review: --taxonomy is required", fix="pass --taxonomy URL|PATH --ref BRANCH")
-    from labpipe.commands.generation import client_options_from
+    from labpipe.commands.generation import client_options_from, judge_of
     from labpipe.review.stage import REVIEW_HTML, REVIEW_JSON, REVIEW_MD, ReviewConfig, run_review
     from labpipe.storage import join
 
-    judge = args.judge or os.environ.get("JUDGE_ENDPOINT", "") or args.teacher
-    judge_model = (
-        args.judge_model
-        or (os.environ.get("JUDGE_MODEL", "") if args.judge else "")
-        or (args.teacher_model if judge == args.teacher else "")
-    )
+    judge, judge_model = judge_of(args.judge, args.judge_model, args.teacher, args.teacher_model)
     config = ReviewConfig(
         taxonomy=args.taxonomy,
         out=args.out,
