@@ -30,12 +30,16 @@ Used from one asyncio loop; `clock` is replaceable for tests. `Gate` wraps an ht
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from labpipe.llm.order import PRIORITY
 
 CONGESTED_STATUS = (429, 503, 529)
 
@@ -152,25 +156,46 @@ async def limited_post(
 
 
 class Gate:
-    """Stands in for an `httpx.AsyncClient`: `post` waits for room under one endpoint's limit."""
+    """Stands in for an `httpx.AsyncClient`: `post` waits for room under one endpoint's limit.
+
+    Requests that wait are admitted highest `order.PRIORITY` first (first come, first served among
+    equals), as room frees up (a reply came back, or the limit grew)."""
 
     def __init__(self, limit: AdaptiveLimit, clients: list[httpx.AsyncClient]):
         self.limit, self.clients = limit, clients
-        self.room = asyncio.Condition()
+        self.waiting: list[tuple[int, int, asyncio.Future[Ticket]]] = []  # a heap
+        self.seq = itertools.count()
         self.busy = [0] * len(clients)  # requests in flight per client (each holds POOL_SIZE connections)
 
     async def post(self, path: str, **kwargs: Any) -> httpx.Response:
-        async with self.room:
-            await self.room.wait_for(self.limit.has_room)
-            ticket = self.limit.start()
+        ticket = await self._admit()
         i = min(range(len(self.clients)), key=self.busy.__getitem__)
         self.busy[i] += 1
         try:
             return await limited_post(self.limit, ticket, self.clients[i], path, **kwargs)
         finally:
             self.busy[i] -= 1
-            async with self.room:
-                self.room.notify_all()
+            self._wake()
+
+    async def _admit(self) -> Ticket:
+        if not self.waiting and self.limit.has_room():
+            return self.limit.start()
+        future: asyncio.Future[Ticket] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self.waiting, (-PRIORITY.get(), next(self.seq), future))
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():  # admitted, then cancelled: give the room back
+                self.limit.ended(future.result())
+                self._wake()
+            raise
+
+    def _wake(self) -> None:
+        """Admit the waiting requests, best first, while there is room (a cancelled one is skipped)."""
+        while self.waiting and self.limit.has_room():
+            _, _, future = heapq.heappop(self.waiting)
+            if not future.done():
+                future.set_result(self.limit.start())
 
     async def aclose(self) -> None:
         for http in self.clients:

@@ -28,7 +28,10 @@ Failures are classified by what the server said, not by status code alone (`_htt
 Structured output is probed once per client (one stage) with a tiny schema-bound request when
 `spec.response_format` is "auto": a server that enforces the schema keeps `response_format`; one that
 ignores it (answers 200 unconstrained, as transformers serve does) or rejects it gets the schema in the
-prompt, and every reply is validated strictly either way. The mode is in `stats.dialect`.
+prompt, and every reply is validated strictly either way. The mode is in `stats.dialect`. The probe
+runs in the request loop: requests with a schema wait for its verdict, except against a server that
+GET /models shows to be vLLM or llama.cpp, where they go out at once in json_schema mode and any that
+the verdict would have sent otherwise are sent again (see `_start_probe`).
 `max_tokens` is capped to the context the server reports at GET /models (vLLM's `max_model_len`,
 llama.cpp's `meta.n_ctx`) or `spec.context_length`, minus the prompt's length (known after the first
 reply, estimated before). Requests that still failed after all that are tried once more in a final pass.
@@ -52,7 +55,6 @@ import random
 import re
 import ssl
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -72,6 +74,7 @@ from labpipe.llm.client import (
 from labpipe.llm.endpoints import EndpointPool, RoutedHTTP, split_endpoints
 from labpipe.llm.json_extract import NotJSON, check_schema, extract_json, schema_instruction
 from labpipe.llm.limit import AdaptiveLimit, Gate
+from labpipe.llm.order import PRIORITY, RequestQueue
 
 STRUCTURED_MODES = ("auto", "json_schema", "json_object", "prompt")
 
@@ -162,6 +165,7 @@ class _Endpoint:
     context_length: int | None = None
     tokens_per_char: float = 0.0  # highest prompt_tokens / prompt characters seen (prompts >= 200 chars)
     announced: bool = False
+    known_to_enforce: bool = False  # GET /models says vLLM or llama.cpp: no need to wait for the probe
     repeated: int = 0  # requests whose re-ask got the same unusable reply again
     varied: int = 0  # requests whose re-ask got a different reply
 
@@ -251,6 +255,8 @@ class OpenAIChatClient:
         if spec.context_length > 0:
             self._endpoint.context_length = spec.context_length
         self._reachable = False
+        self._probe_due = False  # complete(): the structured-output probe is to run in the next loop
+        self._probing: asyncio.Task | None = None  # the probe, while the loop runs
         self._served: dict[str, Any] = {}  # the GET /models entry of the model, once probed
         self._ssl_context: ssl.SSLContext | None = None
         self._rng = random.Random()
@@ -381,6 +387,7 @@ class OpenAIChatClient:
         self._served = entry or {}
         if self._endpoint.context_length is None:
             self._endpoint.context_length = _context_length(entry)
+        self._endpoint.known_to_enforce = _known_to_enforce(entry)
         self.stats.dialect = self._endpoint.describe()
 
     def _check_named(self, response: httpx.Response, listed: list[dict[str, Any]]) -> None:
@@ -462,8 +469,7 @@ class OpenAIChatClient:
         if not requests:
             return []
         self.model_name  # noqa: B018 - probes the endpoint once, before anything is sent
-        if self._endpoint.structured == "auto" and any(r.schema is not None for r in requests):
-            self._probe_structured(self._endpoint)
+        self._probe_due = self._endpoint.structured == "auto" and any(r.schema is not None for r in requests)
         held: list[int] = []
         final_pass = self.spec.final_pass
 
@@ -507,7 +513,9 @@ class OpenAIChatClient:
         on_result: Callable[[ChatResult], Sequence[ChatRequest] | None] | None,
     ):
         results: list[ChatResult | None] = [None] * len(requests)
-        queue = deque(range(len(requests)))
+        queue = RequestQueue()  # highest priority first (order.py)
+        for i, request in enumerate(requests):
+            queue.push(i, request.priority)
         # with on_result, follow-up requests may come: keep every worker until nothing is outstanding
         wanted = self.spec.concurrency if on_result is not None else len(requests)
         n_workers = max(1, min(self.spec.concurrency, wanted))
@@ -539,7 +547,8 @@ class OpenAIChatClient:
                     wake.clear()
                     await wake.wait()
                     continue
-                i = queue.popleft()
+                i = queue.pop()
+                PRIORITY.set(requests[i].priority)  # the order in which the gate admits waiting requests
                 result = await self._one(http, requests[i])
                 results[i] = result
                 if result.ok:
@@ -548,15 +557,16 @@ class OpenAIChatClient:
                     self.stats.failed += 1
                 more = on_result(result) if on_result is not None else None
                 more = list(more) if isinstance(more, list | tuple) else []  # anything else: no follow-ups
-                for request in more:  # follow-ups go first: an item's next step before new items
+                for request in more:  # queued by their priority (a streamed flow's chain lengths)
+                    queue.push(len(requests), request.priority)
                     requests.append(request)
                     results.append(None)
-                queue.extendleft(reversed(range(len(requests) - len(more), len(requests))))
                 outstanding[0] += len(more)
                 outstanding[0] -= 1
                 if queue or outstanding[0] == 0:
                     wake.set()
 
+        self._start_probe()
         tasks = [asyncio.create_task(worker(w)) for w in range(n_workers)]
         try:
             done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -566,7 +576,9 @@ class OpenAIChatClient:
             for task in done:
                 if task.exception() is not None:
                     raise task.exception()
+            await self._end_probe()
         finally:
+            await self._end_probe(cancel=True)
             await asyncio.gather(*(p.aclose() for p in pools), return_exceptions=True)
         if self.pool is not None:
             log.info("endpoints: %s", self.pool.describe())
@@ -594,7 +606,7 @@ class OpenAIChatClient:
                     completion_tokens=spent_completion,
                 )
             attempts += 1
-            mode = ep.structured if request.schema is not None else "none"
+            mode, provisional = await self._mode_for(ep, request)
             max_tokens = self._max_tokens(ep, request, prompt_size, boost)
             outcome = await self._attempt(http, request, mode, max_tokens, reasks if self.VARY_REASKS else 0)
             spent_prompt += outcome.prompt_tokens
@@ -614,6 +626,8 @@ class OpenAIChatClient:
                 outcome.result.completion_tokens = spent_completion
                 return outcome.result
             self.stats.errors[outcome.kind] += 1
+            if provisional and await self._decided_otherwise(ep, outcome):
+                continue  # sent again in the mode the probe decided: neither a retry nor a re-ask
             delay = 0.0
             if (
                 outcome.kind == "response_format"
@@ -818,7 +832,50 @@ class OpenAIChatClient:
 
     # the structured-output probe --------------------------------------------------------------------
 
-    def _probe_structured(self, ep: _Endpoint) -> None:
+    # The probe runs in the request loop, as a task of its own (`_start_probe`). A request with a schema
+    # waits for its verdict (`_mode_for`), except against a server whose GET /models says it enforces
+    # response_format (vLLM, llama.cpp: `_known_to_enforce`): there the requests go out in json_schema mode
+    # while the probe is out ("provisional"), and the probe still decides: a provisional reply that is
+    # usable is kept (validated strictly, as every reply), one that is unusable or refused for its
+    # response_format is sent again in the decided mode when the probe says otherwise
+    # (`_decided_otherwise`). So the flow does not wait for the probe where the server is known.
+
+    def _start_probe(self) -> None:
+        due, self._probe_due = self._probe_due, False
+        self._probing = asyncio.create_task(self._probe_structured(self._endpoint)) if due else None
+
+    async def _end_probe(self, cancel: bool = False) -> None:
+        """Await the probe (its error, e.g. a refused key, is the run's); with `cancel`, drop it."""
+        probing, self._probing = self._probing, None
+        if probing is None:
+            return
+        if cancel:
+            probing.cancel()
+            await asyncio.gather(probing, return_exceptions=True)
+        else:
+            await probing
+
+    async def _mode_for(self, ep: _Endpoint, request: ChatRequest) -> tuple[str, bool]:
+        """The structured mode to send `request` in, and whether it is provisional (the probe is out)."""
+        if request.schema is None:
+            return "none", False
+        probing = self._probing
+        if ep.structured == "auto" and probing is not None and not probing.done():
+            if ep.known_to_enforce:
+                return "json_schema", True
+            await asyncio.shield(probing)
+        return ep.structured, False
+
+    async def _decided_otherwise(self, ep: _Endpoint, outcome: _Outcome) -> bool:
+        """A provisional attempt came back unusable or refused: True when the probe decided for another
+        mode than json_schema (the request is then sent again in that mode)."""
+        probing = self._probing
+        if outcome.kind not in (*UNUSABLE, "response_format") or probing is None:
+            return False
+        await asyncio.shield(probing)
+        return ep.structured not in ("json_schema", "auto")
+
+    async def _probe_structured(self, ep: _Endpoint) -> None:
         """One tiny schema-bound request: does this server enforce response_format? Sets ep.structured."""
         body = {
             "model": self.model_name,
@@ -832,14 +889,14 @@ class OpenAIChatClient:
             },
         }
         mode, reason = "json_schema", ""
-        with httpx.Client(**self.httpx_options()) as http:
+        async with httpx.AsyncClient(**self.httpx_options()) as http:
             for attempt in range(self.spec.max_retries + 1):
                 self.stats.probes += 1
                 try:
-                    response = http.post("/chat/completions", json=body)
+                    response = await http.post("/chat/completions", json=body)
                 except httpx.TransportError as exc:
                     reason = f"probe failed: {self._redact(str(exc) or type(exc).__name__)[:200]}"
-                    time.sleep(self._backoff(attempt))
+                    await asyncio.sleep(self._backoff(attempt))
                     continue
                 if response.status_code == 200:
                     mode, reason = self._probe_reply(response)
@@ -847,7 +904,7 @@ class OpenAIChatClient:
                 outcome = self._http_failure(response, True)
                 if outcome.kind in TRANSIENT:
                     reason = f"probe failed: {outcome.message}"
-                    time.sleep(self._backoff(attempt, outcome.retry_after))
+                    await asyncio.sleep(self._backoff(attempt, outcome.retry_after))
                     continue
                 if outcome.kind == "truncated":  # llama.cpp: the grammar was applied, the reply cut
                     mode, reason = "json_schema", ""
@@ -903,6 +960,19 @@ def _context_length(entry: dict | None) -> int | None:
         if isinstance(value, int) and value > 0:
             return value
     return None
+
+
+def _known_to_enforce(entry: dict | None) -> bool:
+    """GET /models says the server is vLLM (`owned_by`, `max_model_len`) or llama.cpp (`owned_by`,
+    `meta.n_ctx`), both of which enforce response_format json_schema."""
+    if not isinstance(entry, dict):
+        return False
+    meta = entry.get("meta")
+    return (
+        entry.get("owned_by") in ("vllm", "llamacpp")
+        or "max_model_len" in entry
+        or (isinstance(meta, dict) and "n_ctx" in meta)
+    )
 
 
 def _context_numbers(said: str, response: httpx.Response) -> tuple[int | None, int | None]:
