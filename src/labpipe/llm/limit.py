@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,7 +75,10 @@ class AdaptiveLimit:
         self.in_flight = 0
         self.epoch = 0  # lowerings so far
         self.slow_start = True
-        self.smoothed: float | None = None  # latency, exponentially smoothed
+        self.smoothed: float | None = None  # latency, exponentially smoothed (geometric, see _smooth)
+        self.slow: float | None = None  # the same, smoothed 5 times more slowly
+        self._log: float | None = None
+        self._slow_log: float | None = None
         self.baseline: float | None = None  # the lowest smoothed latency (rising slowly)
         self.timeouts = self.lowered = self.peak = 0
 
@@ -93,14 +97,13 @@ class AdaptiveLimit:
         alone = ticket.alone and self.in_flight == 1
         self.in_flight -= 1
         latency = self.clock() - ticket.started
-        s = self.smoothing
-        self.smoothed = latency if self.smoothed is None else (1 - s) * self.smoothed + s * latency
+        self._smooth(latency)
         if self.baseline is None:
             self.baseline = self.smoothed
         elif alone:  # latency without load, whatever it was before (replies got longer, or shorter)
             self.baseline = (self.baseline + latency) / 2
         else:
-            self.baseline = min(self.smoothed, self.baseline * (1 + self.drift / self.limit))
+            self.baseline = min(self.slow, self.baseline * (1 + self.drift / self.limit))
         self.samples += 1
         threshold = self.tolerance * self.baseline
         if self.samples > self.warmup and self.smoothed > threshold:  # a lasting climb, not one slow reply
@@ -108,6 +111,18 @@ class AdaptiveLimit:
             self._lower(ticket, max(0.5, threshold / self.smoothed))
         elif busy and self.limit < self.ceiling and latency <= threshold:  # a slow reply: no growth
             self.limit = min(self.ceiling, self.limit + (1 if self.slow_start else 1 / self.limit))
+
+    def _smooth(self, latency: float) -> None:
+        """Exponential averages of the log latency (geometric means: a median, not pulled by a long tail):
+        `smoothed` over ~10 replies, `slow` over ~50 (the baseline's candidate: the lowest of a fast
+        average of a long-tailed latency is far below its typical value, and read as overload later)."""
+        x = math.log(max(latency, 1e-6))
+        if self._log is None:
+            self._log = self._slow_log = x
+        s = self.smoothing
+        self._log = (1 - s) * self._log + s * x
+        self._slow_log = (1 - s / 5) * self._slow_log + s / 5 * x
+        self.smoothed, self.slow = math.exp(self._log), math.exp(self._slow_log)
 
     def congested(self, ticket: Ticket, timed_out: bool = False) -> None:
         """A timeout, or the server said it is overloaded (429, 503, 529)."""
