@@ -212,7 +212,7 @@ def bench_order(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         seeds = Path(tmp) / "seeds.jsonl"
         _seeds(seeds, args.leaves)
-        for draw in range(args.draws):
+        for draw in range(args.first_draw, args.first_draw + args.draws):
             names = [v for _ in range(args.repeat) for v in args.variants.split(",")]
             for name in names:
                 chain_first, probe_aside = VARIANTS[name]
@@ -321,6 +321,7 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=2, choices=(1, 2), help="stream, order: pairs of runs")
     parser.add_argument("--variants", default="shipped,new", help=f"order: of {', '.join(VARIANTS)}")
+    parser.add_argument("--first-draw", type=int, default=0, help="order: the first latency draw")
     parser.add_argument("--draws", type=int, default=3, help="order: latency draws (the flows' sampling seed)")
     args = parser.parse_args()
     import logging
