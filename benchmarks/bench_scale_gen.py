@@ -132,6 +132,147 @@ def bench_stream(args) -> dict:
     return out
 
 
+class _Dependencies:
+    """Records, during a streamed run, which reply makes which request sendable (stream.Stream's `plan`
+    and `children`), for the run's content-dependency lower bound."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple, set[str]] = {}  # (leaf, step, item id) -> request ids
+        self.roots: set[str] = set()  # first-step requests
+        self.items: dict[str, set[tuple]] = {}  # request id -> the items its reply makes
+        self.body: dict[str, str] = {}  # request id -> (messages, seed) key
+
+    def install(self, monkeypatch) -> None:
+        from labpipe.generation import stream
+
+        plan, children = stream.plan, stream.Stream.children
+
+        def recording_plan(flow, step, items, **kw):
+            out = plan(flow, step, items, **kw)
+            for item, request in out:
+                self.requests.setdefault((item["leaf_id"], step.name, item["id"]), set()).add(request.request_id)
+                self.body[request.request_id] = _key(request.messages, request.seed)
+                if step is flow.generate_steps[0]:
+                    self.roots.add(request.request_id)
+            return out
+
+        def recording_children(self_, leaf, depth, item, request):
+            out = children(self_, leaf, depth, item, request)
+            steps = self_.states[leaf].flow.generate_steps
+            if depth + 1 < len(steps):
+                nodes = self.items.setdefault(request.request_id, set())
+                nodes.update((leaf, steps[depth + 1].name, c["id"]) for c in out)
+            return out
+
+        monkeypatch(stream, "plan", recording_plan)
+        monkeypatch(stream.Stream, "children", recording_children)
+
+    def longest_chain(self, latency_of: dict[str, float]) -> float:
+        """The latest end of any request if every request were sent the moment its first parent replied."""
+        parents: dict[str, set[str]] = {}
+        for parent, nodes in self.items.items():
+            for node in nodes:
+                for rid in self.requests.get(node, ()):
+                    parents.setdefault(rid, set()).add(parent)
+        end: dict[str, float] = {}
+
+        def finish(rid: str) -> float:
+            if rid not in end:
+                lat = latency_of.get(self.body[rid], 0.0)
+                ready = 0.0 if rid in self.roots else min(finish(p) for p in parents[rid])
+                end[rid] = ready + lat
+            return end[rid]
+
+        return max((finish(r) for r in self.body if self.body[r] in latency_of), default=0.0)
+
+
+def _key(messages, seed) -> str:
+    return json.dumps([list(messages), seed], sort_keys=True)
+
+
+# name -> (longest chains first, the probe beside the flow); "shipped" is the order before issue 19's fix
+VARIANTS = {"shipped": (False, False), "new": (True, True), "chains": (True, False), "probe": (False, True),
+            "new fixed": (True, True)}  # fmt: skip  # "... fixed": a fixed limit (adaptive_concurrency=False)
+
+
+def bench_order(args) -> dict:
+    """Streamed generation: span vs the run's content-dependency lower bound, new order vs shipped order."""
+    import sys
+
+    from labpipe.generation import flow as flow_module
+    from labpipe.generation.stage import GenerationConfig, run_generation
+    from labpipe.llm.client import make_client, resolve_model_spec
+    from tests.support.fake_openai import FakeOpenAIServer, lognormal_latency
+
+    sys.setrecursionlimit(10000)
+    chain_priority = flow_module.chain_priority
+
+    def shipped_priority(flow, step, fan_out_index=0):  # follow-ups first: the deeper the step, the sooner
+        return 1 + next((i for i, s in enumerate(flow.generate_steps) if s is step), -1)
+
+    latency = lognormal_latency(0.5 * args.latency_scale, 5.0 * args.latency_scale)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        seeds = Path(tmp) / "seeds.jsonl"
+        _seeds(seeds, args.leaves)
+        for draw in range(args.first_draw, args.first_draw + args.draws):
+            names = [v for _ in range(args.repeat) for v in args.variants.split(",")]
+            for name in names:
+                chain_first, probe_aside = VARIANTS[name]
+                patched: list = []
+
+                def monkeypatch(obj, attr, value, patched=patched):
+                    patched.append((obj, attr, getattr(obj, attr)))
+                    setattr(obj, attr, value)
+
+                deps = _Dependencies()
+                deps.install(monkeypatch)
+                flow_module.chain_priority = chain_priority if chain_first else shipped_priority
+                os.environ["LABPIPE_CACHE"] = f"{tmp}/cache-{draw}-{name}"
+                try:
+                    # GET /models as vLLM's (max_model_len): the server a flow is run against
+                    with FakeOpenAIServer(
+                        latency_fn=latency, slots=args.slots, max_context_tokens=32768, context_dialect="vllm",
+                        report_context=True,
+                    ) as server:  # fmt: skip
+                        config = GenerationConfig(
+                            seeds=str(seeds), out=f"{tmp}/{draw}-{name}", teacher=server.base_url,
+                            concurrency=2 * args.slots, gate=False, progress=False, seed=1000 * draw,
+                            fan_out_scale=args.fan_out_scale,
+                        )  # fmt: skip
+                        spec = resolve_model_spec(
+                            config.teacher, role="teacher", concurrency=config.concurrency,
+                            adaptive_concurrency=not name.endswith("fixed"),
+                        )  # fmt: skip
+                        client = make_client(spec)
+                        if not probe_aside:  # the shipped client: the probe alone before any flow request
+                            client.model_name  # noqa: B018
+                            client._endpoint.known_to_enforce = False
+                        started = time.perf_counter()
+                        meta = run_generation(config, client=client)
+                        wall = time.perf_counter() - started
+                        bodies = [b for b in server.requests if "labpipe_probe" not in json.dumps(b)]
+                finally:
+                    for obj, attr, value in reversed(patched):
+                        setattr(obj, attr, value)
+                    flow_module.chain_priority = chain_priority
+                latency_of = {_key(b["messages"], b.get("seed")): latency(b) for b in bodies}
+                work = sum(latency(b) for b in bodies) / args.slots
+                chain = deps.longest_chain(latency_of)
+                bound = max(work, chain)
+                rows.append((draw, name, wall, bound, work, chain, meta["requests_sent"]))
+                limit = client.limit.describe() if client.limit is not None else {}
+                print(
+                    f"order: draw {draw} {name:8s} {wall:6.2f} s, {meta['requests_sent']} requests; lower bound "
+                    f"{bound:.2f} s (endpoint {work:.2f} s, longest chain {chain:.2f} s): {100 * bound / wall:.0f}%; {limit}",
+                    flush=True,
+                )
+    for label in dict.fromkeys(names):
+        shares = [100 * r[3] / r[2] for r in rows if r[1] == label]
+        print(f"order: {label}: {min(shares):.0f}-{max(shares):.0f}% of the lower bound (mean {sum(shares) / len(shares):.0f}%)")
+    return {"rows": rows}
+
+
 def bench_shards(args) -> dict:
     import os
 
@@ -170,7 +311,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--only", choices=("endpoints", "stream", "shards"))
+    parser.add_argument("--only", choices=("endpoints", "stream", "order", "shards"))
     parser.add_argument("--requests", type=int, default=800, help="endpoints: requests per run")
     parser.add_argument("--latency", type=float, default=0.1, help="endpoints, shards: seconds per request")
     parser.add_argument("--slots", type=int, default=8, help="requests a replica serves at once")
@@ -181,12 +322,16 @@ def main() -> None:
     parser.add_argument(
         "--latency-scale", type=float, default=0.5, help="stream: times median 0.5 s / p99 5 s"
     )
-    parser.add_argument("--repeat", type=int, default=2, choices=(1, 2), help="stream: pairs of runs")
+    parser.add_argument("--repeat", type=int, default=2, choices=(1, 2), help="stream, order: pairs of runs")
+    parser.add_argument("--variants", default="shipped,new", help=f"order: of {', '.join(VARIANTS)}")
+    parser.add_argument("--first-draw", type=int, default=0, help="order: the first latency draw")
+    parser.add_argument("--draws", type=int, default=3, help="order: latency draws (the flows' sampling seed)")
     args = parser.parse_args()
     import logging
 
     logging.basicConfig(level=logging.ERROR)
-    for name, fn in (("endpoints", bench_endpoints), ("stream", bench_stream), ("shards", bench_shards)):
+    benches = (("endpoints", bench_endpoints), ("stream", bench_stream), ("order", bench_order), ("shards", bench_shards))
+    for name, fn in benches:
         if args.only in (None, name):
             fn(args)
 

@@ -358,10 +358,23 @@ def render(step: Step, item: dict[str, Any]) -> list[dict[str, str]]:
     return [{"role": "user", "content": text.strip()}]
 
 
+def chain_priority(flow: Flow, step: Step, fan_out_index: int = 0) -> int:
+    """The length of the dependency chain a request of `step` starts: the generate steps left, itself
+    included (0 for a critique step). Sent first (llm/order.py): the run ends when its longest chain ends.
+    An item's further fan-out requests (index > 0) get 0: one reply carries the item's chain on; the
+    others are width that fills the endpoint while chains wait for replies (sent first, identical replies
+    would be paid for ahead of every chain's next step, and the run would end on its chains' drain)."""
+    if fan_out_index > 0:
+        return 0
+    steps = flow.generate_steps
+    return next((len(steps) - i for i, s in enumerate(steps) if s is step), 0)
+
+
 def plan(
     flow: Flow, step: Step, items: list[dict[str, Any]], *, seed: int = 0, fan_out_scale: float = 1.0
 ) -> list[tuple[dict[str, Any], ChatRequest]]:
-    """One request per item and fan-out index, with a content-derived request id.
+    """One request per item and fan-out index, with a content-derived request id, and the priority of
+    the chain it starts (`chain_priority`; the id does not depend on it).
 
     `fan_out_scale` scales only the steps that create items (teacher steps): a judge step scores each
     item once whatever the scale (scaling it would only send duplicate judgments to be dropped)."""
@@ -383,6 +396,7 @@ def plan(
                         temperature=step.temperature,
                         max_tokens=step.max_tokens,
                         seed=seed + k,
+                        priority=chain_priority(flow, step, k),
                     ),
                 )
             )

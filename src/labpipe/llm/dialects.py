@@ -110,6 +110,7 @@ class EndpointState:
     context_length: int | None = None
     tokens_per_char: float = 0.0  # highest prompt_tokens / prompt characters seen (prompts >= 200 chars)
     announced: bool = False
+    known_to_enforce: bool = False  # GET /models says vLLM or llama.cpp: no need to wait for the probe
     repeated: int = 0  # requests whose re-ask got the same unusable reply again
     varied: int = 0  # requests whose re-ask got a different reply
 
@@ -268,6 +269,19 @@ def served_context_length(entry: dict | None) -> int | None:
         if isinstance(value, int) and value > 0:
             return value
     return None
+
+
+def known_to_enforce(entry: dict | None) -> bool:
+    """GET /models says the server is vLLM (`owned_by`, `max_model_len`) or llama.cpp (`owned_by`,
+    `meta.n_ctx`), both of which enforce response_format json_schema."""
+    if not isinstance(entry, dict):
+        return False
+    meta = entry.get("meta")
+    return (
+        entry.get("owned_by") in ("vllm", "llamacpp")
+        or "max_model_len" in entry
+        or (isinstance(meta, dict) and "n_ctx" in meta)
+    )
 
 
 def served_identity(entry: dict[str, Any], revision: str) -> dict[str, Any]:

@@ -30,12 +30,17 @@ Used from one asyncio loop; `clock` is replaceable for tests. `Gate` wraps an ht
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from labpipe.llm.order import PRIORITY
 
 CONGESTED_STATUS = (429, 503, 529)
 
@@ -70,7 +75,10 @@ class AdaptiveLimit:
         self.in_flight = 0
         self.epoch = 0  # lowerings so far
         self.slow_start = True
-        self.smoothed: float | None = None  # latency, exponentially smoothed
+        self.smoothed: float | None = None  # latency, exponentially smoothed (geometric, see _smooth)
+        self.slow: float | None = None  # the same, smoothed 5 times more slowly
+        self._log: float | None = None
+        self._slow_log: float | None = None
         self.baseline: float | None = None  # the lowest smoothed latency (rising slowly)
         self.timeouts = self.lowered = self.peak = 0
 
@@ -89,14 +97,13 @@ class AdaptiveLimit:
         alone = ticket.alone and self.in_flight == 1
         self.in_flight -= 1
         latency = self.clock() - ticket.started
-        s = self.smoothing
-        self.smoothed = latency if self.smoothed is None else (1 - s) * self.smoothed + s * latency
+        self._smooth(latency)
         if self.baseline is None:
             self.baseline = self.smoothed
         elif alone:  # latency without load, whatever it was before (replies got longer, or shorter)
             self.baseline = (self.baseline + latency) / 2
         else:
-            self.baseline = min(self.smoothed, self.baseline * (1 + self.drift / self.limit))
+            self.baseline = min(self.slow, self.baseline * (1 + self.drift / self.limit))
         self.samples += 1
         threshold = self.tolerance * self.baseline
         if self.samples > self.warmup and self.smoothed > threshold:  # a lasting climb, not one slow reply
@@ -104,6 +111,18 @@ class AdaptiveLimit:
             self._lower(ticket, max(0.5, threshold / self.smoothed))
         elif busy and self.limit < self.ceiling and latency <= threshold:  # a slow reply: no growth
             self.limit = min(self.ceiling, self.limit + (1 if self.slow_start else 1 / self.limit))
+
+    def _smooth(self, latency: float) -> None:
+        """Exponential averages of the log latency (geometric means: a median, not pulled by a long tail):
+        `smoothed` over ~10 replies, `slow` over ~50 (the baseline's candidate: the lowest of a fast
+        average of a long-tailed latency is far below its typical value, and read as overload later)."""
+        x = math.log(max(latency, 1e-6))
+        if self._log is None:
+            self._log = self._slow_log = x
+        s = self.smoothing
+        self._log = (1 - s) * self._log + s * x
+        self._slow_log = (1 - s / 5) * self._slow_log + s / 5 * x
+        self.smoothed, self.slow = math.exp(self._log), math.exp(self._slow_log)
 
     def congested(self, ticket: Ticket, timed_out: bool = False) -> None:
         """A timeout, or the server said it is overloaded (429, 503, 529)."""
@@ -152,25 +171,46 @@ async def limited_post(
 
 
 class Gate:
-    """Stands in for an `httpx.AsyncClient`: `post` waits for room under one endpoint's limit."""
+    """Stands in for an `httpx.AsyncClient`: `post` waits for room under one endpoint's limit.
+
+    Requests that wait are admitted highest `order.PRIORITY` first (first come, first served among
+    equals), as room frees up (a reply came back, or the limit grew)."""
 
     def __init__(self, limit: AdaptiveLimit, clients: list[httpx.AsyncClient]):
         self.limit, self.clients = limit, clients
-        self.room = asyncio.Condition()
+        self.waiting: list[tuple[int, int, asyncio.Future[Ticket]]] = []  # a heap
+        self.seq = itertools.count()
         self.busy = [0] * len(clients)  # requests in flight per client (each holds POOL_SIZE connections)
 
     async def post(self, path: str, **kwargs: Any) -> httpx.Response:
-        async with self.room:
-            await self.room.wait_for(self.limit.has_room)
-            ticket = self.limit.start()
+        ticket = await self._admit()
         i = min(range(len(self.clients)), key=self.busy.__getitem__)
         self.busy[i] += 1
         try:
             return await limited_post(self.limit, ticket, self.clients[i], path, **kwargs)
         finally:
             self.busy[i] -= 1
-            async with self.room:
-                self.room.notify_all()
+            self._wake()
+
+    async def _admit(self) -> Ticket:
+        if not self.waiting and self.limit.has_room():
+            return self.limit.start()
+        future: asyncio.Future[Ticket] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self.waiting, (-PRIORITY.get(), next(self.seq), future))
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():  # admitted, then cancelled: give the room back
+                self.limit.ended(future.result())
+                self._wake()
+            raise
+
+    def _wake(self) -> None:
+        """Admit the waiting requests, best first, while there is room (a cancelled one is skipped)."""
+        while self.waiting and self.limit.has_room():
+            _, _, future = heapq.heappop(self.waiting)
+            if not future.done():
+                future.set_result(self.limit.start())
 
     async def aclose(self) -> None:
         for http in self.clients:

@@ -5,7 +5,8 @@ The client composes four parts, each readable alone:
 - transport.py: connections, replicas, the adaptive limit, one HTTP attempt, the worker pool;
 - dialects.py: how each server is asked and what it says is read (context-length errors, a rejected or
   ignored response_format, seeds, usage); a new server rule goes there;
-- structured.py: the structured-output mode and its one-time probe;
+- structured.py: the structured-output mode and its one-time probe, run in the request loop (requests
+  against a server that GET /models shows to be vLLM or llama.cpp do not wait for it);
 - this module: what the model is (GET /models), and each request's retry policy (`_one`):
   - transport failures (TRANSIENT_KINDS: 429, 5xx, timeouts, dropped connections, unparseable bodies) are
     retried up to `spec.max_retries` times with exponential backoff and full jitter, at least
@@ -41,6 +42,7 @@ from labpipe.llm.dialects import (
     EndpointState,
     Outcome,
     chars,
+    known_to_enforce,
     read_reply,
     request_body,
     served_context_length,
@@ -48,7 +50,7 @@ from labpipe.llm.dialects import (
     server_message,
 )
 from labpipe.llm.failures import TRANSIENT_KINDS
-from labpipe.llm.structured import fall_back, probe_structured, structured_mode
+from labpipe.llm.structured import LoopProbe, fall_back, probe_structured, structured_mode
 from labpipe.llm.transport import Transport
 from labpipe.llm.types import ChatRequest, ChatResult, ClientStats, ModelSpec, failure_kind
 
@@ -87,6 +89,7 @@ class OpenAIChatClient:
         if spec.context_length > 0:
             self._endpoint.context_length = spec.context_length
         self._reachable = False
+        self._probe_loop = LoopProbe(self._endpoint, self._probe_structured)
         self._served: dict[str, Any] = {}  # the GET /models entry of the model, once probed
 
     def __repr__(self) -> str:
@@ -178,6 +181,7 @@ class OpenAIChatClient:
         self._served = entry or {}
         if self._endpoint.context_length is None:
             self._endpoint.context_length = served_context_length(entry)
+        self._endpoint.known_to_enforce = known_to_enforce(entry)
         self.stats.dialect = self._endpoint.describe()
 
     def _check_named(self, response: httpx.Response, listed: list[dict[str, Any]]) -> None:
@@ -234,8 +238,10 @@ class OpenAIChatClient:
         if not requests:
             return []
         self.model_name  # noqa: B018 - probes the endpoint once, before anything is sent
-        if self._endpoint.structured == "auto" and any(r.schema is not None for r in requests):
-            self._probe_structured()
+        # the structured-output probe runs in the request loop (structured.LoopProbe)
+        self._probe_loop.due = self._endpoint.structured == "auto" and any(
+            r.schema is not None for r in requests
+        )
         held: list[int] = []
         final_pass = self.spec.final_pass
 
@@ -249,7 +255,7 @@ class OpenAIChatClient:
                 self.stats.record_failure(result.error or "")
             return on_result(result) if on_result is not None else None
 
-        results = self.transport.run(requests, self._one, deliver)
+        results = self.transport.run(requests, self._one, deliver, self._probe_loop)
         if held:
             held = sorted(set(held))
             self.stats.final_pass += len(held)
@@ -284,7 +290,7 @@ class OpenAIChatClient:
                     completion_tokens=spent_completion,
                 )
             attempts += 1
-            mode = ep.structured if request.schema is not None else "none"
+            mode, provisional = await self._probe_loop.mode_for(request)
             max_tokens = ep.max_tokens(request, prompt_size, boost)
             outcome = await self._attempt(http, request, mode, max_tokens, reasks if self.VARY_REASKS else 0)
             spent_prompt += outcome.prompt_tokens
@@ -304,6 +310,8 @@ class OpenAIChatClient:
                 outcome.result.completion_tokens = spent_completion
                 return outcome.result
             self.stats.errors[outcome.kind] += 1
+            if provisional and await self._probe_loop.decided_otherwise(outcome):
+                continue  # sent again in the mode the probe decided: neither a retry nor a re-ask
             delay = 0.0
             if (
                 outcome.kind == "response_format"
@@ -391,10 +399,10 @@ class OpenAIChatClient:
         self.stats.completion_tokens += outcome.completion_tokens
         return outcome
 
-    def _probe_structured(self) -> None:
+    async def _probe_structured(self) -> None:
         """structured.probe_structured on the probed endpoint, with this client's retries and reading."""
-        with httpx.Client(**self.httpx_options()) as http:
-            probe_structured(
+        async with httpx.AsyncClient(**self.httpx_options()) as http:
+            await probe_structured(
                 http,
                 self.model_name,
                 self._endpoint,

@@ -5,21 +5,29 @@ server that enforces the schema keeps `response_format` (json_schema); one that 
 unconstrained, as transformers serve does) or rejects it gets the schema in the prompt (prompt). Every
 reply is validated strictly either way. A server that rejects response_format later, mid-run, falls
 back to the prompt too (`fall_back`), said once. The mode is in the client's `stats.dialect`.
+
+The probe runs in the request loop, as a task of its own (`LoopProbe`). A request with a schema waits for
+its verdict, except against a server whose GET /models says it enforces response_format (vLLM, llama.cpp:
+dialects.known_to_enforce): there the requests go out in json_schema mode while the probe is out
+("provisional"), and the probe still decides: a provisional reply that is usable is kept (validated
+strictly, as every reply), one that is unusable or refused for its response_format is sent again in the
+decided mode when the probe says otherwise. So the flow does not wait for the probe where the server is
+known.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import httpx
 
 from labpipe.errors import Problem, UserError
-from labpipe.llm.dialects import EndpointState, Outcome, read_choice
+from labpipe.llm.dialects import UNUSABLE, EndpointState, Outcome, read_choice
 from labpipe.llm.failures import TRANSIENT_KINDS
 from labpipe.llm.json_extract import NotJSON, check_schema, extract_json
-from labpipe.llm.types import ClientStats
+from labpipe.llm.types import ChatRequest, ClientStats
 
 STRUCTURED_MODES = ("auto", "json_schema", "json_object", "prompt")
 
@@ -56,8 +64,8 @@ def structured_mode(value: str | bool | None) -> str:
     return value
 
 
-def probe_structured(
-    http: httpx.Client,
+async def probe_structured(
+    http: httpx.AsyncClient,
     model: str,
     ep: EndpointState,
     stats: ClientStats,
@@ -86,10 +94,10 @@ def probe_structured(
     for attempt in range(attempts):
         stats.probes += 1
         try:
-            response = http.post("/chat/completions", json=body)
+            response = await http.post("/chat/completions", json=body)
         except httpx.TransportError as exc:
             reason = f"probe failed: {redact(str(exc) or type(exc).__name__)[:200]}"
-            time.sleep(backoff(attempt, None))
+            await asyncio.sleep(backoff(attempt, None))
             continue
         if response.status_code == 200:
             mode, reason = _probe_reply(response, stats)
@@ -97,7 +105,7 @@ def probe_structured(
         outcome = failure(response, True)
         if outcome.kind in TRANSIENT_KINDS:
             reason = f"probe failed: {outcome.message}"
-            time.sleep(backoff(attempt, outcome.retry_after))
+            await asyncio.sleep(backoff(attempt, outcome.retry_after))
             continue
         if outcome.kind == "truncated":  # llama.cpp: the grammar was applied, the reply cut
             mode, reason = "json_schema", ""
@@ -112,6 +120,54 @@ def probe_structured(
         log.warning("%s: schema in the prompt, replies validated strictly: %s", ep.base_url, reason)
     else:
         log.info("%s: structured output enforced by the server (response_format json_schema)", ep.base_url)
+
+
+class LoopProbe:
+    """`probe` (an async probe_structured of `ep`) run in the request loop; see the module docstring.
+
+    The client sets `due` before a run; the transport calls `start` in its loop before the workers and
+    `end` after them (`cancel` when the run failed); each request asks `mode_for`, and a provisional
+    attempt that failed asks `decided_otherwise`."""
+
+    def __init__(self, ep: EndpointState, probe: Callable[[], Awaitable[None]]):
+        self.ep, self._probe = ep, probe
+        self.due = False  # the probe is to run in the next loop
+        self._task: asyncio.Task | None = None  # the probe, while the loop runs
+
+    def start(self) -> None:
+        due, self.due = self.due, False
+        self._task = asyncio.create_task(self._probe()) if due else None
+
+    async def end(self, cancel: bool = False) -> None:
+        """Await the probe (its error, e.g. a refused key, is the run's); with `cancel`, drop it."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        if cancel:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        else:
+            await task
+
+    async def mode_for(self, request: ChatRequest) -> tuple[str, bool]:
+        """The structured mode to send `request` in, and whether it is provisional (the probe is out)."""
+        if request.schema is None:
+            return "none", False
+        task = self._task
+        if self.ep.structured == "auto" and task is not None and not task.done():
+            if self.ep.known_to_enforce:
+                return "json_schema", True
+            await asyncio.shield(task)
+        return self.ep.structured, False
+
+    async def decided_otherwise(self, outcome: Outcome) -> bool:
+        """A provisional attempt came back unusable or refused: True when the probe decided for another
+        mode than json_schema (the request is then sent again in that mode)."""
+        task = self._task
+        if outcome.kind not in (*UNUSABLE, "response_format") or task is None:
+            return False
+        await asyncio.shield(task)
+        return self.ep.structured not in ("json_schema", "auto")
 
 
 def _probe_reply(response: httpx.Response, stats: ClientStats) -> tuple[str, str]:

@@ -8,7 +8,9 @@ httpx connection pools rather than one big one, because httpcore's pool bookkeep
 of its size and would eat the CPU at 64 connections. Several comma-separated base URLs are replicas of
 one model, routed per attempt (endpoints.py). `on_result` runs on the loop's thread, one call at a time,
 as each request finishes: it may append to a checkpoint file without locks, and the requests it returns
-are sent in the same run (follow-ups first).
+are sent in the same run. Queued requests go out highest `ChatRequest.priority` first, first come first
+served among equals (order.py), and the adaptive limit's gate admits waiting ones in the same order. The
+structured-output probe, when due, runs in the same loop (structured.LoopProbe).
 
 The API key is read from `os.environ[spec.api_key_env]` and lives only in the request headers; it is
 never logged and is scrubbed (`redact`) from any server message that echoes it. Failures that make every
@@ -23,7 +25,6 @@ import os
 import random
 import ssl
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -34,6 +35,8 @@ from labpipe.errors import Problem, UserError
 from labpipe.llm.dialects import Outcome, read_failure
 from labpipe.llm.endpoints import EndpointPool, RoutedHTTP, split_endpoints
 from labpipe.llm.limit import AdaptiveLimit, Gate
+from labpipe.llm.order import PRIORITY, RequestQueue
+from labpipe.llm.structured import LoopProbe
 from labpipe.llm.types import ChatRequest, ChatResult, ClientStats, ModelSpec
 
 log = logging.getLogger(__name__)
@@ -198,16 +201,17 @@ class Transport:
         requests: list[ChatRequest],
         one: Callable[[httpx.AsyncClient, ChatRequest], Awaitable[ChatResult]],
         on_result: Callable[[ChatResult], Sequence[ChatRequest] | None] | None,
+        probe: LoopProbe | None = None,
     ) -> list:
         """`one(http, request)` for every request (and every follow-up `on_result` returns); results in
-        request order, follow-ups after the given requests."""
+        request order, follow-ups after the given requests. `probe` runs in the loop beside them."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self._run(requests, one, on_result))
+            return asyncio.run(self._run(requests, one, on_result, probe))
         # Called from inside an event loop (a notebook): run ours on a thread of its own.
         with ThreadPoolExecutor(1) as pool:
-            return pool.submit(asyncio.run, self._run(requests, one, on_result)).result()
+            return pool.submit(asyncio.run, self._run(requests, one, on_result, probe)).result()
 
     def _pools(self, n_workers: int) -> list:
         n_pools = -(-n_workers // POOL_SIZE)
@@ -229,9 +233,12 @@ class Transport:
         requests: list[ChatRequest],
         one: Callable[[httpx.AsyncClient, ChatRequest], Awaitable[ChatResult]],
         on_result: Callable[[ChatResult], Sequence[ChatRequest] | None] | None,
+        probe: LoopProbe | None,
     ):
         results: list[ChatResult | None] = [None] * len(requests)
-        queue = deque(range(len(requests)))
+        queue = RequestQueue()  # highest priority first (order.py)
+        for i, request in enumerate(requests):
+            queue.push(i, request.priority)
         # with on_result, follow-up requests may come: keep every worker until nothing is outstanding
         wanted = self.spec.concurrency if on_result is not None else len(requests)
         n_workers = max(1, min(self.spec.concurrency, wanted))
@@ -249,7 +256,8 @@ class Transport:
                     wake.clear()
                     await wake.wait()
                     continue
-                i = queue.popleft()
+                i = queue.pop()
+                PRIORITY.set(requests[i].priority)  # the order in which the gate admits waiting requests
                 result = await one(http, requests[i])
                 results[i] = result
                 if result.ok:
@@ -258,15 +266,17 @@ class Transport:
                     self.stats.failed += 1
                 more = on_result(result) if on_result is not None else None
                 more = list(more) if isinstance(more, list | tuple) else []  # anything else: no follow-ups
-                for request in more:  # follow-ups go first: an item's next step before new items
+                for request in more:  # queued by their priority (a streamed flow's chain lengths)
+                    queue.push(len(requests), request.priority)
                     requests.append(request)
                     results.append(None)
-                queue.extendleft(reversed(range(len(requests) - len(more), len(requests))))
                 outstanding[0] += len(more)
                 outstanding[0] -= 1
                 if queue or outstanding[0] == 0:
                     wake.set()
 
+        if probe is not None:
+            probe.start()
         tasks = [asyncio.create_task(worker(w)) for w in range(n_workers)]
         try:
             done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -276,7 +286,11 @@ class Transport:
             for task in done:
                 if task.exception() is not None:
                     raise task.exception()
+            if probe is not None:
+                await probe.end()
         finally:
+            if probe is not None:
+                await probe.end(cancel=True)
             await asyncio.gather(*(p.aclose() for p in pools), return_exceptions=True)
         if self.pool is not None:
             log.info("endpoints: %s", self.pool.describe())

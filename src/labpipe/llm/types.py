@@ -29,6 +29,8 @@ class ChatRequest:
     temperature: float = 0.0
     max_tokens: int = 512
     seed: int | None = None
+    # sending order only (llm/order.py): higher first; a streamed flow sets the dependency chain's length
+    priority: int = field(default=0, compare=False)
 
 
 @dataclass
