@@ -150,7 +150,9 @@ class _Dependencies:
         def recording_plan(flow, step, items, **kw):
             out = plan(flow, step, items, **kw)
             for item, request in out:
-                self.requests.setdefault((item["leaf_id"], step.name, item["id"]), set()).add(request.request_id)
+                self.requests.setdefault((item["leaf_id"], step.name, item["id"]), set()).add(
+                    request.request_id
+                )
                 self.body[request.request_id] = _key(request.messages, request.seed)
                 if step is flow.generate_steps[0]:
                     self.roots.add(request.request_id)
@@ -201,7 +203,8 @@ def bench_order(args) -> dict:
 
     from labpipe.generation import flow as flow_module
     from labpipe.generation.stage import GenerationConfig, run_generation
-    from labpipe.llm.client import make_client, resolve_model_spec
+    from labpipe.llm.client import make_client
+    from labpipe.llm.options import ClientOptions, model_spec
     from tests.support.fake_openai import FakeOpenAIServer, lognormal_latency
 
     sys.setrecursionlimit(10000)
@@ -217,7 +220,7 @@ def bench_order(args) -> dict:
         _seeds(seeds, args.leaves)
         for draw in range(args.first_draw, args.first_draw + args.draws):
             names = [v for _ in range(args.repeat) for v in args.variants.split(",")]
-            for name in names:
+            for k, name in enumerate(names):  # k: a fresh output and cache per run (no resume)
                 chain_first, probe_aside = VARIANTS[name]
                 patched: list = []
 
@@ -228,7 +231,7 @@ def bench_order(args) -> dict:
                 deps = _Dependencies()
                 deps.install(monkeypatch)
                 flow_module.chain_priority = chain_priority if chain_first else shipped_priority
-                os.environ["LABPIPE_CACHE"] = f"{tmp}/cache-{draw}-{name}"
+                os.environ["LABPIPE_CACHE"] = f"{tmp}/cache-{draw}-{k}-{name}"
                 try:
                     # GET /models as vLLM's (max_model_len): the server a flow is run against
                     with FakeOpenAIServer(
@@ -236,14 +239,12 @@ def bench_order(args) -> dict:
                         report_context=True,
                     ) as server:  # fmt: skip
                         config = GenerationConfig(
-                            seeds=str(seeds), out=f"{tmp}/{draw}-{name}", teacher=server.base_url,
-                            concurrency=2 * args.slots, gate=False, progress=False, seed=1000 * draw,
-                            fan_out_scale=args.fan_out_scale,
+                            seeds=str(seeds), out=f"{tmp}/{draw}-{k}-{name}",
+                            teacher=ClientOptions(endpoint=server.base_url, concurrency=2 * args.slots),
+                            gate=False, progress=False, seed=1000 * draw, fan_out_scale=args.fan_out_scale,
                         )  # fmt: skip
-                        spec = resolve_model_spec(
-                            config.teacher, role="teacher", concurrency=config.concurrency,
-                            adaptive_concurrency=not name.endswith("fixed"),
-                        )  # fmt: skip
+                        spec = model_spec(config.teacher, "teacher")
+                        spec.adaptive_concurrency = not name.endswith("fixed")
                         client = make_client(spec)
                         if not probe_aside:  # the shipped client: the probe alone before any flow request
                             client.model_name  # noqa: B018
@@ -269,7 +270,9 @@ def bench_order(args) -> dict:
                 )
     for label in dict.fromkeys(names):
         shares = [100 * r[3] / r[2] for r in rows if r[1] == label]
-        print(f"order: {label}: {min(shares):.0f}-{max(shares):.0f}% of the lower bound (mean {sum(shares) / len(shares):.0f}%)")
+        print(
+            f"order: {label}: {min(shares):.0f}-{max(shares):.0f}% of the lower bound (mean {sum(shares) / len(shares):.0f}%)"
+        )
     return {"rows": rows}
 
 
@@ -325,12 +328,19 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, choices=(1, 2), help="stream, order: pairs of runs")
     parser.add_argument("--variants", default="shipped,new", help=f"order: of {', '.join(VARIANTS)}")
     parser.add_argument("--first-draw", type=int, default=0, help="order: the first latency draw")
-    parser.add_argument("--draws", type=int, default=3, help="order: latency draws (the flows' sampling seed)")
+    parser.add_argument(
+        "--draws", type=int, default=3, help="order: latency draws (the flows' sampling seed)"
+    )
     args = parser.parse_args()
     import logging
 
     logging.basicConfig(level=logging.ERROR)
-    benches = (("endpoints", bench_endpoints), ("stream", bench_stream), ("order", bench_order), ("shards", bench_shards))
+    benches = (
+        ("endpoints", bench_endpoints),
+        ("stream", bench_stream),
+        ("order", bench_order),
+        ("shards", bench_shards),
+    )
     for name, fn in benches:
         if args.only in (None, name):
             fn(args)
