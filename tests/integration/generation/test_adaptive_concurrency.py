@@ -50,7 +50,9 @@ def test_adaptive_limit_avoids_the_timeouts_and_resends_of_a_fixed_limit():
     assert client.stats.completed == N
     # ... while keeping the server busy: more than its 2 slots in flight at times, never the ceiling
     assert 2 < server.max_in_flight < 32
-    assert client.limit is not None and client.limit.describe()["peak"] == server.max_in_flight
+    # the limit is what bounds the server's load: its peak is what the server saw, give or take the one request
+    # in transit when either side counted (a loaded 2-core machine shifts the two counts by one: seen 16 vs 17)
+    assert client.limit is not None and abs(client.limit.describe()["peak"] - server.max_in_flight) <= 1
 
 
 def test_fixed_limit_keeps_exactly_the_configured_concurrency():
