@@ -21,52 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 from labpipe.llm.client import make_client
 from labpipe.llm.types import ChatRequest, ModelSpec
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(cmd: list[str], port: int, env: dict | None = None, timeout: float = 300) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True
-    )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{cmd[:4]} exited with {proc.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    stop(proc)
-    raise RuntimeError(f"{cmd[:4]} not ready after {timeout:.0f}s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support from a checkout
+from tests.support.servers import RealServer, free_port  # noqa: E402
 
 
 def chats(n: int, max_tokens: int) -> list[ChatRequest]:
@@ -131,13 +95,13 @@ def transformers(args, work: Path) -> dict:
     url = f"http://127.0.0.1:{port}/v1"
     rows = {}
     for adaptive in (False, True):  # a fresh server each, so abandoned work does not carry over
-        proc = start(cmd, port, env)
+        server = RealServer("transformers serve", cmd, port, work / "serve.log", "/health", env=env).start(300)
         try:
             rows["adaptive" if adaptive else "fixed_32"] = run(
                 url, str(model), args.requests, args.max_tokens, 32, adaptive, args.timeout
             )
         finally:
-            stop(proc)
+            server.stop()
     return rows
 
 
@@ -164,11 +128,11 @@ def llamacpp(args, work: Path) -> dict:
     port = free_port()
     cmd = [sys.executable, "-m", "labpipe.models.llamacpp_server", "--model", str(gguf), "--port", str(port)]
     cmd += ["--ctx", "2048", "--parallel", "4", "--alias", "tiny"]
-    proc = start(cmd, port)
+    server = RealServer("llama.cpp", cmd, port, work / "llamacpp.log", "/health").start(300)
     try:
-        return sweep(f"http://127.0.0.1:{port}/v1", "tiny", args, [1, 2, 4, 8, 16, 32], 32)
+        return sweep(server.base_url, "tiny", args, [1, 2, 4, 8, 16, 32], 32)
     finally:
-        stop(proc)
+        server.stop()
 
 
 def fake(args, work: Path) -> dict:

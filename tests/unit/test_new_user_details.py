@@ -17,6 +17,11 @@ def test_a_second_writer_of_the_same_out_is_refused(tmp_path, capsys):
     """Item 7: two `labpipe generate` into one --out both sent every request. A real second process holds the
     folder (the lock is released however that process ends)."""
     out = tmp_path / "gen"
+
+    def generate() -> int:
+        return main(["generate", "--seeds", str(tmp_path / "seeds.jsonl"), "--out", str(out),
+                     "--teacher", "http://127.0.0.1:9/v1"])  # fmt: skip
+
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -29,38 +34,12 @@ def test_a_second_writer_of_the_same_out_is_refused(tmp_path, capsys):
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        assert (
-            main(
-                [
-                    "generate",
-                    "--seeds",
-                    str(tmp_path / "seeds.jsonl"),
-                    "--out",
-                    str(out),
-                    "--teacher",
-                    "http://127.0.0.1:9/v1",
-                ]
-            )
-            == 1
-        )
+        assert generate() == 1
         assert "another labpipe process is writing this folder now" in capsys.readouterr().err
     finally:
         holder.kill()
         holder.wait()
-    assert (
-        main(
-            [
-                "generate",
-                "--seeds",
-                str(tmp_path / "seeds.jsonl"),
-                "--out",
-                str(out),
-                "--teacher",
-                "http://127.0.0.1:9/v1",
-            ]
-        )
-        == 1
-    )  # free again: now the missing seeds file is the error
+    assert generate() == 1  # free again: now the missing seeds file is the error
     assert "seeds.jsonl" in capsys.readouterr().err
 
 

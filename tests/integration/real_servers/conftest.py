@@ -14,69 +14,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.support.servers import free_port
+from tests.support.servers import RealServer, free_port
 
 pytestmark = pytest.mark.integration
-
-
-class RealServer:
-    """One server process on 127.0.0.1:port; `base_url` ends in /v1."""
-
-    def __init__(self, name: str, cmd: list[str], port: int, log: Path, ready_path: str, env=None):
-        self.name, self.cmd, self.port, self.log, self.ready_path = name, cmd, port, log, ready_path
-        self.env = env
-        self.proc: subprocess.Popen | None = None
-        self.model: Path | None = None  # the model directory it serves, where a test needs it
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self, timeout: float = 180) -> RealServer:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.tail()}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}{self.ready_path}", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"{self.name} not ready after {timeout:.0f}s: {self.tail()}")
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.proc = None
-
-    def tail(self, n: int = 2000) -> str:
-        return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""
 
 
 def _require(module: str, install: str) -> None:
