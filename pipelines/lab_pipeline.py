@@ -201,47 +201,45 @@ def _generate_and_critique(seeds: dsl.PipelineTask, cfg: RunConfig, *, cluster: 
     return _apply(critique, "critique-filter", cfg, cluster=cluster, display="4 critique filtering")
 
 
+def from_config(cls, only: tuple[str, ...] = (), **defaults):
+    """A pipeline function taking one keyword per field of the run configuration `cls` (KFP reads the
+    generated signature: kfp/dsl/component_factory.py and graph_component.py call inspect.signature, which
+    honours __signature__) and calling the decorated function with one `cls` object."""
+    sig = signature(cls, defaults, only)
+
+    def decorate(body):
+        @functools.wraps(body, assigned=("__module__", "__name__", "__qualname__"))
+        def pipeline_func(*args, **kwargs):
+            bound = sig.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return body(cls(**bound.arguments))
+
+        pipeline_func.__signature__ = sig
+        pipeline_func.__doc__ = None  # KFP would read parameter descriptions from a docstring's Args
+        return pipeline_func
+
+    return decorate
+
+
+# The data half's parameters: the stages it runs take nothing else (the rest of RunConfig keeps its defaults).
+DATA_PARAMETERS = (
+    "taxonomy", "base", "taxonomy_ref", "base_model", "teacher", "teacher_model", "judge", "judge_model",
+    "judge_secret", "chunk_tokens", "generation_shards", "generation_gate", "concurrency", "request_timeout_s",
+    "max_retries", "schema_retries", "critique_profile", "samples_per_skill_leaf", "seed", "mlflow_tracking_uri",
+    "generation_cache", "response_format", "max_failed_share", "context_length", "teacher_revision",
+    "judge_revision",
+)
+
+
 @dsl.pipeline(name="lab-generation", description="LAB data only: taxonomy -> seeds -> fanned-out generation -> critique")
-def generation_pipeline(
-    taxonomy: str,
-    base: str = "origin/main",
-    taxonomy_ref: str = "",
-    tokenizer: str = "",
-    teacher: str = "",
-    teacher_model: str = "",
-    judge: str = "",
-    judge_model: str = "",
-    judge_secret: str = "labpipe-judge",
-    chunk_tokens: int = 1000,
-    generation_shards: int = 1,
-    generation_gate: bool = True,
-    concurrency: int = 32,
-    request_timeout_s: float = 120.0,
-    max_retries: int = 6,
-    critique_profile: str = "lab",
-    samples_per_skill_leaf: int = 30,
-    seed: int = 42,
-    mlflow_tracking_uri: str = "",
-    generation_cache: str = "",
-    response_format: str = "auto",
-    max_failed_share: float = 0.02,
-    context_length: int = 0,
-):
-    """The data half of the LAB pipeline (tests, benchmarks): its own parameters, no resources or retries."""
-    cfg = RunConfig(
-        taxonomy=taxonomy, base_model=tokenizer, base=base, taxonomy_ref=taxonomy_ref, teacher=teacher,
-        teacher_model=teacher_model, judge=judge, judge_model=judge_model, judge_secret=judge_secret,
-        chunk_tokens=chunk_tokens, generation_shards=generation_shards,
-        generation_gate=generation_gate, concurrency=concurrency, request_timeout_s=request_timeout_s,
-        max_retries=max_retries, critique_profile=critique_profile, samples_per_skill_leaf=samples_per_skill_leaf,
-        seed=seed, mlflow_tracking_uri=mlflow_tracking_uri, generation_cache=generation_cache,
-        response_format=response_format, max_failed_share=max_failed_share, context_length=context_length,
-    )
-    diff = taxonomy_diff(taxonomy=taxonomy, taxonomy_ref=taxonomy_ref, base=base,
-                         run_id=RUN_ID, tracking_uri=mlflow_tracking_uri).set_display_name("1 taxonomy diff")
-    seeds = seed_extraction(diff=diff.outputs["diff"], tokenizer=tokenizer, chunk_tokens=chunk_tokens,
-                            shards=generation_shards, run_id=RUN_ID,
-                            tracking_uri=mlflow_tracking_uri).set_display_name("2 seed extraction")
+@from_config(RunConfig, only=DATA_PARAMETERS, base="origin/main", base_model="")  # base_model: the tokenizer
+def generation_pipeline(cfg: RunConfig):
+    """The data half of the LAB pipeline (tests, benchmarks): the same stages, no resources or retries."""
+    diff = taxonomy_diff(taxonomy=cfg.taxonomy, taxonomy_ref=cfg.taxonomy_ref, base=cfg.base,
+                         run_id=RUN_ID, tracking_uri=cfg.mlflow_tracking_uri).set_display_name("1 taxonomy diff")
+    seeds = seed_extraction(diff=diff.outputs["diff"], tokenizer=cfg.base_model, chunk_tokens=cfg.chunk_tokens,
+                            shards=cfg.generation_shards, run_id=RUN_ID,
+                            tracking_uri=cfg.mlflow_tracking_uri).set_display_name("2 seed extraction")
     _with_cluster_config(diff.set_caching_options(CACHING["taxonomy-diff"][0]))
     _with_cluster_config(_with_s3(seeds, S3_SECRET).set_caching_options(CACHING["seed-extraction"][0]))
     _generate_and_critique(seeds, cfg, cluster=False)
@@ -312,26 +310,6 @@ def _evaluate_and_gate(evaluation, name: str, cfg: RunConfig, *, skills, diff) -
     with dsl.Else(name="gate held"):  # the run report is the last task either way
         report = run_report(run_id=RUN_ID, tracking_uri=cfg.mlflow_tracking_uri)
         _apply(report, "run-report", cfg, display="run report (gate held)")
-
-
-def from_config(cls, **defaults):
-    """A pipeline function taking one keyword per field of the run configuration `cls` (KFP reads the
-    generated signature: kfp/dsl/component_factory.py and graph_component.py call inspect.signature, which
-    honours __signature__) and calling the decorated function with one `cls` object."""
-    sig = signature(cls, defaults)
-
-    def decorate(body):
-        @functools.wraps(body, assigned=("__module__", "__name__", "__qualname__"))
-        def pipeline_func(*args, **kwargs):
-            bound = sig.bind(*args, **kwargs)
-            bound.apply_defaults()
-            return body(cls(**bound.arguments))
-
-        pipeline_func.__signature__ = sig
-        pipeline_func.__doc__ = None  # KFP would read parameter descriptions from a docstring's Args
-        return pipeline_func
-
-    return decorate
 
 
 @dsl.pipeline(name="lab-pipeline", description="LAB: taxonomy -> synthetic data -> phased SFT -> MT-Bench, gated",

@@ -292,9 +292,12 @@ def descriptions(cls: type = RunConfig) -> dict[str, str]:
     return {p.name: p.description for p in parameters(cls)}
 
 
-def signature(cls: type = RunConfig, defaults: dict[str, Any] | None = None) -> inspect.Signature:
+def signature(
+    cls: type = RunConfig, defaults: dict[str, Any] | None = None, only: tuple[str, ...] = ()
+) -> inspect.Signature:
     """A function signature with one keyword parameter per field (for the pipeline function: KFP reads the
-    signature); `defaults` replaces some defaults (values fixed when compiling, such as the training image)."""
+    signature); `defaults` replaces some defaults (values fixed when compiling, such as the training image);
+    `only`: just these fields (a pipeline that runs part of the stages), the others keep their defaults."""
     defaults = defaults or {}
     return inspect.Signature(
         [
@@ -305,5 +308,6 @@ def signature(cls: type = RunConfig, defaults: dict[str, Any] | None = None) -> 
                 default=defaults.get(p.name, p.default),
             )
             for p in parameters(cls)
+            if not only or p.name in only
         ]
     )
