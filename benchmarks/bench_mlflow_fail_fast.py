@@ -3,7 +3,8 @@
 The exit task (components/finalize_run) closes the pipeline's MLflow run. Against a closed 127.0.0.1 port,
 `labpipe.runs.tracking_check.finalize_pipeline_run` (MLflow's retries bounded to 3, 10 s per request) is timed
 side by side with the same close through MLflow's client at its default retry settings
-(`labpipe.runs.tracking.finalize_from_kfp_status`, what the task called before), each in a fresh process.
+(`labpipe.runs.tracking.finalize_from_kfp_status`, what the task called before), each in a fresh process;
+then `labpipe runs` and `labpipe lineage` against the same port (their one-line fail-fast check).
 
     python benchmarks/bench_mlflow_fail_fast.py [--baseline]   # --baseline: also the unbounded close (~4 min)
 """
@@ -43,6 +44,13 @@ def main() -> None:
     args = parser.parse_args()
     uri = f"http://127.0.0.1:{closed_port()}"
     rows = [timed("bounded", uri)] + ([timed("mlflow defaults", uri)] if args.baseline else [])
+    for command in (["runs"], ["lineage", "labpipe-model@production"]):  # the CLI's reads (require_tracking)
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "labpipe.cli", *command, "--tracking-uri", uri],
+                              capture_output=True, text=True)  # fmt: skip
+        print(json.dumps({"command": f"labpipe {' '.join(command)}", "rc": done.returncode,
+                          "seconds": round(time.perf_counter() - started, 1),
+                          "lines": len(done.stderr.strip().splitlines())}), flush=True)  # fmt: skip
     for row in rows:
         print(json.dumps(row), flush=True)
     if args.baseline:
