@@ -49,11 +49,8 @@ _UNBOUNDED: dict[int, int] = {}  # max_tokens -> how many schemas could not be b
 
 
 def _warn_unbounded(max_tokens: int) -> None:
-    """Say it once when it first happens, and once more with the count at exit (not once per request)."""
-    if not _UNBOUNDED:
-        import atexit
-
-        atexit.register(_report_unbounded)
+    """Say it once when it first happens, and once more with the count when the client closes (not once per
+    request; not at interpreter exit, where the log's stream may already be closed)."""
     if max_tokens not in _UNBOUNDED:
         log.warning("schema cannot be bounded to %d tokens; long replies may be cut and rejected "
                     "(said once; the count follows at the end)", max_tokens)
@@ -64,6 +61,7 @@ def _report_unbounded() -> None:
     for max_tokens, count in sorted(_UNBOUNDED.items()):
         if count > 1:
             log.warning("schema cannot be bounded to %d tokens: %d requests in all", max_tokens, count)
+    _UNBOUNDED.clear()
 
 
 def constrained_schema(schema: dict[str, Any], max_tokens: int) -> dict[str, Any]:
@@ -212,6 +210,7 @@ class HFChatClient:
 
     def close(self) -> None:
         self._grammars.clear()
+        _report_unbounded()
 
     def complete(
         self, requests: Sequence[ChatRequest], on_result: Callable[[ChatResult], None] | None = None
