@@ -244,7 +244,10 @@ def read_failure(
         context, prompt = context_numbers(said, response)
         return Outcome("context_length", message, context=context, prompt_size=prompt)
     if status >= 500 and had_response_format and _CUT_STRUCTURED.search(said):
-        return Outcome("truncated", f"{message} (a schema-bound reply cut at max_tokens)", cut=True)
+        # Most often the reply was cut at max_tokens, but llama.cpp also refuses whole replies its parser does
+        # not take: say what is known, and re-ask with more room (bounded, as for any cut reply).
+        return Outcome("truncated", f"{message} (the server could not parse its own schema-bound reply; most often "
+                       "one cut at max_tokens, counted as max_tokens generated)", cut=True)  # fmt: skip
     if status in (503, 529) or (status >= 500 and _OVERLOADED.search(said)):
         return Outcome("overloaded", message, retry_after=retry_after(response))
     if status >= 500 or status == 408:

@@ -388,8 +388,9 @@ class OpenAIChatClient:
         if response.status_code != 200:
             outcome = self._failure(response, "response_format" in body)
             if outcome.cut and not outcome.completion_tokens:
-                # llama.cpp's 500 for a grammar-bound reply cut at max_tokens carries no usage: the server
-                # generated max_tokens tokens for it, and they are paid for
+                # llama.cpp's 500 for a grammar-bound reply it could not parse carries no usage. Most often
+                # the reply was cut, i.e. max_tokens were generated and paid for: counted so (an upper bound
+                # when the parser refused a shorter reply)
                 outcome.completion_tokens = max_tokens
                 self.stats.completion_tokens += max_tokens
             return outcome

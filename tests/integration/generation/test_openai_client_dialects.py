@@ -318,6 +318,8 @@ def test_llamacpps_500_for_a_cut_grammar_reply_counts_the_tokens_it_generated():
         client = make_client(spec)
         (result,) = client.complete([chat(0, schema=SCHEMA, max_tokens=100)])
     assert result.error.startswith("truncated") and result.attempts == 3
+    # the server does not say that the reply was cut (llama.cpp also refuses uncut replies this way)
+    assert "could not parse its own schema-bound reply; most often one cut at max_tokens" in result.error
     sent = [b["max_tokens"] for b in server.requests if "labpipe_probe" not in str(b)]
     assert sent == [100, 200, 400]  # the context is known: more room each time, within it
     assert result.completion_tokens == sum(sent) == client.stats.completion_tokens
