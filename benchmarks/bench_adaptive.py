@@ -26,11 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import _checkout  # noqa: F401  (tests.support from a checkout)
+
 from labpipe.llm.client import make_client
 from labpipe.llm.types import ChatRequest, ModelSpec
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support from a checkout
-from tests.support.servers import RealServer, free_port  # noqa: E402
+from tests.support.servers import RealServer, free_port
 
 
 def chats(n: int, max_tokens: int) -> list[ChatRequest]:

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _checkout import REPO
 
-from tests.unit.training.taxonomy_samples import write_sets  # noqa: E402
+from tests.unit.training.taxonomy_samples import write_sets
 
 
 def du(path: Path) -> int:

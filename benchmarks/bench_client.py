@@ -21,6 +21,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import _checkout  # noqa: F401  (tests.support from a checkout)
+
 from labpipe.llm.client import make_client
 from labpipe.llm.types import ChatRequest, ModelSpec
 from tests.support.fake_openai import FakeOpenAIServer

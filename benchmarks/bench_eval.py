@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import _checkout  # noqa: F401  (tests.support from a checkout)
+
 from labpipe.evaluation.answers import generate_answers
 from labpipe.evaluation.fastchat_io import Answer, attach_references
 from labpipe.evaluation.judge import judge_answers

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _checkout import REPO
+
 from labpipe.errors import UserError
 from labpipe.generation.stage import MANIFEST, GenerationConfig, run_generation
 from labpipe.llm.failures import DEFAULT_MAX_FAILED_SHARE
@@ -29,7 +31,6 @@ from labpipe.llm.options import ClientOptions
 from labpipe.llm.types import ModelSpec
 from tests.support.fake_openai import FakeOpenAIServer, FaultPlan
 
-REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO / "tests" / "unit" / "critique" / "data" / "seeds.jsonl"
 TRANSPORT = {"rate_limit": 0.05, "server_error": 0.05, "unavailable": 0.05, "drop": 0.05}
 MALFORMED = {"schema_violation": 0.05, "non_json": 0.05}

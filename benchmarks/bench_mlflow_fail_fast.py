@@ -13,21 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import time
+
+import _checkout  # noqa: F401  (tests.support from a checkout)
+
+from tests.support.servers import free_port  # a port nobody listens on
 
 CALL = {
     "bounded": "from labpipe.runs.tracking_check import finalize_pipeline_run as close",
     "mlflow defaults": "from labpipe.runs.tracking import finalize_from_kfp_status as close",
 }
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def timed(kind: str, uri: str) -> dict:
@@ -42,7 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", action="store_true", help="also time MLflow's default retries (~4 min)")
     args = parser.parse_args()
-    uri = f"http://127.0.0.1:{closed_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     rows = [timed("bounded", uri)] + ([timed("mlflow defaults", uri)] if args.baseline else [])
     for command in (["runs"], ["lineage", "labpipe-model@production"]):  # the CLI's reads (require_tracking)
         started = time.perf_counter()

@@ -15,21 +15,20 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _checkout  # noqa: F401  (tests.support from a checkout)
 
-from labpipe import storage  # noqa: E402
-from labpipe.models.tiny import build_tiny_model  # noqa: E402
-from labpipe.preflight import check  # noqa: E402
-from labpipe.taxonomy import gitrepo  # noqa: E402
-from labpipe.taxonomy.sample import prepare_sample_taxonomy  # noqa: E402
-from tests.support.fake_openai import FakeOpenAIServer  # noqa: E402
-from tests.support.servers import S3_ENV, s3_server  # noqa: E402
+from labpipe import storage
+from labpipe.models.tiny import build_tiny_model
+from labpipe.preflight import check
+from labpipe.taxonomy import gitrepo
+from labpipe.taxonomy.sample import prepare_sample_taxonomy
+from tests.support.fake_openai import FakeOpenAIServer
+from tests.support.servers import S3_ENV, s3_server
 
 BUDGET_S = 60.0
 

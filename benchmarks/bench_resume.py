@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import _checkout  # noqa: F401  (tests.support from a checkout)
+
 from tests.support.fake_openai import FakeOpenAIServer
 
 SEEDS = Path(__file__).resolve().parents[1] / "tests" / "unit" / "critique" / "data" / "seeds.jsonl"

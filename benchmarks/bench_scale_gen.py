@@ -30,6 +30,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import _checkout  # noqa: F401  (tests.support from a checkout)
+
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "tests" / "unit" / "critique" / "data" / "seeds.jsonl"
 

@@ -16,10 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _checkout import REPO
 
-from tests.unit.training.taxonomy_samples import write_sets  # noqa: E402
+from tests.unit.training.taxonomy_samples import write_sets
 
 
 def train(base: Path, data: Path, out: Path, nproc: int, epochs: float) -> dict:

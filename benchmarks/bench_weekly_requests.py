@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import _checkout  # noqa: F401  (tests.support from a checkout)
+
 from labpipe.critique.stage import CritiqueConfig, run_critique
 from labpipe.generation.stage import MANIFEST, GenerationConfig, run_generation
 from labpipe.llm.options import ClientOptions
