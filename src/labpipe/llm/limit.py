@@ -36,8 +36,6 @@ Used from one asyncio loop; `clock` is replaceable for tests. `Gate` wraps an ht
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import math
 import time
 from collections.abc import Callable
@@ -46,7 +44,7 @@ from typing import Any
 
 import httpx
 
-from labpipe.llm.order import PRIORITY
+from labpipe.llm.order import PRIORITY, RequestQueue
 
 CONGESTED_STATUS = (429, 503, 529)
 
@@ -196,8 +194,7 @@ class Gate:
 
     def __init__(self, limit: AdaptiveLimit, clients: list[httpx.AsyncClient]):
         self.limit, self.clients = limit, clients
-        self.waiting: list[tuple[int, int, asyncio.Future[Ticket]]] = []  # a heap
-        self.seq = itertools.count()
+        self.waiting: RequestQueue[asyncio.Future[Ticket]] = RequestQueue()
         self.busy = [0] * len(clients)  # requests in flight per client (each holds POOL_SIZE connections)
 
     async def post(self, path: str, **kwargs: Any) -> httpx.Response:
@@ -214,7 +211,7 @@ class Gate:
         if not self.waiting and self.limit.has_room():
             return self.limit.start()
         future: asyncio.Future[Ticket] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self.waiting, (-PRIORITY.get(), next(self.seq), future))
+        self.waiting.push(future, PRIORITY.get())
         try:
             return await future
         except asyncio.CancelledError:
@@ -226,7 +223,7 @@ class Gate:
     def _wake(self) -> None:
         """Admit the waiting requests, best first, while there is room (a cancelled one is skipped)."""
         while self.waiting and self.limit.has_room():
-            _, _, future = heapq.heappop(self.waiting)
+            future = self.waiting.pop()
             if not future.done():
                 future.set_result(self.limit.start())
 

@@ -18,21 +18,25 @@ from __future__ import annotations
 import heapq
 import itertools
 from contextvars import ContextVar
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 PRIORITY: ContextVar[int] = ContextVar("labpipe_request_priority", default=0)
 
 
-class RequestQueue:
-    """Indices of requests, popped highest priority first, in the order they were pushed among equals."""
+class RequestQueue(Generic[T]):
+    """Requests (their indices, or the gate's waiting futures), popped highest priority first, in the order
+    they were pushed among equals."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[int, int, int]] = []
+        self._heap: list[tuple[int, int, T]] = []
         self._seq = itertools.count()
 
-    def push(self, index: int, priority: int = 0) -> None:
-        heapq.heappush(self._heap, (-priority, next(self._seq), index))
+    def push(self, item: T, priority: int = 0) -> None:
+        heapq.heappush(self._heap, (-priority, next(self._seq), item))
 
-    def pop(self) -> int:
+    def pop(self) -> T:
         return heapq.heappop(self._heap)[2]
 
     def __len__(self) -> int:
